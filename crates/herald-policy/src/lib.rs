@@ -1,0 +1,47 @@
+//! When to try again, for herald: the retry schedule (exponential backoff with
+//! jitter, a cap, a floor and a maximum age) and the per-relay circuit breaker.
+//! Everything here is a pure decision over time and randomness passed in, so
+//! the delivery workers only carry decisions out and the tests are exact tables.
+//!
+//! - [`RetryPolicy`] answers "retry this message at T, or give up?".
+//! - [`CircuitBreaker`] answers "may we talk to this relay right now?".
+//!
+//! Both are plain structs with public fields plus a `validate()` that the
+//! service's config layer calls once; an unvalidated value never panics, it
+//! just behaves conservatively (documented on each type).
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod breaker;
+mod retry;
+
+pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
+pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
+
+/// A policy value that makes no sense, naming the offending field.
+///
+/// The field is the Rust field name (`"multiplier"`, `"failure_threshold"`);
+/// the config layer prefixes its own section name when it reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct InvalidPolicy {
+    field: &'static str,
+    reason: &'static str,
+}
+
+impl InvalidPolicy {
+    pub(crate) const fn new(field: &'static str, reason: &'static str) -> Self {
+        Self { field, reason }
+    }
+
+    /// The name of the field that failed validation.
+    pub const fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why the value was rejected, in words.
+    pub const fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
