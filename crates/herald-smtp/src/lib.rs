@@ -1,0 +1,28 @@
+//! How a mail travels: herald's SMTP client. It opens sessions with TLS
+//! (STARTTLS or implicit) and AUTH, pipelines the envelope when the server
+//! allows, reports an outcome per recipient, bounds every phase with a
+//! timeout, pools connections per relay, and classifies every failure.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod auth;
+mod config;
+mod connection;
+mod error;
+mod pool;
+mod reply;
+mod stuffing;
+mod tls;
+mod transaction;
+
+pub use config::{
+    ClientConfig, Credentials, Mechanism, Secret, Timeouts, TlsMode, default_helo_name,
+};
+pub use connection::{Capabilities, Connection, Ctx, Io};
+pub use error::{Error, ErrorKind, Phase, Scope};
+pub use pool::{Pool, PoolConfig, PoolStats};
+pub use reply::{EnhancedCode, Reply};
+pub use tls::{TlsInfo, TlsSetupError, system_tls_config, tls_config_from_pem};
+pub use tokio_util::sync::CancellationToken;
+pub use transaction::{RecipientOutcome, SendOptions};
