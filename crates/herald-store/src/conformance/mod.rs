@@ -1,0 +1,345 @@
+//! The behaviour every [`Store`] backend must show, written once against
+//! the trait and run against each backend (SQLite always, PostgreSQL when
+//! it exists), so the service can rely on the contract, not on a backend.
+//!
+//! Each behaviour is a `pub async fn` taking a fresh store; [`run_all`]
+//! runs them all, each on its own store, and names the one that failed.
+//! Times are fixed instants (whole seconds, so any backend's precision
+//! keeps them), never the wall clock: the suite never sleeps.
+
+// A test suite reports by panicking; `expect` with a sentence is its
+// clearest way to say what went wrong.
+#![allow(clippy::expect_used)]
+
+mod admin;
+mod claim;
+mod enqueue;
+mod outcome;
+mod query;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use crate::{
+    AttemptRecord, Idempotency, NewMessage, NextStep, RecipientResult, RecipientStatus, Store,
+};
+
+pub use admin::{
+    cancel_final_message_is_illegal, cancel_stops_a_queued_or_scheduled_message,
+    cancel_while_sending_makes_the_worker_lose_its_lease,
+    retry_of_unfinished_or_delivered_is_illegal, retry_requeues_only_failed_recipients,
+    unknown_ids_are_not_found,
+};
+pub use claim::{
+    claim_is_exclusive_under_concurrency, claim_takes_oldest_due_first_within_limit,
+    expired_lease_goes_to_another_owner, extend_lease_keeps_the_claim,
+    reclaim_expired_makes_leases_due_again, release_makes_the_message_due_again,
+};
+pub use enqueue::{
+    batch_commits_valid_items_and_reports_each_conflict, enqueue_then_get_round_trips,
+    idempotency_key_expires_after_the_window, idempotency_key_with_another_body_conflicts,
+    idempotent_repeat_returns_the_first_message, scheduled_message_waits_for_send_at,
+};
+pub use outcome::{
+    all_accepted_is_delivered, events_tell_the_story_in_order, give_up_fails_open_recipients,
+    mixed_results_are_partial_with_per_recipient_detail, permanent_failure_fails_the_message,
+    transient_failure_defers_and_retries_only_open_recipients,
+    wrong_owner_cannot_record_and_changes_nothing,
+};
+pub use query::{
+    list_filters_by_status_tag_recipient_and_time, list_pages_cover_everything_exactly_once,
+    ping_answers, stats_and_depth_count_by_status,
+};
+
+/// Runs every conformance test, each on a fresh store from `make`, one
+/// after another. Panics naming the first test that fails. Needs a Tokio
+/// runtime (multi-threaded, so concurrency tests run in parallel).
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    macro_rules! suite {
+        ($($test:ident),* $(,)?) => {
+            $( run(stringify!($test), $test(make().await)).await; )*
+        };
+    }
+    suite!(
+        enqueue_then_get_round_trips,
+        idempotent_repeat_returns_the_first_message,
+        idempotency_key_with_another_body_conflicts,
+        idempotency_key_expires_after_the_window,
+        batch_commits_valid_items_and_reports_each_conflict,
+        scheduled_message_waits_for_send_at,
+        claim_is_exclusive_under_concurrency,
+        claim_takes_oldest_due_first_within_limit,
+        expired_lease_goes_to_another_owner,
+        extend_lease_keeps_the_claim,
+        release_makes_the_message_due_again,
+        reclaim_expired_makes_leases_due_again,
+        wrong_owner_cannot_record_and_changes_nothing,
+        transient_failure_defers_and_retries_only_open_recipients,
+        permanent_failure_fails_the_message,
+        mixed_results_are_partial_with_per_recipient_detail,
+        give_up_fails_open_recipients,
+        all_accepted_is_delivered,
+        events_tell_the_story_in_order,
+        cancel_stops_a_queued_or_scheduled_message,
+        cancel_final_message_is_illegal,
+        cancel_while_sending_makes_the_worker_lose_its_lease,
+        retry_requeues_only_failed_recipients,
+        retry_of_unfinished_or_delivered_is_illegal,
+        unknown_ids_are_not_found,
+        list_filters_by_status_tag_recipient_and_time,
+        list_pages_cover_everything_exactly_once,
+        stats_and_depth_count_by_status,
+        ping_answers,
+    );
+}
+
+/// Runs one test in its own task, so its panic can be reported with its
+/// name instead of tearing through the runner anonymously.
+async fn run(name: &str, test: impl Future<Output = ()> + Send + 'static) {
+    if let Err(failure) = tokio::spawn(test).await {
+        let why = if failure.is_panic() {
+            panic_text(failure.into_panic())
+        } else {
+            failure.to_string()
+        };
+        panic!("conformance test `{name}` failed: {why}");
+    }
+}
+
+fn panic_text(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(text) => (*text).to_owned(),
+            Err(_) => "(non-text panic)".to_owned(),
+        },
+    }
+}
+
+// ---- fixtures shared by the tests ----
+
+/// The suite's epoch: every instant is an offset from it.
+fn t0() -> OffsetDateTime {
+    datetime!(2030-01-01 00:00 UTC)
+}
+
+/// `secs` seconds after [`t0`].
+fn at(secs: i64) -> OffsetDateTime {
+    t0() + time::Duration::seconds(secs)
+}
+
+/// The lease every test claims with.
+const LEASE: Duration = Duration::from_secs(60);
+
+const BOB: &str = "bob@example.com";
+const CAROL: &str = "carol@example.org";
+const DAVE: &str = "dave@example.net";
+
+/// A ULID (Crockford base32 of 48 bits of milliseconds and 80 bits of
+/// "randomness", here the sequence number): sorts by creation time, and
+/// parses for a backend that checks.
+fn ulid(created: OffsetDateTime, seq: u32) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let millis = u128::try_from(created.unix_timestamp_nanos() / 1_000_000)
+        .expect("suite times are after 1970");
+    let mut value = (millis << 80) | u128::from(seq);
+    let mut text = [b'0'; 26];
+    for slot in text.iter_mut().rev() {
+        *slot = ALPHABET[(value & 31) as usize];
+        value >>= 5;
+    }
+    String::from_utf8(text.to_vec()).expect("the alphabet is ASCII")
+}
+
+/// The rendered bytes of message `seq`: CRLFs, UTF-8, and bytes that are
+/// not UTF-8 at all, so a backend that stores text instead of bytes shows.
+fn rendered(seq: u32) -> Vec<u8> {
+    let mut bytes = format!(
+        "From: sender@example.com\r\nTo: bob@example.com\r\nSubject: conformance {seq}\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         订单确认 — {seq}\r\n"
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&[0x00, 0xff, 0xfe, b'\r', b'\n']);
+    bytes
+}
+
+/// A message `seq` created at `created` for `recipients`.
+fn message(seq: u32, created: OffsetDateTime, recipients: &[&str]) -> NewMessage {
+    let id = ulid(created, seq);
+    NewMessage {
+        message_id: format!("<{id}@conformance.test>"),
+        id,
+        created_at: created,
+        send_at: None,
+        sender: Some("sender@example.com".to_owned()),
+        recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
+        rendered: rendered(seq),
+        smtputf8: false,
+        tags: Vec::new(),
+        metadata: BTreeMap::new(),
+        trace_id: None,
+        idempotency: None,
+    }
+}
+
+/// `message` carrying an idempotency key.
+fn keyed(seq: u32, created: OffsetDateTime, key: &str, hash: &str) -> NewMessage {
+    NewMessage {
+        idempotency: Some(Idempotency {
+            key: key.to_owned(),
+            request_hash: hash.to_owned(),
+        }),
+        ..message(seq, created, &[BOB])
+    }
+}
+
+fn result(
+    address: &str,
+    status: RecipientStatus,
+    code: u16,
+    enhanced: &str,
+    text: &str,
+) -> RecipientResult {
+    RecipientResult {
+        address: address.to_owned(),
+        status,
+        smtp_code: Some(code),
+        enhanced_code: Some(enhanced.to_owned()),
+        response: Some(text.to_owned()),
+    }
+}
+
+fn delivered(address: &str) -> RecipientResult {
+    result(
+        address,
+        RecipientStatus::Delivered,
+        250,
+        "2.0.0",
+        "OK queued as ABC",
+    )
+}
+
+fn deferred(address: &str) -> RecipientResult {
+    result(
+        address,
+        RecipientStatus::Deferred,
+        451,
+        "4.7.1",
+        "try again later",
+    )
+}
+
+fn failed(address: &str) -> RecipientResult {
+    result(
+        address,
+        RecipientStatus::Failed,
+        550,
+        "5.1.1",
+        "user unknown",
+    )
+}
+
+/// An attempt started at `started` through relay `primary`, 84 ms long;
+/// its outcome summarises the results the way the service would.
+fn attempt(
+    started: OffsetDateTime,
+    recipients: Vec<RecipientResult>,
+    next: NextStep,
+) -> AttemptRecord {
+    let count = |s: RecipientStatus| recipients.iter().filter(|r| r.status == s).count();
+    let (ok, bad) = (
+        count(RecipientStatus::Delivered),
+        count(RecipientStatus::Failed),
+    );
+    let outcome = if ok == recipients.len() {
+        "delivered"
+    } else if ok > 0 {
+        "partial"
+    } else if bad == recipients.len() {
+        "permanent"
+    } else {
+        "transient"
+    };
+    let first = recipients
+        .iter()
+        .find(|r| r.status != RecipientStatus::Delivered);
+    let shown = first.or(recipients.first());
+    AttemptRecord {
+        started_at: started,
+        duration: Duration::from_millis(84),
+        relay: "primary".to_owned(),
+        outcome: outcome.to_owned(),
+        smtp_code: shown.and_then(|r| r.smtp_code),
+        enhanced_code: shown.and_then(|r| r.enhanced_code.clone()),
+        detail: shown
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.smtp_code.unwrap_or(0),
+                    r.enhanced_code.as_deref().unwrap_or(""),
+                    r.response.as_deref().unwrap_or("")
+                )
+            })
+            .unwrap_or_default(),
+        recipients,
+        next,
+    }
+}
+
+/// Claims exactly one message for `owner` at `now`.
+async fn claim_one<S: Store>(store: &S, owner: &str, now: OffsetDateTime) -> crate::Claimed {
+    let mut claimed = store
+        .claim(owner, 10, LEASE, now)
+        .await
+        .expect("claim should succeed");
+    assert_eq!(
+        claimed.len(),
+        1,
+        "expected exactly one due message at {now}"
+    );
+    claimed.remove(0)
+}
+
+/// The message, which must exist.
+async fn get<S: Store>(store: &S, id: &str) -> crate::MessageRecord {
+    store
+        .get(id)
+        .await
+        .expect("get should succeed")
+        .unwrap_or_else(|| panic!("message {id} should exist"))
+}
+
+/// The kinds of the message's events, oldest first.
+async fn event_kinds<S: Store>(store: &S, id: &str) -> Vec<String> {
+    get(store, id)
+        .await
+        .events
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulids_sort_by_creation_then_sequence() {
+        let a = ulid(at(0), 2);
+        let b = ulid(at(1), 1);
+        let c = ulid(at(1), 2);
+        assert_eq!(a.len(), 26);
+        assert!(a < b && b < c, "{a} {b} {c}");
+    }
+}

@@ -1,0 +1,141 @@
+//! Where a mail waits. The [`Store`] trait is the whole contract between
+//! the service and its database: enqueue durably, claim with a lease,
+//! record an attempt and its consequences in one transaction, answer
+//! questions. Backends live in their own modules; one conformance suite
+//! ([`conformance`]) is run against each of them.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod conformance;
+mod model;
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+pub use model::{
+    AttemptRecord, Claimed, Enqueued, Event, Idempotency, ListFilter, MessageRecord, MessageStatus,
+    NewMessage, NextStep, Page, QueueStats, RecipientRecord, RecipientResult, RecipientStatus,
+};
+pub use sqlite::SqliteStore;
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No message with that id.
+    #[error("no such message")]
+    NotFound,
+    /// The idempotency key was used with a different request body.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyConflict,
+    /// The change is not allowed from the message's current status (e.g.
+    /// cancelling a delivered message).
+    #[error("not allowed while the message is {0}")]
+    IllegalState(MessageStatus),
+    /// The caller's lease on the message expired and another worker may
+    /// have it; the attempt was not recorded.
+    #[error("lease lost")]
+    LeaseLost,
+    /// The database failed or is unreachable; nothing was changed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The queue's durable home. Every method either completes its change
+/// atomically or changes nothing.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores one message. Returns only after the commit is durable (an
+    /// fsync on SQLite). With an idempotency key seen in the last
+    /// [`IDEMPOTENCY_WINDOW`]: the same request hash returns the first
+    /// message (`created: false`) and stores nothing; another hash is
+    /// [`StoreError::IdempotencyConflict`].
+    async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError>;
+
+    /// Stores several messages in one commit; each gets its own result
+    /// (an idempotency conflict fails only that item). An `Err` means
+    /// nothing was stored.
+    async fn enqueue_batch(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError>;
+
+    /// Claims up to `limit` messages that are due at `now` (queued,
+    /// deferred or scheduled with their time reached, or `sending` with an
+    /// expired lease), oldest due first, marking them `sending` under a
+    /// lease held by `owner` until `now + lease`. Atomic: two callers never
+    /// get the same message while its lease holds.
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Extends `owner`'s lease on `id` to `until`.
+    async fn extend_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        until: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Records an attempt by `owner` and its consequences in one
+    /// transaction: each recipient's new state, an `attempt` event, the
+    /// attempt count, the next state (`deferred` at the retry time while
+    /// recipients remain deferred and the step is `RetryAt`; otherwise
+    /// final: `delivered`, `partial` or `failed` by the recipients'
+    /// states, with a matching event), and the lease released. Fails with
+    /// [`StoreError::LeaseLost`] (recording nothing) if `owner` no longer
+    /// holds the lease. Returns the message's new status.
+    async fn record_attempt(
+        &self,
+        id: &str,
+        owner: &str,
+        attempt: AttemptRecord,
+    ) -> Result<MessageStatus, StoreError>;
+
+    /// Gives a claimed message back untried (shutdown): it becomes due
+    /// again at once, its attempt count unchanged.
+    async fn release(&self, id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Stops a message that is not final: open recipients become failed
+    /// ("cancelled"), status `cancelled`. A message being sent is
+    /// cancelled too; the worker's later `record_attempt` then fails with
+    /// `LeaseLost`. Final messages: [`StoreError::IllegalState`].
+    async fn cancel(&self, id: &str, now: OffsetDateTime) -> Result<MessageRecord, StoreError>;
+
+    /// Puts a `failed` or `partial` message's failed recipients back in the
+    /// queue, due now (status `queued`, attempt count kept). Other states:
+    /// [`StoreError::IllegalState`].
+    async fn retry(&self, id: &str, now: OffsetDateTime) -> Result<MessageRecord, StoreError>;
+
+    /// The message with recipients and events, if it exists.
+    async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError>;
+
+    /// A page of messages, newest first, without events.
+    async fn list(&self, filter: &ListFilter) -> Result<Page, StoreError>;
+
+    /// Queue figures at `now`.
+    async fn stats(&self, now: OffsetDateTime) -> Result<QueueStats, StoreError>;
+
+    /// Messages not yet final (cheap; consulted on every enqueue for
+    /// backpressure).
+    async fn depth(&self) -> Result<u64, StoreError>;
+
+    /// Turns every expired lease back into a due message (with a
+    /// `lease_expired` event) and returns how many. `claim` takes expired
+    /// leases anyway; this makes them visible as due at start-up.
+    async fn reclaim_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Whether the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,285 @@
+//! The consequences of an attempt, and the user's cancel and retry: each
+//! one decides the message's next status from its recipients' states and
+//! writes the change, its event and the lease's end together.
+
+use sqlx::SqliteConnection;
+use time::OffsetDateTime;
+
+use super::codec::{NewEvent, db, message_status, ms, ms_after, recipient_status, unsigned};
+use super::lease::lease_failure;
+use super::query::get_existing;
+use crate::{AttemptRecord, MessageRecord, MessageStatus, NextStep, RecipientStatus, StoreError};
+
+/// Recipients per state, after an attempt.
+#[derive(Debug, Default)]
+struct Tally {
+    open: u64,
+    delivered: u64,
+    failed: u64,
+}
+
+async fn tally(conn: &mut SqliteConnection, id: &str) -> Result<Tally, StoreError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, COUNT(*) FROM recipients WHERE message_id = ? GROUP BY status",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("count recipients"))?;
+    let mut tally = Tally::default();
+    for (status, n) in rows {
+        let n: u64 = unsigned(n, "recipient count")?;
+        match recipient_status(&status)? {
+            RecipientStatus::Pending | RecipientStatus::Deferred => tally.open += n,
+            RecipientStatus::Delivered => tally.delivered += n,
+            RecipientStatus::Failed => tally.failed += n,
+            // Suppressed recipients were never meant to be sent: they
+            // neither make a message partial nor count as delivered.
+            RecipientStatus::Suppressed => {}
+        }
+    }
+    Ok(tally)
+}
+
+/// The final status once no recipient is open.
+fn final_status(tally: &Tally) -> MessageStatus {
+    match (tally.delivered, tally.failed) {
+        (0, _) => MessageStatus::Failed,
+        (_, 0) => MessageStatus::Delivered,
+        _ => MessageStatus::Partial,
+    }
+}
+
+/// Records `owner`'s attempt on `id` (see [`crate::Store::record_attempt`]).
+pub(super) async fn record_attempt(
+    conn: &mut SqliteConnection,
+    id: &str,
+    owner: &str,
+    attempt: AttemptRecord,
+) -> Result<MessageStatus, StoreError> {
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT attempts FROM messages WHERE id = ? AND status = 'sending' AND lease_owner = ?",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("check lease"))?;
+    // A lease that ran out but was not taken by anyone is still honoured:
+    // the attempt happened, and forgetting it would send the mail again.
+    let Some(attempts) = held else {
+        return Err(lease_failure(conn, id).await);
+    };
+    let attempts = attempts.saturating_add(1);
+
+    for result in &attempt.recipients {
+        let done = sqlx::query(
+            "UPDATE recipients SET status = ?, smtp_code = ?, enhanced_code = ?, response = ? \
+             WHERE message_id = ? AND address = ?",
+        )
+        .bind(result.status.as_str())
+        .bind(result.smtp_code.map(i64::from))
+        .bind(&result.enhanced_code)
+        .bind(&result.response)
+        .bind(id)
+        .bind(&result.address)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("update recipient"))?;
+        if done.rows_affected() == 0 {
+            // A caller bug, but the attempt itself must still be recorded.
+            tracing::warn!(
+                message = id,
+                "attempt result for an address not on the message"
+            );
+        }
+    }
+
+    let started = ms(attempt.started_at);
+    let ended = ms_after(attempt.started_at, attempt.duration);
+    NewEvent {
+        kind: "attempt",
+        at: started,
+        relay: Some(&attempt.relay),
+        attempt: Some(attempts),
+        outcome: Some(&attempt.outcome),
+        smtp_code: attempt.smtp_code.map(i64::from),
+        enhanced_code: attempt.enhanced_code.as_deref(),
+        detail: Some(attempt.detail.clone()),
+        duration_ms: Some(i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX)),
+    }
+    .insert(conn, id)
+    .await?;
+
+    let mut tally = tally(conn, id).await?;
+    if let (true, NextStep::RetryAt(at)) = (tally.open > 0, attempt.next) {
+        sqlx::query(
+            "UPDATE messages SET status = 'deferred', attempts = ?, next_attempt_at = ?, \
+             updated_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
+        )
+        .bind(attempts)
+        .bind(ms(at))
+        .bind(ended)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("defer message"))?;
+        NewEvent {
+            kind: "deferred",
+            at: ended,
+            detail: Some(format!(
+                "{} recipient(s) deferred; next attempt at {}",
+                tally.open,
+                rfc3339(at)
+            )),
+            ..NewEvent::default()
+        }
+        .insert(conn, id)
+        .await?;
+        return Ok(MessageStatus::Deferred);
+    }
+
+    // Giving up, or nothing left to try: whoever is still open has failed.
+    if tally.open > 0 {
+        sqlx::query(
+            "UPDATE recipients SET status = 'failed', \
+             response = COALESCE(response, 'retries exhausted') \
+             WHERE message_id = ? AND status IN ('pending', 'deferred')",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("fail open recipients"))?;
+        tally.failed += tally.open;
+        tally.open = 0;
+    }
+    let status = final_status(&tally);
+    sqlx::query(
+        "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = NULL, updated_at = ?, \
+         lease_owner = NULL, lease_until = NULL WHERE id = ?",
+    )
+    .bind(status.as_str())
+    .bind(attempts)
+    .bind(ended)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("finish message"))?;
+    NewEvent {
+        kind: status.as_str(),
+        at: ended,
+        detail: Some(format!(
+            "{} of {} recipient(s) delivered",
+            tally.delivered,
+            tally.delivered + tally.failed
+        )),
+        ..NewEvent::default()
+    }
+    .insert(conn, id)
+    .await?;
+    Ok(status)
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// The message's status, or `NotFound`.
+async fn status_of(conn: &mut SqliteConnection, id: &str) -> Result<MessageStatus, StoreError> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM messages WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("read status"))?;
+    message_status(&status.ok_or(StoreError::NotFound)?)
+}
+
+/// Stops a message that is not final (see [`crate::Store::cancel`]).
+pub(super) async fn cancel(
+    conn: &mut SqliteConnection,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<MessageRecord, StoreError> {
+    let status = status_of(conn, id).await?;
+    if status.is_final() {
+        return Err(StoreError::IllegalState(status));
+    }
+    let now_ms = ms(now);
+    // The last reply codes belonged to a deferral that no longer matters;
+    // the event history keeps them.
+    sqlx::query(
+        "UPDATE recipients SET status = 'failed', smtp_code = NULL, enhanced_code = NULL, \
+         response = 'cancelled' WHERE message_id = ? AND status IN ('pending', 'deferred')",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("cancel recipients"))?;
+    // Clearing the lease is what turns the worker's later record_attempt
+    // into LeaseLost.
+    sqlx::query(
+        "UPDATE messages SET status = 'cancelled', next_attempt_at = NULL, updated_at = ?, \
+         lease_owner = NULL, lease_until = NULL WHERE id = ?",
+    )
+    .bind(now_ms)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("cancel message"))?;
+    NewEvent {
+        kind: "cancelled",
+        at: now_ms,
+        detail: Some(format!("cancelled while {status}")),
+        ..NewEvent::default()
+    }
+    .insert(conn, id)
+    .await?;
+    get_existing(conn, id).await
+}
+
+/// Requeues a failed or partial message's failed recipients (see
+/// [`crate::Store::retry`]).
+pub(super) async fn retry(
+    conn: &mut SqliteConnection,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<MessageRecord, StoreError> {
+    let status = status_of(conn, id).await?;
+    if !matches!(status, MessageStatus::Failed | MessageStatus::Partial) {
+        return Err(StoreError::IllegalState(status));
+    }
+    let now_ms = ms(now);
+    // The last reply stays on the recipient until the next attempt
+    // replaces it: it says why the recipient is being retried.
+    let reopened = sqlx::query(
+        "UPDATE recipients SET status = 'pending' WHERE message_id = ? AND status = 'failed'",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("reopen recipients"))?
+    .rows_affected();
+    if reopened == 0 {
+        // Only suppressed recipients failed to arrive: nothing to send.
+        return Err(StoreError::IllegalState(status));
+    }
+    sqlx::query(
+        "UPDATE messages SET status = 'queued', next_attempt_at = ?1, updated_at = ?1 \
+         WHERE id = ?2",
+    )
+    .bind(now_ms)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("requeue message"))?;
+    NewEvent {
+        kind: "retried",
+        at: now_ms,
+        detail: Some(format!("{reopened} recipient(s) requeued")),
+        ..NewEvent::default()
+    }
+    .insert(conn, id)
+    .await?;
+    get_existing(conn, id).await
+}

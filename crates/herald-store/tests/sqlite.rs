@@ -1,0 +1,223 @@
+//! The SQLite backend: the conformance suite on a file and in memory, and
+//! what only SQLite has to prove: durability settings, surviving a
+//! reopen, group commit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use herald_store::{MessageStatus, NewMessage, SqliteStore, Store, conformance};
+use sqlx::{Connection, SqliteConnection};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// A directory removed when dropped (the test's own, under the system's
+/// temporary directory).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "herald-store-{name}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn now() -> OffsetDateTime {
+    datetime!(2030-06-01 12:00 UTC)
+}
+
+fn message(seq: u32) -> NewMessage {
+    NewMessage {
+        id: format!("01J{seq:023}"),
+        message_id: format!("<{seq}@sqlite.test>"),
+        created_at: now(),
+        send_at: None,
+        sender: Some("sender@example.com".to_owned()),
+        recipients: vec!["bob@example.com".to_owned()],
+        rendered: vec![b'x'; 2048],
+        smtputf8: false,
+        tags: vec!["t".to_owned()],
+        metadata: Default::default(),
+        trace_id: None,
+        idempotency: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_a_file() {
+    let dir = TempDir::new("conformance");
+    let seq = AtomicUsize::new(0);
+    conformance::run_all(|| {
+        // A fresh file per test, in a directory that does not exist yet.
+        let path = dir
+            .path()
+            .join(format!("{}", seq.fetch_add(1, Ordering::Relaxed)))
+            .join("herald.db");
+        async move {
+            SqliteStore::open(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_in_memory() {
+    conformance::run_all(|| async { SqliteStore::open("sqlite::memory:").await.unwrap() }).await;
+}
+
+#[tokio::test]
+async fn data_survives_reopening_the_file() {
+    let dir = TempDir::new("reopen");
+    let path = dir.path().join("herald.db");
+    let path = path.to_str().unwrap();
+    let store = SqliteStore::open(path).await.unwrap();
+    store.enqueue(message(1)).await.unwrap();
+    store.enqueue(message(2)).await.unwrap();
+    // Dropped without close: what was answered must already be on disk.
+    drop(store);
+
+    let store = SqliteStore::open(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    let record = store.get(&message(1).id).await.unwrap().unwrap();
+    assert_eq!(record.status, MessageStatus::Queued);
+    let claimed = store
+        .claim("w", 10, Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].rendered, message(1).rendered);
+    store.close().await;
+
+    // And the claim itself survived too.
+    let store = SqliteStore::open(path).await.unwrap();
+    let record = store.get(&message(2).id).await.unwrap().unwrap();
+    assert_eq!(record.status, MessageStatus::Sending);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn opening_a_relative_url_and_a_plain_path() {
+    let dir = TempDir::new("urls");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    // `sqlite://relative.db` is relative to the working directory; use an
+    // absolute plain path with a new sub-directory for the other form.
+    let plain = dir.path().join("nested/deeper/herald.db");
+    let store = SqliteStore::open(plain.to_str().unwrap()).await.unwrap();
+    store.ping().await.unwrap();
+    store.close().await;
+    assert!(plain.exists());
+
+    let url = format!("sqlite:{}", dir.path().join("other.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.ping().await.unwrap();
+    store.close().await;
+    assert!(dir.path().join("other.db").exists());
+}
+
+#[tokio::test]
+async fn wal_and_full_sync_are_in_force() {
+    let dir = TempDir::new("pragmas");
+    let path = dir.path().join("herald.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.enqueue(message(1)).await.unwrap();
+
+    // WAL is a property of the file: any connection sees it.
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    conn.close().await.unwrap();
+    assert!(path.with_extension("db-wal").exists(), "a WAL file exists");
+
+    // synchronous is per connection: ask the writer's own.
+    assert_eq!(store.writer_pragma("synchronous").await.unwrap(), 2, "FULL");
+    assert_eq!(store.writer_pragma("foreign_keys").await.unwrap(), 1);
+    assert!(store.writer_pragma("busy_timeout").await.unwrap() >= 1000);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_share_commits() {
+    let dir = TempDir::new("group");
+    let store = Arc::new(
+        SqliteStore::open(dir.path().join("herald.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    let before = store.commits();
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.enqueue(message(n)).await })
+        })
+        .collect();
+    for task in tasks {
+        let answer = task.await.unwrap().unwrap();
+        assert!(answer.created);
+    }
+    let commits = store.commits() - before;
+    assert!(commits < 200, "200 enqueues took {commits} commits");
+    assert_eq!(store.depth().await.unwrap(), 200);
+    for n in 0..200 {
+        assert!(
+            store.get(&message(n).id).await.unwrap().is_some(),
+            "message {n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_item_does_not_sink_its_group() {
+    let dir = TempDir::new("savepoint");
+    let store = Arc::new(
+        SqliteStore::open(dir.path().join("herald.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    store.enqueue(message(1)).await.unwrap();
+    // The same id again violates the primary key: that request fails
+    // alone; the others commit, whether or not they shared its
+    // transaction (each request has its own savepoint).
+    let tasks: Vec<_> = [1, 2, 3]
+        .into_iter()
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.enqueue(message(n)).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert!(answers[0].is_err(), "duplicate id: {:?}", answers[0]);
+    assert!(answers[1].is_ok() && answers[2].is_ok(), "{answers:?}");
+    assert_eq!(store.depth().await.unwrap(), 3);
+    let record = store.get(&message(1).id).await.unwrap().unwrap();
+    assert_eq!(record.events.len(), 1, "the failed duplicate left nothing");
+}
