@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 /// Bad input: the command did nothing.
 pub(crate) const BAD_INPUT: u8 = 2;
+/// At least one recipient was refused for good.
+pub(crate) const PERMANENT_FAILURE: u8 = 3;
+/// Transient failures outlasted the retry policy or the deadline.
+pub(crate) const RETRIES_EXHAUSTED: u8 = 4;
 
 /// Why a command stopped.
 #[derive(Debug)]

@@ -4,7 +4,12 @@
 
 mod compose;
 mod exit;
+mod logging;
+mod queue;
+mod relay;
+mod relay_check;
 mod send;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -14,20 +19,39 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about, propagate_version = true)]
 struct Cli {
+    /// Log lines as text or JSON (on stderr).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compose a message and send it (or, with --dry-run, print it).
-    Send(send::SendArgs),
+    /// Compose a message and deliver it through a relay (or, with
+    /// --dry-run, print it). Exit status: 0 delivered, 2 bad input,
+    /// 3 a recipient refused for good, 4 retries exhausted or deadline.
+    Send(Box<send::SendArgs>),
+    /// Connect to a relay as `send` would and report banner, capabilities,
+    /// TLS and AUTH.
+    RelayCheck(Box<relay_check::RelayCheckArgs>),
+    /// Run the herald service: HTTP API, durable queue, delivery workers.
+    Serve(serve::ServeArgs),
+    /// Validate a configuration file and name the first bad field.
+    CheckConfig(serve::CheckConfigArgs),
+    /// Look at and act on a running herald's queue (list, show, retry, cancel).
+    Queue(queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     let result = match cli.command {
-        Command::Send(args) => send::run(args),
+        Command::Send(args) => send::run(*args),
+        Command::RelayCheck(args) => relay_check::run(*args),
+        Command::Serve(args) => serve::serve(args),
+        Command::CheckConfig(args) => serve::check_config(args),
+        Command::Queue(args) => queue::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,110 @@
+//! `herald serve` and `herald check-config`: run the service from a
+//! configuration file (or the embedded defaults), or only validate one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use herald_server::config::Config;
+
+use crate::exit::Failure;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The configuration file (TOML; see docs/configuration.md). Without
+    /// one, every default applies: SQLite in ./herald.db, the file outbox,
+    /// and API keys from HERALD_API_KEYS.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckConfigArgs {
+    /// The configuration file to validate.
+    file: PathBuf,
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, Failure> {
+    match path {
+        Some(path) => Config::load(path).map_err(Failure::input),
+        None => Config::from_toml_str("", &|name| std::env::var(name).ok()).map_err(Failure::input),
+    }
+}
+
+pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
+    let config = load(args.config.as_deref())?;
+    if config.auth.api_keys.is_empty() {
+        return Err(Failure::input(
+            "auth.api_keys: no API key configured (set auth.api_keys in the config file or HERALD_API_KEYS)",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = herald_server::open_store(&config.store.url)
+            .await
+            .map_err(|e| Failure::Fault(e.into()))?;
+        let listener = tokio::net::TcpListener::bind(config.server.http_listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.http_listen))?;
+        herald_server::serve(config, store, listener, shutdown_signal())
+            .await
+            .map_err(|e| Failure::Fault(e.into()))
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+pub(crate) fn check_config(args: CheckConfigArgs) -> Result<ExitCode, Failure> {
+    let config = load(Some(&args.file))?;
+    let relays: Vec<_> = config
+        .relays
+        .iter()
+        .map(|r| {
+            format!(
+                "{} ({}:{}, tls {})",
+                r.name,
+                r.client.host,
+                r.client.port,
+                r.client.tls.as_str()
+            )
+        })
+        .collect();
+    println!("{}: ok", args.file.display());
+    println!("listen      {}", config.server.http_listen);
+    println!("store       {}", config.store.url);
+    println!("api keys    {}", config.auth.api_keys.len());
+    if relays.is_empty() {
+        println!(
+            "relays      none: delivery goes to the file outbox {}",
+            config.outbox.dir.display()
+        );
+    } else {
+        println!("relays      {}", relays.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}

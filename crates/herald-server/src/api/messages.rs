@@ -1,0 +1,318 @@
+//! The `/v1/messages` handlers. A message is validated and rendered here,
+//! committed by the store, and only then acknowledged; any error answer
+//! means nothing was stored.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use herald_message::{MessageRequest, RenderOptions, message_id_for, new_id};
+use herald_store::{Idempotency, ListFilter, MessageStatus, NewMessage};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::views::{BatchItem, BatchView, Created, ListView, MessageView};
+use super::{AppState, Problem};
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+const MAX_LIST_LIMIT: usize = 500;
+const DEFAULT_LIST_LIMIT: usize = 50;
+
+/// `POST /v1/messages`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Created>), Problem> {
+    let body = body_bytes(body)?;
+    let key = idempotency_key(&headers)?;
+    let request: MessageRequest = json_object(&body)?;
+    // "The same body" means the same request, however it is spelled: key
+    // order, white space and escapes do not make a retry a new request.
+    let idempotency = match key {
+        Some(key) => Some(Idempotency {
+            key,
+            request_hash: hex_sha256(
+                &serde_json::to_vec(&request).map_err(|_| Problem::internal())?,
+            ),
+        }),
+        None => None,
+    };
+    let new = prepare(&state, &request, idempotency, OffsetDateTime::now_utc())?;
+    admit(&state, 1).await?;
+    let enqueued = state.store.enqueue(new).await?;
+    if enqueued.created {
+        state.wake.notify_one();
+        tracing::info!(message = %enqueued.id, "message queued");
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Created {
+            id: enqueued.id,
+            status: enqueued.status.to_string(),
+            message_id: enqueued.message_id,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    messages: Vec<serde_json::Value>,
+}
+
+/// `POST /v1/messages/batch`: every valid item is queued in one commit;
+/// invalid ones get their problem in place.
+pub(crate) async fn create_batch(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchView>, Problem> {
+    let body = body_bytes(body)?;
+    let batch: BatchRequest = json_object(&body)?;
+    if batch.messages.len() > state.limits.max_batch {
+        return Err(Problem::too_large(format!(
+            "{} messages in one batch; at most {}",
+            batch.messages.len(),
+            state.limits.max_batch
+        )));
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(batch.messages.len());
+    let mut valid = Vec::new();
+    let mut positions = Vec::new();
+    for (i, raw) in batch.messages.into_iter().enumerate() {
+        let prepared = raw
+            .is_object()
+            .then_some(raw)
+            .ok_or_else(|| Problem::malformed(format!("messages[{i}]: not a JSON object")))
+            .and_then(|raw| {
+                serde_json::from_value::<MessageRequest>(raw)
+                    .map_err(|e| Problem::malformed(format!("messages[{i}]: {e}")))
+            })
+            .and_then(|request| prepare(&state, &request, None, now));
+        match prepared {
+            Ok(new) => {
+                valid.push(new);
+                positions.push(i);
+                results.push(None);
+            }
+            Err(problem) => results.push(Some(BatchItem::Error { error: problem })),
+        }
+    }
+    if !valid.is_empty() {
+        admit(&state, valid.len() as u64).await?;
+        let stored = state.store.enqueue_batch(valid).await?;
+        for (position, outcome) in positions.into_iter().zip(stored) {
+            results[position] = Some(match outcome {
+                Ok(enqueued) => BatchItem::Created(Created {
+                    id: enqueued.id,
+                    status: enqueued.status.to_string(),
+                    message_id: enqueued.message_id,
+                }),
+                Err(error) => BatchItem::Error {
+                    error: Problem::from(error),
+                },
+            });
+        }
+        state.wake.notify_one();
+    }
+    Ok(Json(BatchView {
+        results: results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| BatchItem::Error {
+                    error: Problem::internal(),
+                })
+            })
+            .collect(),
+    }))
+}
+
+/// `GET /v1/messages/{id}`.
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, Problem> {
+    let record = state.store.get(&id).await?.ok_or_else(Problem::not_found)?;
+    Ok(Json(MessageView::full(record)))
+}
+
+/// `GET /v1/messages`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<ListView>, Problem> {
+    let filter = list_filter(&query)?;
+    let page = state.store.list(&filter).await?;
+    Ok(Json(ListView {
+        messages: page
+            .messages
+            .into_iter()
+            .map(MessageView::summary)
+            .collect(),
+        next_cursor: page.next_after_id,
+    }))
+}
+
+/// `POST /v1/messages/{id}/retry`.
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, Problem> {
+    let record = state.store.retry(&id, OffsetDateTime::now_utc()).await?;
+    state.wake.notify_one();
+    tracing::info!(message = %id, "retry requested");
+    Ok(Json(MessageView::full(record)))
+}
+
+/// `POST /v1/messages/{id}/cancel`.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, Problem> {
+    let record = state.store.cancel(&id, OffsetDateTime::now_utc()).await?;
+    tracing::info!(message = %id, "message cancelled");
+    Ok(Json(MessageView::full(record)))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::too_large("request body larger than the configured limit")
+        } else {
+            Problem::malformed(rejection.body_text())
+        }
+    })
+}
+
+/// Parses a request body that must be a JSON object. serde would also
+/// build a struct from a positional array (`[]` as an empty message),
+/// which is not the schema.
+fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::malformed("the body must be a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(|e| Problem::malformed(e.to_string()))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= MAX_IDEMPOTENCY_KEY
+                && k.chars().all(|c| c.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            Problem::malformed("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Validates and renders one request into what the store keeps.
+fn prepare(
+    state: &AppState,
+    request: &MessageRequest,
+    idempotency: Option<Idempotency>,
+    now: OffsetDateTime,
+) -> Result<NewMessage, Problem> {
+    let message = request
+        .validate(&state.limits.message)
+        .map_err(|errors| Problem::validation(errors.errors().to_vec()))?;
+    let id = new_id();
+    let rendered = message.render(&RenderOptions {
+        message_id: message_id_for(&id, message.from()),
+        date: now,
+        extra_headers: Vec::new(),
+    });
+    if rendered.bytes.len() > state.limits.max_message_bytes {
+        return Err(Problem::too_large(format!(
+            "the rendered message is {} bytes; the limit is {}",
+            rendered.bytes.len(),
+            state.limits.max_message_bytes
+        )));
+    }
+    let envelope = message.envelope();
+    Ok(NewMessage {
+        id,
+        message_id: rendered.message_id,
+        created_at: now,
+        send_at: message.send_at(),
+        sender: envelope.sender().map(|s| s.address().to_owned()),
+        recipients: envelope
+            .recipients()
+            .iter()
+            .map(|r| r.address().to_owned())
+            .collect(),
+        rendered: rendered.bytes,
+        smtputf8: rendered.smtputf8,
+        tags: message.tags().to_vec(),
+        metadata: message.metadata().clone(),
+        trace_id: None,
+        idempotency,
+    })
+}
+
+/// Backpressure: refuse (429) when `more` messages would overfill the queue.
+async fn admit(state: &AppState, more: u64) -> Result<(), Problem> {
+    let depth = state.store.depth().await?;
+    let max = state.limits.max_queue_depth;
+    if depth.saturating_add(more) > max {
+        tracing::warn!(depth, max, "queue full; refusing new messages");
+        return Err(Problem::queue_full(depth, max));
+    }
+    Ok(())
+}
+
+fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, Problem> {
+    let mut filter = ListFilter {
+        limit: DEFAULT_LIST_LIMIT,
+        ..ListFilter::default()
+    };
+    for (name, value) in query {
+        match name.as_str() {
+            "status" => {
+                filter.status = Some(value.parse::<MessageStatus>().map_err(Problem::malformed)?);
+            }
+            "tag" => filter.tag = Some(value.clone()),
+            "recipient" => filter.recipient = Some(value.clone()),
+            "since" => filter.since = Some(timestamp("since", value)?),
+            "until" => filter.until = Some(timestamp("until", value)?),
+            "limit" => {
+                filter.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+                    .ok_or_else(|| Problem::malformed("limit: a number from 1 to 500"))?;
+            }
+            "cursor" => filter.after_id = Some(value.clone()),
+            other => {
+                return Err(Problem::malformed(format!(
+                    "unknown query parameter {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+fn timestamp(name: &str, raw: &str) -> Result<OffsetDateTime, Problem> {
+    OffsetDateTime::parse(raw, &Rfc3339)
+        .map_err(|_| Problem::malformed(format!("{name}: not an RFC 3339 time")))
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

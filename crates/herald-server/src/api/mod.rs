@@ -1,0 +1,169 @@
+//! The HTTP API (../shared/design/api.md): routes, the state they share,
+//! API-key authentication, and the health endpoints. Handlers validate
+//! into herald-message types and commit through the store before they
+//! answer `202`.
+
+mod error;
+mod messages;
+mod views;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use herald_store::Store;
+use tokio::sync::Notify;
+
+pub use error::Problem;
+
+use crate::config::ApiKey;
+
+/// What the API needs to know about limits.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest rendered message (413 above).
+    pub max_message_bytes: usize,
+    /// Most messages in one batch.
+    pub max_batch: usize,
+    /// Most messages not yet final before new ones are refused (429).
+    pub max_queue_depth: u64,
+    /// Bounds on one message's content.
+    pub message: herald_message::Limits,
+}
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    keys: Arc<Vec<ApiKey>>,
+    pub(crate) limits: Arc<ApiLimits>,
+    /// Wakes the dispatcher when there is new work.
+    pub(crate) wake: Arc<Notify>,
+    /// Set while delivery workers run (for `/readyz`).
+    pub(crate) workers_running: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("keys", &self.keys.len())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State for a router over `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Vec<ApiKey>,
+        limits: ApiLimits,
+        wake: Arc<Notify>,
+        workers_running: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            store,
+            keys: Arc::new(keys),
+            limits: Arc::new(limits),
+            wake,
+            workers_running,
+        }
+    }
+}
+
+/// Every route the API serves, as (method, path template); the OpenAPI
+/// document must list exactly these (a test checks both ways).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/messages"),
+    ("GET", "/v1/messages"),
+    ("POST", "/v1/messages/batch"),
+    ("GET", "/v1/messages/{id}"),
+    ("POST", "/v1/messages/{id}/retry"),
+    ("POST", "/v1/messages/{id}/cancel"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
+/// The complete HTTP API.
+pub fn router(state: AppState) -> Router {
+    // The JSON of a message carries its attachments in base64 (4/3 of the
+    // bytes) plus the text parts; allow that much for one message, and a
+    // batch of them within the same bound times the batch's worth.
+    let one_message = state.limits.max_message_bytes.saturating_mul(4) / 3 + 1024 * 1024;
+    let batch = one_message.saturating_mul(4);
+    let v1 = Router::new()
+        .route(
+            "/v1/messages",
+            post(messages::create)
+                .get(messages::list)
+                .layer(DefaultBodyLimit::max(one_message)),
+        )
+        .route(
+            "/v1/messages/batch",
+            post(messages::create_batch).layer(DefaultBodyLimit::max(batch)),
+        )
+        .route("/v1/messages/{id}", get(messages::show))
+        .route("/v1/messages/{id}/retry", post(messages::retry))
+        .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { Problem::not_found_route() })
+        // After every route: it is set on the routes registered so far.
+        .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        .with_state(state)
+}
+
+/// `Authorization: Bearer <key>`, compared in constant time against every
+/// configured key. The scheme is case-insensitive (RFC 9110 §11.1).
+async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    let Some(presented) = presented else {
+        return Problem::unauthorized().into_response();
+    };
+    // Check every key, whatever matches, so timing says nothing about which.
+    let matched = state
+        .keys
+        .iter()
+        .fold(false, |found, key| key.matches(presented) | found);
+    if !matched {
+        return Problem::unauthorized().into_response();
+    }
+    next.run(request).await
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store_ok = state.store.ping().await.is_ok();
+    let workers = state.workers_running.load(Ordering::Relaxed);
+    if store_ok && workers {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let mut problem = Problem::unavailable();
+        problem.detail = match (store_ok, workers) {
+            (false, _) => "the message store does not answer".into(),
+            _ => "delivery workers are not running".into(),
+        };
+        problem.into_response()
+    }
+}

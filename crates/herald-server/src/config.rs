@@ -1,0 +1,199 @@
+//! The service's configuration: the TOML file (plus a few environment
+//! overrides) read once at start-up into a validated [`Config`], so that
+//! every mistake is reported before anything runs, naming the field, and
+//! the rest of the service works with typed values only.
+//!
+//! The file format is documented in `docs/configuration.md`; its tests
+//! parse every example there, so the two cannot drift apart.
+
+mod api_key;
+mod build;
+mod error;
+mod raw;
+mod relay;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herald_policy::{BreakerConfig, RetryPolicy};
+use herald_smtp::{ClientConfig, PoolConfig, Timeouts};
+
+pub use api_key::ApiKey;
+pub use error::ConfigError;
+
+/// The environment variable whose comma-separated keys are added to
+/// `auth.api_keys`.
+pub const ENV_API_KEYS: &str = "HERALD_API_KEYS";
+/// The environment variable that replaces `store.url`.
+pub const ENV_STORE_URL: &str = "HERALD_STORE_URL";
+/// The environment variable that replaces `server.http_listen`.
+pub const ENV_HTTP_LISTEN: &str = "HERALD_HTTP_LISTEN";
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`: the HTTP listener and shutdown.
+    pub server: ServerConfig,
+    /// `[store]`: where queued mail waits.
+    pub store: StoreConfig,
+    /// `[auth]`: the API keys.
+    pub auth: AuthConfig,
+    /// `[retry]`: the retry schedule, validated.
+    pub retry: RetryPolicy,
+    /// `[delivery]`: the dispatcher and SMTP timeouts.
+    pub delivery: DeliveryConfig,
+    /// `[limits]`: what the API accepts.
+    pub limits: LimitsConfig,
+    /// `[outbox]`: the file outbox, used when `relays` is empty.
+    pub outbox: OutboxConfig,
+    /// `[[relays]]`, in file order; empty means "write to the outbox".
+    pub relays: Vec<RelayConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address and port of the HTTP API (default `127.0.0.1:8080`).
+    pub http_listen: SocketAddr,
+    /// How long a graceful shutdown waits for in-flight deliveries before
+    /// releasing their leases (default 30 s).
+    pub drain_timeout: Duration,
+}
+
+/// `[store]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `sqlite://relative/path`, `sqlite:///absolute/path`,
+    /// `sqlite::memory:` or `postgres://…` (default `sqlite://herald.db`).
+    /// May contain a password: log [`redacted_url`](Self::redacted_url).
+    pub url: String,
+}
+
+impl StoreConfig {
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.redacted_url())
+            .finish()
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Every accepted key: the file's, then those from `api_keys_env`, then
+    /// those from `HERALD_API_KEYS`. Empty when none is configured; whether
+    /// that is acceptable is the caller's decision.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// Deliveries in flight at once on this node (default 16).
+    pub concurrency: usize,
+    /// How long a claimed message stays ours before another worker may
+    /// reclaim it (default 15 min; always longer than the DATA timeout).
+    pub lease: Duration,
+    /// How often an idle dispatcher looks for due messages (default 1 s).
+    pub poll_interval: Duration,
+    /// SMTP timeouts: `connect_timeout` → connect and TLS;
+    /// `command_timeout` → banner, commands, MAIL, RCPT, DATA;
+    /// `data_timeout` → the body and the reply to the final dot.
+    pub timeouts: Timeouts,
+    /// The name given in EHLO (default: this machine's host name).
+    pub helo_name: String,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Largest rendered message in bytes; larger is `413` (default 25 MiB).
+    pub max_message_bytes: usize,
+    /// Most messages in one batch request (default 1000).
+    pub max_batch: usize,
+    /// Most unfinished messages before new ones get `429` (default 1 000 000).
+    pub max_queue_depth: u64,
+    /// Most recipients (to + cc + bcc) of one message (default 100).
+    pub max_recipients: usize,
+}
+
+/// `[outbox]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxConfig {
+    /// Directory that receives one `.eml` file per message when no relay is
+    /// configured (default `outbox`, relative to the working directory).
+    pub dir: PathBuf,
+}
+
+/// One `[[relays]]` entry.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Unique name, `[a-z0-9_-]+`; used in logs, metrics and events.
+    pub name: String,
+    /// How to reach and talk to the relay (secrets included, masked in
+    /// `Debug`).
+    pub client: ClientConfig,
+    /// Connection pool sizes.
+    pub pool: PoolConfig,
+    /// When to stop talking to the relay for a while.
+    pub breaker: BreakerConfig,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`; the environment is the
+    /// process's (see [`from_toml_str`](Self::from_toml_str)).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::from_toml_str(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates a configuration, with `env` standing for the
+    /// environment: it is asked for `HERALD_API_KEYS`, `HERALD_STORE_URL`,
+    /// `HERALD_HTTP_LISTEN`, and for the variables the file names
+    /// (`auth.api_keys_env`, `relays[].password_env`,
+    /// `relays[].oauth2_token_env`).
+    pub fn from_toml_str(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| error::from_toml(text, &e))?;
+        build::build(raw, env)
+    }
+
+    /// The configuration used when there is no file: every default, no
+    /// relay (so mail goes to the outbox), and no API key — the caller
+    /// decides whether to refuse, generate one, or read the environment.
+    /// The environment is not consulted.
+    pub fn default_embedded() -> Self {
+        build::defaults()
+    }
+}
+
+/// `scheme://user:password@host/…` → `scheme://user:***@host/…`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}

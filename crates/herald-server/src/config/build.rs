@@ -1,0 +1,300 @@
+//! Raw → validated: each section is converted (infallibly, so the defaults
+//! need no error path) and then checked, every error naming its field.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use herald_policy::RetryPolicy;
+use herald_smtp::{Timeouts, default_helo_name};
+
+use super::raw::{RawConfig, RawDelivery, RawLimits, RawRetry, RawServer};
+use super::{
+    ApiKey, AuthConfig, Config, ConfigError, DeliveryConfig, ENV_API_KEYS, ENV_HTTP_LISTEN,
+    ENV_STORE_URL, LimitsConfig, OutboxConfig, ServerConfig, StoreConfig, relay,
+};
+
+/// The environment as the loader sees it.
+pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Validates `raw`, applying the environment overrides.
+pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError> {
+    let server = server(raw.server, env)?;
+    let store = store(raw.store.url, env)?;
+    let auth = auth(raw.auth.api_keys, raw.auth.api_keys_env, env)?;
+    let retry = retry(raw.retry)?;
+    let delivery = delivery(raw.delivery)?;
+    let limits = limits(raw.limits)?;
+    if raw.outbox.dir.as_os_str().is_empty() {
+        return Err(ConfigError::new("outbox.dir", "must not be empty"));
+    }
+    let relays = relay::relays(raw.relays, &delivery, env)?;
+    Ok(Config {
+        server,
+        store,
+        auth,
+        retry,
+        delivery,
+        limits,
+        outbox: OutboxConfig {
+            dir: raw.outbox.dir,
+        },
+        relays,
+    })
+}
+
+/// Every default, no relay, no key.
+pub(super) fn defaults() -> Config {
+    let raw = RawConfig::default();
+    Config {
+        server: server_from(raw.server),
+        store: StoreConfig { url: raw.store.url },
+        auth: AuthConfig::default(),
+        retry: retry_from(raw.retry),
+        delivery: delivery_from(raw.delivery),
+        limits: limits_from(raw.limits),
+        outbox: OutboxConfig {
+            dir: raw.outbox.dir,
+        },
+        relays: Vec::new(),
+    }
+}
+
+/// An override variable's value; unset and empty are the same (so that
+/// `HERALD_STORE_URL=` in a unit file means "use the file").
+fn env_override(env: Env<'_>, name: &str) -> Option<String> {
+    env(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn server_from(raw: RawServer) -> ServerConfig {
+    ServerConfig {
+        http_listen: raw.http_listen,
+        drain_timeout: raw.drain_timeout.0,
+    }
+}
+
+fn server(raw: RawServer, env: Env<'_>) -> Result<ServerConfig, ConfigError> {
+    let mut server = server_from(raw);
+    if let Some(listen) = env_override(env, ENV_HTTP_LISTEN) {
+        server.http_listen = listen.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::new(
+                ENV_HTTP_LISTEN,
+                format!("{listen:?} is not an IP address and port such as 127.0.0.1:8080"),
+            )
+        })?;
+    }
+    Ok(server)
+}
+
+fn store(url: String, env: Env<'_>) -> Result<StoreConfig, ConfigError> {
+    let (url, field) = match env_override(env, ENV_STORE_URL) {
+        Some(url) => (url, ENV_STORE_URL),
+        None => (url, "store.url"),
+    };
+    check_store_url(&url).map_err(|message| ConfigError::new(field, message))?;
+    Ok(StoreConfig { url })
+}
+
+/// Checks the URL's shape only; whether the store is reachable is the
+/// store's business. Messages never quote the URL: it may hold a password.
+fn check_store_url(url: &str) -> Result<(), String> {
+    const EXPECTED: &str =
+        "expected sqlite://PATH, sqlite:///ABSOLUTE/PATH, sqlite::memory: or postgres://…";
+    if url == "sqlite::memory:" {
+        return Ok(());
+    }
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == "/" {
+            return Err(format!("no database file given ({EXPECTED})"));
+        }
+        return Ok(());
+    }
+    for scheme in ["postgres://", "postgresql://"] {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            if rest.is_empty() {
+                return Err(format!("no server given ({EXPECTED})"));
+            }
+            return Ok(());
+        }
+    }
+    match url.split_once("://") {
+        Some((scheme, _))
+            if scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            Err(format!("unsupported scheme {scheme:?} ({EXPECTED})"))
+        }
+        _ => Err(format!("not a store URL ({EXPECTED})")),
+    }
+}
+
+fn auth(
+    file_keys: Vec<String>,
+    keys_env: Option<String>,
+    env: Env<'_>,
+) -> Result<AuthConfig, ConfigError> {
+    let mut api_keys = Vec::new();
+    for (i, key) in file_keys.iter().enumerate() {
+        api_keys.push(api_key(key, || format!("auth.api_keys[{i}]"))?);
+    }
+    let mut variables = Vec::new();
+    if let Some(var) = keys_env {
+        if var.trim().is_empty() {
+            return Err(ConfigError::new(
+                "auth.api_keys_env",
+                "must name an environment variable",
+            ));
+        }
+        match env(&var) {
+            Some(value) => variables.push((var, value)),
+            None => {
+                return Err(ConfigError::new(
+                    "auth.api_keys_env",
+                    format!("environment variable {var} is not set"),
+                ));
+            }
+        }
+    }
+    if !variables.iter().any(|(var, _)| var == ENV_API_KEYS)
+        && let Some(value) = env(ENV_API_KEYS)
+    {
+        variables.push((ENV_API_KEYS.to_owned(), value));
+    }
+    for (var, value) in variables {
+        let keys = value.split(',').map(str::trim).filter(|k| !k.is_empty());
+        for (i, key) in keys.enumerate() {
+            api_keys.push(api_key(key, || format!("{var}[{i}]"))?);
+        }
+    }
+    Ok(AuthConfig { api_keys })
+}
+
+fn api_key(key: &str, field: impl FnOnce() -> String) -> Result<ApiKey, ConfigError> {
+    ApiKey::new(key).map_err(|e| ConfigError::new(field(), e.message))
+}
+
+fn retry_from(raw: RawRetry) -> RetryPolicy {
+    RetryPolicy {
+        initial_delay: raw.initial_delay.0,
+        multiplier: raw.multiplier,
+        max_delay: raw.max_delay.0,
+        min_delay: raw.min_delay.0,
+        max_attempts: raw.max_attempts,
+        max_age: raw.max_age.0,
+        jitter: raw.jitter.0,
+    }
+}
+
+fn retry(raw: RawRetry) -> Result<RetryPolicy, ConfigError> {
+    let policy = retry_from(raw);
+    policy
+        .validate()
+        .map_err(|e| ConfigError::new(format!("retry.{}", e.field()), e.reason()))?;
+    Ok(policy)
+}
+
+fn delivery_from(raw: RawDelivery) -> DeliveryConfig {
+    let connect = raw.connect_timeout.0;
+    let command = raw.command_timeout.0;
+    DeliveryConfig {
+        concurrency: raw.concurrency,
+        lease: raw.lease.0,
+        poll_interval: raw.poll_interval.0,
+        timeouts: Timeouts {
+            connect,
+            tls: connect,
+            banner: command,
+            command,
+            mail: command,
+            rcpt: command,
+            data: command,
+            data_dot: raw.data_timeout.0,
+        },
+        helo_name: raw.helo_name.unwrap_or_else(default_helo_name),
+    }
+}
+
+fn delivery(raw: RawDelivery) -> Result<DeliveryConfig, ConfigError> {
+    if raw.concurrency == 0 {
+        return Err(ConfigError::new(
+            "delivery.concurrency",
+            "must be at least 1",
+        ));
+    }
+    for (field, value) in [
+        ("connect_timeout", raw.connect_timeout.0),
+        ("command_timeout", raw.command_timeout.0),
+        ("data_timeout", raw.data_timeout.0),
+        ("lease", raw.lease.0),
+        ("poll_interval", raw.poll_interval.0),
+    ] {
+        positive(&format!("delivery.{field}"), value)?;
+    }
+    if raw.lease.0 <= raw.data_timeout.0 {
+        return Err(ConfigError::new(
+            "delivery.lease",
+            format!(
+                "must be longer than delivery.data_timeout ({}), or another worker could \
+                 reclaim a message while its body is still being sent",
+                humantime::format_duration(raw.data_timeout.0)
+            ),
+        ));
+    }
+    if let Some(name) = &raw.helo_name {
+        check_helo_name(name).map_err(|m| ConfigError::new("delivery.helo_name", m))?;
+    }
+    Ok(delivery_from(raw))
+}
+
+/// A zero duration would turn a timeout or an interval into a busy loop.
+pub(super) fn positive(field: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::new(field, "must be more than zero"));
+    }
+    Ok(())
+}
+
+/// A domain name or address literal, as EHLO wants it.
+pub(super) fn check_helo_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c))
+    {
+        return Err(format!(
+            "{name:?} is not a host name (letters, digits, '-' and '.') or an address literal"
+        ));
+    }
+    Ok(())
+}
+
+fn limits_from(raw: RawLimits) -> LimitsConfig {
+    LimitsConfig {
+        max_message_bytes: raw.max_message_bytes,
+        max_batch: raw.max_batch,
+        max_queue_depth: raw.max_queue_depth,
+        max_recipients: raw.max_recipients,
+    }
+}
+
+fn limits(raw: RawLimits) -> Result<LimitsConfig, ConfigError> {
+    for (field, value) in [
+        ("max_message_bytes", raw.max_message_bytes as u64),
+        ("max_batch", raw.max_batch as u64),
+        ("max_queue_depth", raw.max_queue_depth),
+        ("max_recipients", raw.max_recipients as u64),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::new(
+                format!("limits.{field}"),
+                "must be at least 1",
+            ));
+        }
+    }
+    Ok(limits_from(raw))
+}

@@ -1,0 +1,526 @@
+//! The configuration file exactly as written: serde types that refuse
+//! unknown keys, with a named default for every field. Nothing here checks
+//! that values make sense together; `build` does that once, naming fields.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald_policy::Jitter;
+use herald_smtp::{Mechanism, TlsMode};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+/// The whole file. Every section may be left out.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawConfig {
+    /// `[server]`: the HTTP listener and shutdown.
+    pub(crate) server: RawServer,
+    /// `[store]`: where queued mail waits.
+    pub(crate) store: RawStore,
+    /// `[auth]`: who may call the API.
+    pub(crate) auth: RawAuth,
+    /// `[retry]`: the retry schedule.
+    pub(crate) retry: RawRetry,
+    /// `[delivery]`: the dispatcher and SMTP timeouts.
+    pub(crate) delivery: RawDelivery,
+    /// `[limits]`: what the API accepts.
+    pub(crate) limits: RawLimits,
+    /// `[outbox]`: the file outbox used when no relay is configured.
+    pub(crate) outbox: RawOutbox,
+    /// `[[relays]]`: the SMTP relays mail goes through.
+    pub(crate) relays: Vec<RawRelay>,
+}
+
+/// `[server]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    /// Address and port of the HTTP API.
+    #[serde(default = "defaults::http_listen")]
+    pub(crate) http_listen: SocketAddr,
+    /// How long a graceful shutdown waits for in-flight deliveries.
+    #[serde(default = "defaults::drain_timeout")]
+    pub(crate) drain_timeout: Dur,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            http_listen: defaults::http_listen(),
+            drain_timeout: defaults::drain_timeout(),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    /// `sqlite://PATH` or `postgres://…`; may hold a password.
+    #[serde(default = "defaults::store_url")]
+    pub(crate) url: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            url: defaults::store_url(),
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    /// API keys written in the file (secrets).
+    #[serde(default = "defaults::api_keys")]
+    pub(crate) api_keys: Vec<String>,
+    /// The name of an environment variable holding comma-separated keys.
+    #[serde(default = "defaults::api_keys_env")]
+    pub(crate) api_keys_env: Option<String>,
+}
+
+/// `[retry]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    /// Delay after the first failed attempt.
+    #[serde(default = "defaults::initial_delay")]
+    pub(crate) initial_delay: Dur,
+    /// Growth factor per further attempt.
+    #[serde(default = "defaults::multiplier")]
+    pub(crate) multiplier: f64,
+    /// Cap on a single delay.
+    #[serde(default = "defaults::max_delay")]
+    pub(crate) max_delay: Dur,
+    /// Floor on a single delay.
+    #[serde(default = "defaults::min_delay")]
+    pub(crate) min_delay: Dur,
+    /// Attempts in all, the first included.
+    #[serde(default = "defaults::max_attempts")]
+    pub(crate) max_attempts: u32,
+    /// How long after the first attempt retries may still happen.
+    #[serde(default = "defaults::max_age")]
+    pub(crate) max_age: Dur,
+    /// How delays are randomised.
+    #[serde(default = "defaults::jitter")]
+    pub(crate) jitter: Named<Jitter>,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        Self {
+            initial_delay: defaults::initial_delay(),
+            multiplier: defaults::multiplier(),
+            max_delay: defaults::max_delay(),
+            min_delay: defaults::min_delay(),
+            max_attempts: defaults::max_attempts(),
+            max_age: defaults::max_age(),
+            jitter: defaults::jitter(),
+        }
+    }
+}
+
+/// `[delivery]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDelivery {
+    /// Deliveries in flight at once on this node.
+    #[serde(default = "defaults::concurrency")]
+    pub(crate) concurrency: usize,
+    /// TCP connect and TLS handshake timeout.
+    #[serde(default = "defaults::connect_timeout")]
+    pub(crate) connect_timeout: Dur,
+    /// Timeout of each SMTP command.
+    #[serde(default = "defaults::command_timeout")]
+    pub(crate) command_timeout: Dur,
+    /// Timeout for the body and the reply to the final dot.
+    #[serde(default = "defaults::data_timeout")]
+    pub(crate) data_timeout: Dur,
+    /// How long a claimed message stays ours.
+    #[serde(default = "defaults::lease")]
+    pub(crate) lease: Dur,
+    /// How often an idle dispatcher looks for due messages.
+    #[serde(default = "defaults::poll_interval")]
+    pub(crate) poll_interval: Dur,
+    /// The EHLO name; `None` means this machine's host name.
+    #[serde(default = "defaults::helo_name")]
+    pub(crate) helo_name: Option<String>,
+}
+
+impl Default for RawDelivery {
+    fn default() -> Self {
+        Self {
+            concurrency: defaults::concurrency(),
+            connect_timeout: defaults::connect_timeout(),
+            command_timeout: defaults::command_timeout(),
+            data_timeout: defaults::data_timeout(),
+            lease: defaults::lease(),
+            poll_interval: defaults::poll_interval(),
+            helo_name: defaults::helo_name(),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    /// Largest rendered message, in bytes.
+    #[serde(default = "defaults::max_message_bytes")]
+    pub(crate) max_message_bytes: usize,
+    /// Most messages in one batch request.
+    #[serde(default = "defaults::max_batch")]
+    pub(crate) max_batch: usize,
+    /// Most unfinished messages before new ones are refused.
+    #[serde(default = "defaults::max_queue_depth")]
+    pub(crate) max_queue_depth: u64,
+    /// Most recipients (to + cc + bcc) of one message.
+    #[serde(default = "defaults::max_recipients")]
+    pub(crate) max_recipients: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: defaults::max_message_bytes(),
+            max_batch: defaults::max_batch(),
+            max_queue_depth: defaults::max_queue_depth(),
+            max_recipients: defaults::max_recipients(),
+        }
+    }
+}
+
+/// `[outbox]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutbox {
+    /// Directory the file outbox writes to.
+    #[serde(default = "defaults::outbox_dir")]
+    pub(crate) dir: PathBuf,
+}
+
+impl Default for RawOutbox {
+    fn default() -> Self {
+        Self {
+            dir: defaults::outbox_dir(),
+        }
+    }
+}
+
+/// One `[[relays]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRelay {
+    /// Unique name: `[a-z0-9_-]+`.
+    pub(crate) name: String,
+    /// Host name or IP address.
+    pub(crate) host: String,
+    /// TCP port; `None` means the usual port for `tls`.
+    #[serde(default = "defaults::port")]
+    pub(crate) port: Option<u16>,
+    /// How the connection is encrypted.
+    #[serde(default = "defaults::tls")]
+    pub(crate) tls: Named<TlsMode>,
+    /// User name for AUTH.
+    #[serde(default = "defaults::username")]
+    pub(crate) username: Option<String>,
+    /// Password written in the file (secret).
+    #[serde(default = "defaults::password")]
+    pub(crate) password: Option<String>,
+    /// Environment variable holding the password.
+    #[serde(default = "defaults::password_env")]
+    pub(crate) password_env: Option<String>,
+    /// Environment variable holding an OAuth 2.0 access token.
+    #[serde(default = "defaults::oauth2_token_env")]
+    pub(crate) oauth2_token_env: Option<String>,
+    /// Force one AUTH mechanism.
+    #[serde(default = "defaults::auth_mechanism")]
+    pub(crate) auth_mechanism: Option<Named<Mechanism>>,
+    /// An extra CA certificate file (PEM) to trust.
+    #[serde(default = "defaults::ca_file")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Allow AUTH without encryption.
+    #[serde(default = "defaults::allow_insecure_auth")]
+    pub(crate) allow_insecure_auth: bool,
+    /// EHLO name for this relay only; `None` means `delivery.helo_name`.
+    #[serde(default = "defaults::relay_helo_name")]
+    pub(crate) helo_name: Option<String>,
+    /// Sessions open at once.
+    #[serde(default = "defaults::max_connections")]
+    pub(crate) max_connections: usize,
+    /// Messages per session before it is closed.
+    #[serde(default = "defaults::max_messages_per_connection")]
+    pub(crate) max_messages_per_connection: usize,
+    /// How long a session may sit idle.
+    #[serde(default = "defaults::idle_timeout")]
+    pub(crate) idle_timeout: Dur,
+    /// `[relays.breaker]`: when to stop talking to this relay for a while.
+    #[serde(default)]
+    pub(crate) breaker: RawBreaker,
+}
+
+/// `[relays.breaker]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    /// Consecutive failures that open the breaker.
+    #[serde(default = "defaults::failure_threshold")]
+    pub(crate) failure_threshold: u32,
+    /// How long the first opening lasts.
+    #[serde(default = "defaults::open_for")]
+    pub(crate) open_for: Dur,
+    /// Cap on the doubled open period.
+    #[serde(default = "defaults::max_open_for")]
+    pub(crate) max_open_for: Dur,
+    /// Requests let through while half-open.
+    #[serde(default = "defaults::half_open_probes")]
+    pub(crate) half_open_probes: u32,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        Self {
+            failure_threshold: defaults::failure_threshold(),
+            open_for: defaults::open_for(),
+            max_open_for: defaults::max_open_for(),
+            half_open_probes: defaults::half_open_probes(),
+        }
+    }
+}
+
+/// Every default in one place, named after its field, so the file format,
+/// `Config::default_embedded` and docs/configuration.md can be checked
+/// against each other.
+pub(crate) mod defaults {
+    use super::*;
+    use herald_policy::{BreakerConfig, RetryPolicy};
+    use herald_smtp::PoolConfig;
+
+    pub(crate) fn http_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub(crate) fn drain_timeout() -> Dur {
+        Dur(Duration::from_secs(30))
+    }
+    pub(crate) fn store_url() -> String {
+        "sqlite://herald.db".to_owned()
+    }
+    pub(crate) fn api_keys() -> Vec<String> {
+        Vec::new()
+    }
+    pub(crate) fn api_keys_env() -> Option<String> {
+        None
+    }
+    // The retry defaults are herald-policy's, so there is one source.
+    pub(crate) fn initial_delay() -> Dur {
+        Dur(RetryPolicy::default().initial_delay)
+    }
+    pub(crate) fn multiplier() -> f64 {
+        RetryPolicy::default().multiplier
+    }
+    pub(crate) fn max_delay() -> Dur {
+        Dur(RetryPolicy::default().max_delay)
+    }
+    pub(crate) fn min_delay() -> Dur {
+        Dur(RetryPolicy::default().min_delay)
+    }
+    pub(crate) fn max_attempts() -> u32 {
+        RetryPolicy::default().max_attempts
+    }
+    pub(crate) fn max_age() -> Dur {
+        Dur(RetryPolicy::default().max_age)
+    }
+    pub(crate) fn jitter() -> Named<Jitter> {
+        Named(RetryPolicy::default().jitter)
+    }
+    pub(crate) fn concurrency() -> usize {
+        16
+    }
+    pub(crate) fn connect_timeout() -> Dur {
+        Dur(Duration::from_secs(30))
+    }
+    pub(crate) fn command_timeout() -> Dur {
+        Dur(Duration::from_secs(5 * 60))
+    }
+    pub(crate) fn data_timeout() -> Dur {
+        Dur(Duration::from_secs(10 * 60))
+    }
+    pub(crate) fn lease() -> Dur {
+        Dur(Duration::from_secs(15 * 60))
+    }
+    pub(crate) fn poll_interval() -> Dur {
+        Dur(Duration::from_secs(1))
+    }
+    pub(crate) fn helo_name() -> Option<String> {
+        None
+    }
+    pub(crate) fn max_message_bytes() -> usize {
+        25 * 1024 * 1024
+    }
+    pub(crate) fn max_batch() -> usize {
+        1000
+    }
+    pub(crate) fn max_queue_depth() -> u64 {
+        1_000_000
+    }
+    pub(crate) fn max_recipients() -> usize {
+        100
+    }
+    pub(crate) fn outbox_dir() -> PathBuf {
+        PathBuf::from("outbox")
+    }
+    pub(crate) fn port() -> Option<u16> {
+        None
+    }
+    pub(crate) fn tls() -> Named<TlsMode> {
+        Named(TlsMode::StartTls)
+    }
+    pub(crate) fn username() -> Option<String> {
+        None
+    }
+    pub(crate) fn password() -> Option<String> {
+        None
+    }
+    pub(crate) fn password_env() -> Option<String> {
+        None
+    }
+    pub(crate) fn oauth2_token_env() -> Option<String> {
+        None
+    }
+    pub(crate) fn auth_mechanism() -> Option<Named<Mechanism>> {
+        None
+    }
+    pub(crate) fn ca_file() -> Option<PathBuf> {
+        None
+    }
+    pub(crate) fn allow_insecure_auth() -> bool {
+        false
+    }
+    pub(crate) fn relay_helo_name() -> Option<String> {
+        None
+    }
+    // Pool and breaker defaults are their crates', so there is one source.
+    pub(crate) fn max_connections() -> usize {
+        PoolConfig::default().max_connections
+    }
+    pub(crate) fn max_messages_per_connection() -> usize {
+        PoolConfig::default().max_messages_per_connection
+    }
+    pub(crate) fn idle_timeout() -> Dur {
+        Dur(PoolConfig::default().idle_timeout)
+    }
+    pub(crate) fn failure_threshold() -> u32 {
+        BreakerConfig::default().failure_threshold
+    }
+    pub(crate) fn open_for() -> Dur {
+        Dur(BreakerConfig::default().open_for)
+    }
+    pub(crate) fn max_open_for() -> Dur {
+        Dur(BreakerConfig::default().max_open_for)
+    }
+    pub(crate) fn half_open_probes() -> u32 {
+        BreakerConfig::default().half_open_probes
+    }
+
+    /// The usual port for a TLS mode.
+    pub(crate) fn port_for(tls: TlsMode) -> u16 {
+        match tls {
+            TlsMode::Implicit => 465,
+            TlsMode::StartTls => 587,
+            TlsMode::None | TlsMode::Opportunistic => 25,
+        }
+    }
+}
+
+/// A duration written as a human string: `"500ms"`, `"30s"`, `"5m"`,
+/// `"1h"`, `"3d"`.
+#[derive(Clone, Copy)]
+pub(crate) struct Dur(pub(crate) Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a duration string such as \"500ms\", \"30s\", \"5m\", \"1h\" or \"3d\"",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+                    E::custom(format!(
+                        "{s:?} is not a duration ({e}); write e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"3d\""
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A value written as one of a fixed set of lower-case names.
+pub(crate) struct Named<T>(pub(crate) T);
+
+/// Parsing of the names [`Named`] accepts; the error lists the choices.
+pub(crate) trait ByName: Sized {
+    /// What the value is, for error messages.
+    const WHAT: &'static str;
+    /// Parses a name.
+    fn by_name(s: &str) -> Result<Self, String>;
+}
+
+impl ByName for TlsMode {
+    const WHAT: &'static str = "a TLS mode (none, starttls, opportunistic, implicit)";
+    fn by_name(s: &str) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl ByName for Jitter {
+    const WHAT: &'static str = "a jitter kind (none, full, equal)";
+    fn by_name(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "full" => Ok(Self::Full),
+            "equal" => Ok(Self::Equal),
+            other => Err(format!("unknown jitter {other:?} (none, full, equal)")),
+        }
+    }
+}
+
+impl ByName for Mechanism {
+    const WHAT: &'static str = "an AUTH mechanism (plain, login, xoauth2)";
+    fn by_name(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "plain" => Ok(Self::Plain),
+            "login" => Ok(Self::Login),
+            "xoauth2" => Ok(Self::Xoauth2),
+            _ => Err(format!(
+                "unknown AUTH mechanism {s:?} (plain, login, xoauth2)"
+            )),
+        }
+    }
+}
+
+impl<'de, T: ByName> Deserialize<'de> for Named<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<T: ByName> Visitor<'_> for V<T> {
+            type Value = Named<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::WHAT)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Named<T>, E> {
+                T::by_name(s).map(Named).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V(PhantomData))
+    }
+}

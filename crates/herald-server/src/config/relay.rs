@@ -1,0 +1,226 @@
+//! `[[relays]]` → [`RelayConfig`]: names, ports, credentials (read from the
+//! environment now, so a missing secret stops start-up instead of the first
+//! delivery), trust anchors, pool and breaker settings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herald_policy::BreakerConfig;
+use herald_smtp::{ClientConfig, Credentials, Mechanism, PoolConfig, TlsMode, system_tls_config};
+
+use super::build::{Env, check_helo_name, positive};
+use super::raw::{RawRelay, defaults};
+use super::{ConfigError, DeliveryConfig, RelayConfig};
+
+/// Validates every relay, in file order.
+pub(super) fn relays(
+    raw: Vec<RawRelay>,
+    delivery: &DeliveryConfig,
+    env: Env<'_>,
+) -> Result<Vec<RelayConfig>, ConfigError> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    // Loading the system's roots is not free; relays without a ca_file
+    // share one copy.
+    let mut system_roots: Option<Arc<rustls::ClientConfig>> = None;
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, relay) in raw.into_iter().enumerate() {
+        let field = |name: &str| format!("relays[{i}].{name}");
+        check_name(&relay.name).map_err(|m| ConfigError::new(field("name"), m))?;
+        if let Some(first) = seen.insert(relay.name.clone(), i) {
+            return Err(ConfigError::new(
+                field("name"),
+                format!(
+                    "duplicate relay name {:?} (also relays[{first}])",
+                    relay.name
+                ),
+            ));
+        }
+        out.push(one(relay, i, delivery, env, &mut system_roots)?);
+    }
+    Ok(out)
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 characters".to_owned());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(format!("{name:?} may contain only a-z, 0-9, '_' and '-'"));
+    }
+    Ok(())
+}
+
+fn one(
+    raw: RawRelay,
+    i: usize,
+    delivery: &DeliveryConfig,
+    env: Env<'_>,
+    system_roots: &mut Option<Arc<rustls::ClientConfig>>,
+) -> Result<RelayConfig, ConfigError> {
+    let field = |name: &str| format!("relays[{i}].{name}");
+    let host = raw.host.trim();
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(
+            field("host"),
+            "must be a host name or IP address",
+        ));
+    }
+    let tls = raw.tls.0;
+    let port = raw.port.unwrap_or_else(|| defaults::port_for(tls));
+    if port == 0 {
+        return Err(ConfigError::new(
+            field("port"),
+            "must be between 1 and 65535",
+        ));
+    }
+    let credentials = credentials(&raw, i, env)?;
+    if credentials.is_some()
+        && matches!(tls, TlsMode::None | TlsMode::Opportunistic)
+        && !raw.allow_insecure_auth
+    {
+        return Err(ConfigError::new(
+            field("tls"),
+            format!(
+                "tls = \"{}\" could send the password in clear text; use starttls or \
+                 implicit, or set allow_insecure_auth = true",
+                tls.as_str()
+            ),
+        ));
+    }
+    let tls_config = match (&raw.ca_file, system_roots.as_ref()) {
+        (Some(path), _) => system_tls_config(Some(path))
+            .map_err(|e| ConfigError::new(field("ca_file"), e.to_string()))?,
+        (None, Some(shared)) => Arc::clone(shared),
+        (None, None) => {
+            let config = system_tls_config(None)
+                .map_err(|e| ConfigError::new(field("tls"), e.to_string()))?;
+            *system_roots = Some(Arc::clone(&config));
+            config
+        }
+    };
+    let helo_name = match raw.helo_name {
+        Some(name) => {
+            check_helo_name(&name).map_err(|m| ConfigError::new(field("helo_name"), m))?;
+            name
+        }
+        None => delivery.helo_name.clone(),
+    };
+
+    for (name, value) in [
+        ("max_connections", raw.max_connections),
+        (
+            "max_messages_per_connection",
+            raw.max_messages_per_connection,
+        ),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::new(field(name), "must be at least 1"));
+        }
+    }
+    positive(&field("idle_timeout"), raw.idle_timeout.0)?;
+    let breaker = BreakerConfig {
+        failure_threshold: raw.breaker.failure_threshold,
+        open_for: raw.breaker.open_for.0,
+        max_open_for: raw.breaker.max_open_for.0,
+        half_open_probes: raw.breaker.half_open_probes,
+    };
+    breaker
+        .validate()
+        .map_err(|e| ConfigError::new(field(&format!("breaker.{}", e.field())), e.reason()))?;
+
+    Ok(RelayConfig {
+        name: raw.name,
+        client: ClientConfig {
+            host: host.to_owned(),
+            port,
+            tls,
+            tls_config,
+            credentials,
+            allow_insecure_auth: raw.allow_insecure_auth,
+            helo_name,
+            timeouts: delivery.timeouts,
+        },
+        pool: PoolConfig {
+            max_connections: raw.max_connections,
+            max_messages_per_connection: raw.max_messages_per_connection,
+            idle_timeout: raw.idle_timeout.0,
+        },
+        breaker,
+    })
+}
+
+/// Username plus exactly one of password, password_env, oauth2_token_env;
+/// the mechanism, if forced, must fit the secret.
+fn credentials(raw: &RawRelay, i: usize, env: Env<'_>) -> Result<Option<Credentials>, ConfigError> {
+    let field = |name: &str| format!("relays[{i}].{name}");
+    let given: Vec<&str> = [
+        ("password", raw.password.is_some()),
+        ("password_env", raw.password_env.is_some()),
+        ("oauth2_token_env", raw.oauth2_token_env.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if let [first, second, ..] = given[..] {
+        return Err(ConfigError::new(
+            field(second),
+            format!("give only one of password, password_env and oauth2_token_env (also {first})"),
+        ));
+    }
+    let Some(username) = &raw.username else {
+        if let Some(first) = given.first() {
+            return Err(ConfigError::new(field(first), "needs username"));
+        }
+        if raw.auth_mechanism.is_some() {
+            return Err(ConfigError::new(field("auth_mechanism"), "needs username"));
+        }
+        return Ok(None);
+    };
+    if username.is_empty() {
+        return Err(ConfigError::new(field("username"), "must not be empty"));
+    }
+    let secret_from_env = |name: &str, var: &str| -> Result<String, ConfigError> {
+        match env(var) {
+            None => Err(ConfigError::new(
+                field(name),
+                format!("environment variable {var} is not set"),
+            )),
+            Some(value) if value.is_empty() => Err(ConfigError::new(
+                field(name),
+                format!("environment variable {var} is empty"),
+            )),
+            Some(value) => Ok(value),
+        }
+    };
+    let mut credentials = if let Some(password) = &raw.password {
+        Credentials::password(username.clone(), password.clone())
+    } else if let Some(var) = &raw.password_env {
+        Credentials::password(username.clone(), secret_from_env("password_env", var)?)
+    } else if let Some(var) = &raw.oauth2_token_env {
+        Credentials::oauth2(username.clone(), secret_from_env("oauth2_token_env", var)?)
+    } else {
+        return Err(ConfigError::new(
+            field("username"),
+            "needs password, password_env or oauth2_token_env",
+        ));
+    };
+    if let Some(mechanism) = &raw.auth_mechanism {
+        let mechanism = mechanism.0;
+        let token = raw.oauth2_token_env.is_some();
+        if token != (mechanism == Mechanism::Xoauth2) {
+            return Err(ConfigError::new(
+                field("auth_mechanism"),
+                if token {
+                    "an OAuth 2.0 token needs xoauth2"
+                } else {
+                    "xoauth2 needs oauth2_token_env, not a password"
+                },
+            ));
+        }
+        credentials.mechanism = Some(mechanism);
+    }
+    Ok(Some(credentials))
+}

@@ -1,0 +1,190 @@
+//! Pure decisions about one attempt: what each recipient's SMTP outcome
+//! means for its state, how the attempt is summed up, and what comes next.
+//! No I/O here, so every rule is a table test.
+
+use herald_policy::{Decision, RetryPolicy};
+use herald_smtp::{Error, RecipientOutcome, Scope};
+use herald_store::{NextStep, RecipientResult, RecipientStatus};
+use rand::Rng;
+use time::OffsetDateTime;
+
+/// One recipient's outcome as the store records it.
+pub(crate) fn recipient_result(outcome: &RecipientOutcome) -> RecipientResult {
+    match &outcome.result {
+        Ok(reply) => RecipientResult {
+            address: outcome.address.clone(),
+            status: RecipientStatus::Delivered,
+            smtp_code: Some(reply.code()),
+            enhanced_code: reply.enhanced_code().map(|c| c.to_string()),
+            response: Some(reply.text()),
+        },
+        Err(error) => failed_result(&outcome.address, error),
+    }
+}
+
+/// A recipient that was not delivered because of `error`.
+pub(crate) fn failed_result(address: &str, error: &Error) -> RecipientResult {
+    RecipientResult {
+        address: address.to_owned(),
+        // A permanent fault of the relay itself (bad credentials, a
+        // refusing banner) is the operator's to fix, not the message's:
+        // defer, as Postfix does. Cancelled is neither: try again later.
+        status: if error.is_permanent() && error.scope() != Scope::Connection {
+            RecipientStatus::Failed
+        } else {
+            RecipientStatus::Deferred
+        },
+        smtp_code: error.smtp_code(),
+        enhanced_code: error.enhanced_code().map(|c| c.to_string()),
+        response: Some(match error.reply() {
+            Some(reply) => reply.text(),
+            None => error.to_string(),
+        }),
+    }
+}
+
+/// The attempt in one word, for the event and the metrics: `delivered`
+/// (everyone), `permanent` (nobody, for good), `transient` (nobody, for
+/// now) or `partial` (a mix).
+pub(crate) fn outcome_word(results: &[RecipientResult]) -> &'static str {
+    let delivered = results
+        .iter()
+        .filter(|r| r.status == RecipientStatus::Delivered)
+        .count();
+    let deferred = results
+        .iter()
+        .filter(|r| r.status == RecipientStatus::Deferred)
+        .count();
+    match (delivered, deferred) {
+        (d, _) if d == results.len() => "delivered",
+        (0, 0) => "permanent",
+        (0, n) if n == results.len() => "transient",
+        _ => "partial",
+    }
+}
+
+/// The reply that best describes the attempt: the first failure's, or the
+/// acceptance when everyone was delivered.
+pub(crate) fn headline(results: &[RecipientResult]) -> (Option<u16>, Option<String>, String) {
+    let pick = results
+        .iter()
+        .find(|r| r.status != RecipientStatus::Delivered)
+        .or_else(|| results.first());
+    match pick {
+        Some(r) => {
+            let mut detail = String::new();
+            if let Some(code) = r.smtp_code {
+                detail.push_str(&code.to_string());
+            }
+            if let Some(enhanced) = &r.enhanced_code {
+                detail.push(' ');
+                detail.push_str(enhanced);
+            }
+            if let Some(text) = &r.response {
+                if !detail.is_empty() {
+                    detail.push(' ');
+                }
+                detail.push_str(text);
+            }
+            (r.smtp_code, r.enhanced_code.clone(), detail)
+        }
+        None => (None, None, String::new()),
+    }
+}
+
+/// What follows: retry the deferred recipients per the policy, or stop.
+pub(crate) fn next_step<R: Rng + ?Sized>(
+    results: &[RecipientResult],
+    attempts_made: u32,
+    policy: &RetryPolicy,
+    created_at: OffsetDateTime,
+    now: OffsetDateTime,
+    rng: &mut R,
+) -> NextStep {
+    if !results
+        .iter()
+        .any(|r| r.status == RecipientStatus::Deferred)
+    {
+        return NextStep::GiveUp;
+    }
+    match policy.next_step(attempts_made, created_at, now, rng) {
+        Decision::RetryAt(at) => NextStep::RetryAt(at),
+        Decision::GiveUp(_) => NextStep::GiveUp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: RecipientStatus) -> RecipientResult {
+        RecipientResult {
+            address: "a@example.com".into(),
+            status,
+            smtp_code: Some(match status {
+                RecipientStatus::Delivered => 250,
+                RecipientStatus::Deferred => 451,
+                _ => 550,
+            }),
+            enhanced_code: None,
+            response: Some("text".into()),
+        }
+    }
+
+    #[test]
+    fn attempts_are_summed_up_in_one_word() {
+        use RecipientStatus::{Deferred as T, Delivered as D, Failed as F};
+        let table: &[(&[RecipientStatus], &str)] = &[
+            (&[D], "delivered"),
+            (&[D, D], "delivered"),
+            (&[F], "permanent"),
+            (&[T], "transient"),
+            (&[T, T], "transient"),
+            (&[F, T], "partial"),
+            (&[D, F], "partial"),
+            (&[D, T], "partial"),
+        ];
+        for (statuses, want) in table {
+            let results: Vec<_> = statuses.iter().map(|s| result(*s)).collect();
+            assert_eq!(outcome_word(&results), *want, "{statuses:?}");
+        }
+    }
+
+    #[test]
+    fn the_headline_is_the_first_failure() {
+        let results = vec![
+            result(RecipientStatus::Delivered),
+            result(RecipientStatus::Deferred),
+        ];
+        assert_eq!(headline(&results), (Some(451), None, "451 text".into()));
+        let all_good = vec![result(RecipientStatus::Delivered)];
+        assert_eq!(headline(&all_good).0, Some(250));
+    }
+
+    #[test]
+    fn only_deferred_recipients_are_retried() {
+        let policy = RetryPolicy {
+            jitter: herald_policy::Jitter::None,
+            ..RetryPolicy::default()
+        };
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let mut rng = rand::rng();
+        let done = [
+            result(RecipientStatus::Delivered),
+            result(RecipientStatus::Failed),
+        ];
+        assert_eq!(
+            next_step(&done, 1, &policy, now, now, &mut rng),
+            NextStep::GiveUp
+        );
+        let retry = [result(RecipientStatus::Deferred)];
+        assert_eq!(
+            next_step(&retry, 1, &policy, now, now, &mut rng),
+            NextStep::RetryAt(now + time::Duration::seconds(30))
+        );
+        assert_eq!(
+            next_step(&retry, 12, &policy, now, now, &mut rng),
+            NextStep::GiveUp
+        );
+    }
+}

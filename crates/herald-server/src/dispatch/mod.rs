@@ -1,0 +1,371 @@
+//! The dispatcher and its delivery workers: claim due messages under a
+//! lease, deliver each through the relays (in order, skipping those whose
+//! circuit is open) or the file outbox, and record the attempt, the
+//! recipients' states and the next step in one store transaction.
+
+mod attempt;
+mod outbox;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_message::{EmailAddress, Envelope};
+use herald_policy::{BreakerOutcome, CircuitBreaker, RetryPolicy};
+use herald_smtp::{Ctx, ErrorKind, Pool, SendOptions};
+use herald_store::{AttemptRecord, Claimed, RecipientResult, RecipientStatus, Store, StoreError};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use outbox::Outbox;
+
+/// How long the goodbye to the relays (QUIT on idle connections) may take
+/// once deliveries are drained.
+const QUIT_GRACE: Duration = Duration::from_secs(1);
+
+/// One relay with its pool and circuit breaker.
+pub(crate) struct Relay {
+    pub(crate) name: String,
+    pub(crate) pool: Pool,
+    pub(crate) breaker: Mutex<CircuitBreaker>,
+}
+
+/// How the dispatcher runs.
+#[derive(Debug, Clone)]
+pub(crate) struct DispatchSettings {
+    pub(crate) owner: String,
+    pub(crate) concurrency: usize,
+    pub(crate) lease: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) policy: RetryPolicy,
+}
+
+/// Claims due messages and delivers them, at most `concurrency` at once.
+pub(crate) struct Dispatcher {
+    store: Arc<dyn Store>,
+    relays: Vec<Relay>,
+    outbox: Outbox,
+    settings: DispatchSettings,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        relays: Vec<Relay>,
+        outbox: Outbox,
+        settings: DispatchSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            relays,
+            outbox,
+            settings,
+            wake,
+        }
+    }
+
+    /// Runs until `stop` is cancelled; then stops claiming, lets in-flight
+    /// deliveries finish within the drain timeout, and gives back (releases)
+    /// whatever is still unfinished, so nothing stays `sending`.
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
+        if self.relays.is_empty() {
+            tracing::warn!(
+                dir = %self.outbox.dir().display(),
+                "no relay configured: messages are written to the file outbox, not sent"
+            );
+        }
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        // Cancelled when the drain deadline passes: in-flight SMTP stops.
+        let abort = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if stop.is_cancelled() {
+                break;
+            }
+            let free = permits.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                match self
+                    .store
+                    .claim(
+                        &self.settings.owner,
+                        free,
+                        self.settings.lease,
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await
+                {
+                    Ok(claimed) => claimed,
+                    Err(error) => {
+                        tracing::error!(error = %error, "claiming messages failed");
+                        Vec::new()
+                    }
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    Ok(_permit) = permits.clone().acquire_owned(), if free == 0 => {}
+                }
+                continue;
+            }
+            for message in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let this = self.clone();
+                let abort = abort.clone();
+                tasks.spawn(async move {
+                    this.deliver(message, &abort).await;
+                    drop(permit);
+                });
+            }
+        }
+
+        let in_flight = tasks.len();
+        if in_flight > 0 {
+            tracing::info!(in_flight, "draining in-flight deliveries");
+        }
+        let drained = tokio::time::timeout(self.settings.drain_timeout, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = tasks.len(),
+                "drain timeout reached; releasing unfinished messages"
+            );
+            abort.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+        // QUIT is a courtesy: a relay that does not answer it must not hold
+        // the exit up (up to 5 s per idle connection, one after another).
+        let quit = async {
+            for relay in &self.relays {
+                relay.pool.close_idle().await;
+            }
+        };
+        if tokio::time::timeout(QUIT_GRACE, quit).await.is_err() {
+            tracing::warn!("relays did not answer QUIT in time; closing their connections");
+        }
+    }
+
+    /// One attempt for one claimed message.
+    async fn deliver(&self, message: Claimed, abort: &CancellationToken) {
+        let started_at = OffsetDateTime::now_utc();
+        let clock = Instant::now();
+        let (relay, results) = match envelope_of(&message) {
+            Err(reason) => ("none".to_owned(), fail_all(&message.recipients, &reason)),
+            Ok(envelope) if self.relays.is_empty() => self.to_outbox(&message, &envelope).await,
+            Ok(envelope) => match self.via_relays(&message, &envelope, abort).await {
+                Some(done) => done,
+                None => {
+                    // Cancelled by shutdown: give the message back untried.
+                    if let Err(error) = self.store.release(&message.id, &self.settings.owner).await
+                    {
+                        tracing::warn!(message = %message.id, error = %error, "release failed");
+                    }
+                    return;
+                }
+            },
+        };
+        let attempts_made = message.attempts + 1;
+        let next = attempt::next_step(
+            &results,
+            attempts_made,
+            &self.settings.policy,
+            message.created_at,
+            OffsetDateTime::now_utc(),
+            &mut rand::rng(),
+        );
+        let outcome = attempt::outcome_word(&results);
+        let (smtp_code, enhanced_code, detail) = attempt::headline(&results);
+        let duration = clock.elapsed();
+        tracing::info!(
+            message = %message.id,
+            relay = %relay,
+            attempt = attempts_made,
+            outcome,
+            code = smtp_code.unwrap_or(0),
+            duration_ms = duration.as_millis() as u64,
+            "delivery attempt"
+        );
+        let record = AttemptRecord {
+            started_at,
+            duration,
+            relay,
+            outcome: outcome.to_owned(),
+            smtp_code,
+            enhanced_code,
+            detail,
+            recipients: results,
+            next,
+        };
+        match self
+            .store
+            .record_attempt(&message.id, &self.settings.owner, record)
+            .await
+        {
+            Ok(status) => {
+                tracing::debug!(message = %message.id, status = %status, "attempt recorded")
+            }
+            Err(StoreError::LeaseLost) => {
+                tracing::warn!(message = %message.id, "lease lost (cancelled or expired); attempt not recorded")
+            }
+            Err(error) => {
+                tracing::error!(message = %message.id, error = %error, "recording the attempt failed")
+            }
+        }
+    }
+
+    async fn to_outbox(
+        &self,
+        message: &Claimed,
+        envelope: &Envelope,
+    ) -> (String, Vec<RecipientResult>) {
+        let results = match self
+            .outbox
+            .write(&message.id, message.rendered.clone())
+            .await
+        {
+            Ok(path) => envelope
+                .recipients()
+                .iter()
+                .map(|r| RecipientResult {
+                    address: r.address().to_owned(),
+                    status: RecipientStatus::Delivered,
+                    smtp_code: None,
+                    enhanced_code: None,
+                    response: Some(format!("written to {}", path.display())),
+                })
+                .collect(),
+            Err(error) => {
+                tracing::error!(error = %error, "writing to the outbox failed");
+                defer_all(&message.recipients, &format!("outbox: {error}"))
+            }
+        };
+        ("outbox".to_owned(), results)
+    }
+
+    /// Tries the relays in order; the first that takes the transaction
+    /// decides the outcome. `None` when cancelled by shutdown.
+    async fn via_relays(
+        &self,
+        message: &Claimed,
+        envelope: &Envelope,
+        abort: &CancellationToken,
+    ) -> Option<(String, Vec<RecipientResult>)> {
+        let ctx = Ctx {
+            deadline: None,
+            cancel: abort.clone(),
+        };
+        let options = SendOptions {
+            smtputf8: message.smtputf8,
+        };
+        let mut last: Option<(String, Vec<RecipientResult>)> = None;
+        for relay in &self.relays {
+            let allowed = relay
+                .breaker
+                .lock()
+                .map(|mut b| b.allow(Instant::now()))
+                .unwrap_or(true);
+            if !allowed {
+                tracing::debug!(relay = %relay.name, "circuit open; skipping relay");
+                continue;
+            }
+            match relay
+                .pool
+                .send(envelope, &message.rendered, options, &ctx)
+                .await
+            {
+                Ok(outcomes) => {
+                    record_breaker(relay, BreakerOutcome::Success);
+                    let results = outcomes.iter().map(attempt::recipient_result).collect();
+                    return Some((relay.name.clone(), results));
+                }
+                Err(error) if error.kind() == ErrorKind::Cancelled => return None,
+                Err(error) => {
+                    let outcome = if error.is_timeout() {
+                        BreakerOutcome::Timeout
+                    } else if error.smtp_code() == Some(421) {
+                        BreakerOutcome::Throttled
+                    } else {
+                        BreakerOutcome::ConnectionFailure
+                    };
+                    record_breaker(relay, outcome);
+                    tracing::warn!(relay = %relay.name, message = %message.id, error = %error, "relay failed");
+                    let results = message
+                        .recipients
+                        .iter()
+                        .map(|r| attempt::failed_result(r, &error))
+                        .collect();
+                    last = Some((relay.name.clone(), results));
+                }
+            }
+        }
+        Some(last.unwrap_or_else(|| {
+            (
+                "none".to_owned(),
+                defer_all(
+                    &message.recipients,
+                    "no relay available: every circuit is open",
+                ),
+            )
+        }))
+    }
+}
+
+fn record_breaker(relay: &Relay, outcome: BreakerOutcome) {
+    if let Ok(mut breaker) = relay.breaker.lock() {
+        breaker.record(outcome, Instant::now());
+    }
+}
+
+fn envelope_of(message: &Claimed) -> Result<Envelope, String> {
+    let sender = message
+        .sender
+        .as_deref()
+        .map(EmailAddress::parse_addr_spec)
+        .transpose()
+        .map_err(|e| format!("stored sender is invalid: {e}"))?;
+    let recipients = message
+        .recipients
+        .iter()
+        .map(|r| EmailAddress::parse_addr_spec(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("stored recipient is invalid: {e}"))?;
+    Envelope::new(sender, recipients).map_err(|e| e.to_string())
+}
+
+fn fail_all(recipients: &[String], reason: &str) -> Vec<RecipientResult> {
+    with_status(recipients, RecipientStatus::Failed, reason)
+}
+
+fn defer_all(recipients: &[String], reason: &str) -> Vec<RecipientResult> {
+    with_status(recipients, RecipientStatus::Deferred, reason)
+}
+
+fn with_status(
+    recipients: &[String],
+    status: RecipientStatus,
+    reason: &str,
+) -> Vec<RecipientResult> {
+    recipients
+        .iter()
+        .map(|address| RecipientResult {
+            address: address.clone(),
+            status,
+            smtp_code: None,
+            enhanced_code: None,
+            response: Some(reason.to_owned()),
+        })
+        .collect()
+}

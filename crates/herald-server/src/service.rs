@@ -1,0 +1,124 @@
+//! The service's lifecycle: open the store and reclaim what a crash left
+//! behind, start the dispatcher, serve HTTP until told to stop, then stop
+//! taking requests, drain deliveries and exit cleanly.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use herald_policy::CircuitBreaker;
+use herald_smtp::Pool;
+use herald_store::Store;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiLimits, AppState};
+use crate::config::Config;
+use crate::dispatch::{DispatchSettings, Dispatcher, Outbox, Relay};
+
+/// Why the service could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] herald_store::StoreError),
+    /// Serving HTTP failed.
+    #[error("http: {0}")]
+    Http(#[from] std::io::Error),
+    /// The configuration cannot be served (e.g. an unsupported store URL).
+    #[error("config: {0}")]
+    Config(String),
+}
+
+/// Opens the store named by `url`.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, ServeError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(ServeError::Config(
+            "store.url: PostgreSQL is not supported by this build yet".into(),
+        ));
+    }
+    Ok(Arc::new(herald_store::SqliteStore::open(url).await?))
+}
+
+/// Runs herald on `listener` until `shutdown` completes, then drains.
+/// The caller binds the listener (tests bind port 0) and owns the signal.
+pub async fn serve(
+    config: Config,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let reclaimed = store.reclaim_expired(OffsetDateTime::now_utc()).await?;
+    if reclaimed > 0 {
+        tracing::info!(
+            reclaimed,
+            "reclaimed messages whose lease expired (an earlier crash)"
+        );
+    }
+
+    let wake = Arc::new(Notify::new());
+    let workers_running = Arc::new(AtomicBool::new(false));
+    let relays = config
+        .relays
+        .iter()
+        .map(|r| Relay {
+            name: r.name.clone(),
+            pool: Pool::new(r.client.clone(), r.pool),
+            breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
+        })
+        .collect();
+    let owner = format!(
+        "{}-{}-{}",
+        herald_smtp::default_helo_name(),
+        std::process::id(),
+        herald_message::new_id()
+    );
+    let dispatcher = Arc::new(Dispatcher::new(
+        store.clone(),
+        relays,
+        Outbox::new(config.outbox.dir.clone()),
+        DispatchSettings {
+            owner,
+            concurrency: config.delivery.concurrency,
+            lease: config.delivery.lease,
+            poll_interval: config.delivery.poll_interval,
+            drain_timeout: config.server.drain_timeout,
+            policy: config.retry.clone(),
+        },
+        wake.clone(),
+    ));
+    let stop_dispatch = CancellationToken::new();
+    let dispatch_task = tokio::spawn(dispatcher.run(stop_dispatch.clone()));
+    workers_running.store(true, Ordering::Relaxed);
+
+    let mut message_limits = herald_message::Limits::default();
+    message_limits.max_recipients = config.limits.max_recipients;
+    let state = AppState::new(
+        store,
+        config.auth.api_keys.clone(),
+        ApiLimits {
+            max_message_bytes: config.limits.max_message_bytes,
+            max_batch: config.limits.max_batch,
+            max_queue_depth: config.limits.max_queue_depth,
+            message: message_limits,
+        },
+        wake,
+        workers_running.clone(),
+    );
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "herald listening");
+    let http = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown);
+    let served = http.await;
+
+    tracing::info!("shutting down: no new requests; draining deliveries");
+    workers_running.store(false, Ordering::Relaxed);
+    stop_dispatch.cancel();
+    if let Err(error) = dispatch_task.await {
+        tracing::error!(error = %error, "dispatcher task failed");
+    }
+    tracing::info!("stopped");
+    served.map_err(ServeError::from)
+}

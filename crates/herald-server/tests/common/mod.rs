@@ -1,0 +1,232 @@
+//! A herald running in-process on a port-0 socket with a real SQLite file,
+//! delivering to a testkit SMTP server; and a small HTTP client for it.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub(crate) mod api;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald_server::config::Config;
+use herald_server::{ServeError, open_store, serve};
+use herald_testkit::TestServer;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub(crate) const KEY: &str = "test-key-0123456789abcdef";
+
+pub(crate) struct Herald {
+    pub(crate) base: String,
+    pub(crate) dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+/// A fresh temporary directory for one test.
+pub(crate) fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-e2e-{}", herald_message::new_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Configuration for tests: fast retries, short timeouts; `relay` if
+/// given (otherwise the outbox); `extra` appended (more TOML sections).
+pub(crate) fn config_text(
+    dir: &std::path::Path,
+    relay: Option<&TestServer>,
+    extra: &str,
+) -> String {
+    let relay = relay
+        .map(|r| {
+            format!(
+                "[[relays]]\nname = \"test\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nmax_connections = 4\n",
+                r.port()
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"
+[server]
+http_listen = "127.0.0.1:0"
+drain_timeout = "5s"
+[store]
+url = "sqlite://{dir}/herald.db"
+[auth]
+api_keys = ["{KEY}"]
+[retry]
+initial_delay = "100ms"
+min_delay = "50ms"
+max_delay = "300ms"
+max_attempts = 5
+max_age = "1h"
+[delivery]
+concurrency = 8
+poll_interval = "50ms"
+connect_timeout = "2s"
+command_timeout = "1s"
+data_timeout = "2s"
+lease = "10s"
+[outbox]
+dir = "{dir}/outbox"
+{extra}
+{relay}
+"#,
+        dir = dir.display()
+    )
+}
+
+impl Herald {
+    pub(crate) async fn start(relay: Option<&TestServer>) -> Herald {
+        Self::start_with(relay, "").await
+    }
+
+    pub(crate) async fn start_with(relay: Option<&TestServer>, extra: &str) -> Herald {
+        let dir = temp_dir();
+        Self::start_in(dir, &config_text_for(relay, extra)).await
+    }
+
+    /// Starts on `dir` with the given config text (which must use `dir`).
+    pub(crate) async fn start_in(dir: PathBuf, text: &str) -> Herald {
+        let text = text.replace("{DIR}", &dir.display().to_string());
+        let config = Config::from_toml_str(&text, &|_| None).unwrap();
+        let store = open_store(&config.store.url).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(config, store, listener, async move {
+            let _ = rx.await;
+        }));
+        Herald {
+            base,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Graceful shutdown; returns serve's result.
+    pub(crate) async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().unwrap().await.unwrap()
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, Vec<(String, String)>) {
+        let url = format!("{}{}", self.base, path);
+        let method = method.to_owned();
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut has_auth = false;
+            let response = match method.as_str() {
+                "GET" => {
+                    let mut req = agent.get(&url);
+                    for (k, v) in &headers {
+                        has_auth |= k.eq_ignore_ascii_case("authorization");
+                        req = req.header(k, v);
+                    }
+                    if !has_auth {
+                        req = req.header("Authorization", &format!("Bearer {KEY}"));
+                    }
+                    req.call()
+                }
+                _ => {
+                    let mut req = agent.post(&url);
+                    for (k, v) in &headers {
+                        has_auth |= k.eq_ignore_ascii_case("authorization");
+                        req = req.header(k, v);
+                    }
+                    if !has_auth {
+                        req = req.header("Authorization", &format!("Bearer {KEY}"));
+                    }
+                    match body {
+                        Some(Value::String(raw)) => req
+                            .header("Content-Type", "application/json")
+                            .send(raw.as_bytes()),
+                        Some(json) => req.send_json(json),
+                        None => req.send_empty(),
+                    }
+                }
+            }
+            .unwrap();
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            let text = response.into_body().read_to_string().unwrap_or_default();
+            let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (status, json, headers)
+        })
+        .await
+        .unwrap()
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let (status, json, _) = self.request("POST", path, Some(body), &[]).await;
+        (status, json)
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        let (status, json, _) = self.request("GET", path, None, &[]).await;
+        (status, json)
+    }
+
+    /// Polls a message until `done` holds (or panics after `timeout`).
+    pub(crate) async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (status, message) = self.get(&format!("/v1/messages/{id}")).await;
+            assert_eq!(status, 200, "{message}");
+            if done(&message) {
+                return message;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out; last seen: {message:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the message reaches `status`.
+    pub(crate) async fn wait_status(&self, id: &str, status: &str) -> Value {
+        self.wait_for(id, Duration::from_secs(15), |m| m["status"] == status)
+            .await
+    }
+}
+
+fn config_text_for(relay: Option<&TestServer>, extra: &str) -> String {
+    config_text(std::path::Path::new("{DIR}"), relay, extra)
+}
+
+/// A small valid message to `to`.
+pub(crate) fn message(to: &[&str]) -> Value {
+    serde_json::json!({
+        "from": "App <app@example.com>",
+        "to": to,
+        "subject": "Your code",
+        "text": "424242",
+    })
+}
