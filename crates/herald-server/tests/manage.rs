@@ -1,0 +1,326 @@
+//! Managing messages after the fact: cancel, retry, listing with filters
+//! and cursors, and the health endpoints.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::api::{Auth, all_ids, assert_problem, get_full, in_seconds, send};
+use common::{Herald, message};
+use herald_testkit::{ServerConfig, TestServer};
+use serde_json::{Value, json};
+
+async fn relay() -> TestServer {
+    TestServer::start(ServerConfig::default()).await.unwrap()
+}
+
+async fn post_ok(herald: &Herald, body: Value) -> String {
+    let (status, created) = herald.post("/v1/messages", body).await;
+    assert_eq!(status, 202, "{created:#}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+async fn act(herald: &Herald, id: &str, action: &str) -> (u16, Value) {
+    herald
+        .post(&format!("/v1/messages/{id}/{action}"), json!({}))
+        .await
+}
+
+fn event_kinds(message: &Value) -> Vec<&str> {
+    message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_scheduled_message_is_never_sent() {
+    let smtp = relay().await;
+    let herald = Herald::start(Some(&smtp)).await;
+    let mut body = message(&["later@example.com"]);
+    // Far enough ahead that a slow machine still cancels it in time.
+    body["send_at"] = json!(in_seconds(2));
+    let (status, created) = herald.post("/v1/messages", body).await;
+    assert_eq!(
+        (status, created["status"].as_str()),
+        (202, Some("scheduled"))
+    );
+    let id = created["id"].as_str().unwrap();
+    let (status, cancelled) = act(&herald, id, "cancel").await;
+    assert_eq!(status, 200, "{cancelled:#}");
+    assert_eq!(cancelled["id"], id);
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_ne!(
+        cancelled["recipients"][0]["status"], "pending",
+        "{cancelled:#}"
+    );
+    assert!(
+        event_kinds(&cancelled).contains(&"cancelled"),
+        "{cancelled:#}"
+    );
+    // Cancelled is final: cancelling again, or retrying, is a conflict.
+    for action in ["cancel", "retry"] {
+        let answer = herald
+            .request("POST", &format!("/v1/messages/{id}/{action}"), None, &[])
+            .await;
+        assert_eq!(assert_problem(&answer, 409)["type"], "/problems/conflict");
+    }
+    // Past its send_at, a later message goes out and the cancelled one not.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let probe = post_ok(&herald, message(&["probe@example.com"])).await;
+    herald.wait_status(&probe, "delivered").await;
+    let (_, after) = herald.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(after["status"], "cancelled", "{after:#}");
+    assert_eq!(after["attempts"], 0);
+    let sent: Vec<String> = smtp
+        .messages()
+        .into_iter()
+        .flat_map(|m| m.rcpt_to)
+        .collect();
+    assert_eq!(sent, ["probe@example.com"]);
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_messages_can_be_neither_cancelled_nor_retried() {
+    let smtp = relay().await;
+    let herald = Herald::start(Some(&smtp)).await;
+    let id = post_ok(&herald, message(&["bob@example.com"])).await;
+    herald.wait_status(&id, "delivered").await;
+    for action in ["cancel", "retry"] {
+        let answer = herald
+            .request("POST", &format!("/v1/messages/{id}/{action}"), None, &[])
+            .await;
+        let problem = assert_problem(&answer, 409);
+        assert_eq!(problem["type"], "/problems/conflict");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("delivered"),
+            "{problem:#}"
+        );
+    }
+    let (_, after) = herald.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(after["status"], "delivered");
+    assert_eq!(smtp.message_count(), 1);
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_message_can_be_retried() {
+    let smtp = relay().await;
+    let herald = Herald::start(Some(&smtp)).await;
+    let id = post_ok(&herald, message(&["rcpt550@example.com"])).await;
+    let failed = herald.wait_status(&id, "failed").await;
+    assert_eq!(failed["attempts"], 1);
+    let (status, retried) = act(&herald, &id, "retry").await;
+    assert_eq!(status, 200, "{retried:#}");
+    assert_eq!(retried["status"], "queued");
+    assert_eq!(retried["attempts"], 1, "the count is kept");
+    let again = herald
+        .wait_for(&id, Duration::from_secs(10), |m| {
+            m["status"] == "failed" && m["attempts"] == 2
+        })
+        .await;
+    assert_eq!(again["recipients"][0]["smtp_code"], 550);
+    assert!(event_kinds(&again).contains(&"retried"), "{again:#}");
+    assert_eq!(smtp.message_count(), 0);
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_partial_message_sends_only_to_the_failed_recipients() {
+    let smtp = relay().await;
+    let herald = Herald::start(Some(&smtp)).await;
+    let id = post_ok(&herald, message(&["ok@example.com", "rcpt550@example.com"])).await;
+    herald.wait_status(&id, "partial").await;
+    let (status, retried) = act(&herald, &id, "retry").await;
+    assert_eq!(status, 200, "{retried:#}");
+    assert_eq!(retried["status"], "queued");
+    let again = herald
+        .wait_for(&id, Duration::from_secs(10), |m| {
+            m["status"] == "partial" && m["attempts"] == 2
+        })
+        .await;
+    assert_eq!(again["recipients"][0]["status"], "delivered", "{again:#}");
+    assert_eq!(again["recipients"][1]["status"], "failed", "{again:#}");
+    let sent: Vec<String> = smtp
+        .messages()
+        .into_iter()
+        .flat_map(|m| m.rcpt_to)
+        .collect();
+    assert_eq!(
+        sent,
+        ["ok@example.com"],
+        "the accepted recipient got one copy"
+    );
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_and_cancel_of_an_unknown_id_are_404() {
+    let herald = Herald::start(None).await;
+    for action in ["retry", "cancel"] {
+        let path = format!("/v1/messages/01ARZ3NDEKTSV4RRFFQ69G5FAV/{action}");
+        let problem = assert_problem(&herald.request("POST", &path, None, &[]).await, 404);
+        assert_eq!(problem["type"], "/problems/not-found");
+        assert_eq!(problem["detail"], "no message with that id");
+    }
+    herald.stop().await.unwrap();
+}
+
+/// The ids `GET /v1/messages?query` lists on its first page.
+async fn listed(herald: &Herald, query: &str) -> Vec<String> {
+    let (status, page) = herald.get(&format!("/v1/messages?{query}")).await;
+    assert_eq!(status, 200, "{query}: {page:#}");
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_filters_by_status_tag_recipient_and_time() {
+    let smtp = relay().await;
+    let herald = Herald::start(Some(&smtp)).await;
+    let tagged = |to: &str, tags: Value| {
+        let mut body = message(&[to]);
+        body["tags"] = tags;
+        body
+    };
+    let mut ids = Vec::new();
+    let mut later = tagged("c@example.com", json!(["alpha", "gamma"]));
+    later["send_at"] = json!(in_seconds(3600));
+    for body in [
+        tagged("a@example.com", json!(["alpha"])),
+        tagged("b@example.com", json!(["beta"])),
+        later,
+        tagged("rcpt550@example.com", json!([])),
+    ] {
+        ids.push(post_ok(&herald, body).await);
+        // Distinct creation times (milliseconds), for since/until.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let [a, b, c, d] = [0, 1, 2, 3].map(|i| ids[i].as_str());
+    herald.wait_status(a, "delivered").await;
+    herald.wait_status(b, "delivered").await;
+    herald.wait_status(d, "failed").await;
+
+    let mut delivered = listed(&herald, "status=delivered").await;
+    delivered.sort();
+    assert_eq!(delivered, [a, b]);
+    assert_eq!(listed(&herald, "status=scheduled").await, [c]);
+    assert_eq!(listed(&herald, "status=failed").await, [d]);
+    assert!(listed(&herald, "status=queued").await.is_empty());
+
+    assert_eq!(listed(&herald, "tag=alpha").await, [c, a]);
+    assert_eq!(listed(&herald, "tag=gamma").await, [c]);
+    assert!(listed(&herald, "tag=nope").await.is_empty());
+    assert_eq!(listed(&herald, "tag=alpha&status=delivered").await, [a]);
+
+    assert_eq!(listed(&herald, "recipient=b@example.com").await, [b]);
+    assert_eq!(listed(&herald, "recipient=rcpt550@example.com").await, [d]);
+    assert!(
+        listed(&herald, "recipient=nobody@example.com")
+            .await
+            .is_empty()
+    );
+
+    let created_at = |id: &str| {
+        let herald = &herald;
+        let id = id.to_owned();
+        async move {
+            let (_, m) = herald.get(&format!("/v1/messages/{id}")).await;
+            m["created_at"].as_str().unwrap().replace('+', "%2B")
+        }
+    };
+    let (at_b, at_c, at_d) = (
+        created_at(b).await,
+        created_at(c).await,
+        created_at(d).await,
+    );
+    assert_eq!(listed(&herald, &format!("since={at_b}")).await, [d, c, b]);
+    assert_eq!(listed(&herald, &format!("until={at_c}")).await, [b, a]);
+    assert_eq!(
+        listed(&herald, &format!("since={at_b}&until={at_d}")).await,
+        [c, b]
+    );
+    assert!(
+        listed(&herald, &format!("since={}", in_seconds(60)))
+            .await
+            .is_empty()
+    );
+
+    // Summaries carry no history; GET one does.
+    let (_, page) = herald.get("/v1/messages").await;
+    for summary in page["messages"].as_array().unwrap() {
+        assert!(summary.get("events").is_none(), "{summary:#}");
+        assert!(summary["recipients"].is_array(), "{summary:#}");
+    }
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cursor_walks_every_message_once_newest_first() {
+    let herald = Herald::start(None).await;
+    let mut posted = Vec::new();
+    for i in 0..7 {
+        posted.push(post_ok(&herald, message(&[&format!("u{i}@example.com")])).await);
+        // ids sort by creation time only across milliseconds.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        let path = match &cursor {
+            Some(c) => format!("/v1/messages?limit=3&cursor={c}"),
+            None => "/v1/messages?limit=3".to_owned(),
+        };
+        let (status, page) = herald.get(&path).await;
+        assert_eq!(status, 200, "{page:#}");
+        let messages = page["messages"].as_array().unwrap();
+        sizes.push(messages.len());
+        seen.extend(
+            messages
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned()),
+        );
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            assert!(
+                page.get("next_cursor").is_some(),
+                "next_cursor is present, as null"
+            );
+        }
+    }
+    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(cursor, None, "the last page has no next_cursor");
+    posted.reverse();
+    assert_eq!(seen, posted, "all seven, once each, newest first");
+    assert_eq!(all_ids(&herald, "").await, posted);
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_need_no_key() {
+    let herald = Herald::start(None).await;
+    for auth in [Auth::None, Auth::Key] {
+        let (status, body, _) = send(&herald, "GET", "/healthz", auth, &[], None)
+            .await
+            .unwrap();
+        assert_eq!((status, body), (200, json!("ok")));
+        let (status, body, _) = send(&herald, "GET", "/readyz", auth, &[], None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, json!("ready"));
+    }
+    let (status, _, _) = get_full(&herald, "/healthz").await;
+    assert_eq!(status, 200);
+    herald.stop().await.unwrap();
+}

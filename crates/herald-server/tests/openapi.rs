@@ -1,0 +1,746 @@
+//! docs/openapi.yaml is true to the code: it lists exactly the routes the
+//! router serves, every one of them is really served, the request schemas
+//! take the fields the code takes, and real answers (statuses, content
+//! types, bodies) match what it documents.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::api::{Answer, Auth, header, in_seconds, post_raw, send};
+use common::{Herald, message};
+use herald_server::api::ROUTES;
+use herald_testkit::{ServerConfig, TestServer};
+use serde_json::{Value, json};
+
+const UNKNOWN_ID: &str = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+fn spec() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+/// (METHOD, path) of every operation the document lists.
+fn documented_routes(spec: &Value) -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (key, _) in item.as_object().unwrap() {
+            if METHODS.contains(&key.as_str()) {
+                routes.insert((key.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    routes
+}
+
+fn code_routes() -> BTreeSet<(String, String)> {
+    ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect()
+}
+
+/// Follows `{"$ref": "#/..."}` (repeatedly) within the document.
+fn resolve<'a>(spec: &'a Value, mut node: &'a Value) -> &'a Value {
+    while let Some(reference) = node.get("$ref").and_then(Value::as_str) {
+        let pointer = reference
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("only local references: {reference}"));
+        node = spec
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("dangling reference {reference}"));
+    }
+    node
+}
+
+fn type_matches(name: &str, value: &Value) -> bool {
+    match name {
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        "null" => value.is_null(),
+        other => panic!("unknown schema type {other}"),
+    }
+}
+
+/// Checks `value` against `schema`, recording every mismatch with its
+/// JSON path: undeclared keys, missing required keys, wrong types, values
+/// outside an `enum`, unparsable `date-time`s.
+fn validate(spec: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    let schema = resolve(spec, schema);
+    if let Some(alternatives) = schema.get("oneOf").and_then(Value::as_array) {
+        let matching = alternatives
+            .iter()
+            .filter(|alternative| {
+                let mut inner = Vec::new();
+                validate(spec, alternative, value, at, &mut inner);
+                inner.is_empty()
+            })
+            .count();
+        if matching != 1 {
+            errors.push(format!(
+                "{at}: matches {matching} of the oneOf alternatives: {value}"
+            ));
+        }
+        return;
+    }
+    if let Some(kind) = schema.get("type") {
+        let allowed: Vec<&str> = match kind {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().map(|t| t.as_str().unwrap()).collect(),
+            other => panic!("bad type in schema: {other}"),
+        };
+        if !allowed.iter().any(|t| type_matches(t, value)) {
+            errors.push(format!("{at}: {value} is not of type {allowed:?}"));
+            return;
+        }
+    }
+    if let Some(constant) = schema.get("const")
+        && constant != value
+    {
+        errors.push(format!("{at}: {value} is not {constant}"));
+    }
+    let number = value.as_f64();
+    if let (Some(minimum), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), number)
+        && n < minimum
+    {
+        errors.push(format!("{at}: {n} is below the minimum {minimum}"));
+    }
+    if let (Some(maximum), Some(n)) = (schema.get("maximum").and_then(Value::as_f64), number)
+        && n > maximum
+    {
+        errors.push(format!("{at}: {n} is above the maximum {maximum}"));
+    }
+    if let Some(choices) = schema.get("enum").and_then(Value::as_array)
+        && !choices.contains(value)
+    {
+        errors.push(format!("{at}: {value} is not one of {choices:?}"));
+    }
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    if schema.get("format").and_then(Value::as_str) == Some("date-time")
+        && let Some(text) = value.as_str()
+        && time::OffsetDateTime::parse(text, rfc3339).is_err()
+    {
+        errors.push(format!("{at}: {text:?} is not an RFC 3339 date-time"));
+    }
+    match value {
+        Value::Object(object) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for required in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let key = required.as_str().unwrap();
+                if !object.contains_key(key) {
+                    errors.push(format!("{at}: required key {key:?} missing"));
+                }
+            }
+            for (key, item) in object {
+                let path = format!("{at}.{key}");
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(property), _) => validate(spec, property, item, &path, errors),
+                    (None, Some(additional)) => validate(spec, additional, item, &path, errors),
+                    (None, None) => errors.push(format!("{path}: key not declared in the schema")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    validate(spec, item_schema, item, &format!("{at}[{i}]"), errors);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Collects what real answers looked like and checks each against the
+/// document: status documented for the operation, content type documented
+/// for that status, body valid against its schema.
+struct Conformance {
+    spec: Value,
+    checked: BTreeSet<(String, String)>,
+    statuses: BTreeSet<(String, String, u16)>,
+}
+
+impl Conformance {
+    fn new() -> Self {
+        Self {
+            spec: spec(),
+            checked: BTreeSet::new(),
+            statuses: BTreeSet::new(),
+        }
+    }
+
+    #[track_caller]
+    fn check(&mut self, method: &str, template: &str, answer: &Answer) {
+        let (status, body, headers) = answer;
+        let context = format!("{method} {template} → {status}");
+        let operation = &self.spec["paths"][template][method.to_lowercase()];
+        assert!(operation.is_object(), "{context}: operation not documented");
+        let responses = &operation["responses"];
+        let response = responses
+            .get(status.to_string())
+            .or_else(|| responses.get("default"))
+            .unwrap_or_else(|| panic!("{context}: status not documented; body {body:#}"));
+        let response = resolve(&self.spec, response);
+        let content_type = header(headers, "content-type")
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .to_owned();
+        let content = response["content"]
+            .get(&content_type)
+            .unwrap_or_else(|| panic!("{context}: content type {content_type:?} not documented"));
+        let mut errors = Vec::new();
+        validate(&self.spec, &content["schema"], body, "$", &mut errors);
+        // Documented response headers: present when required, and of
+        // their schema (a header's text read as a number where the schema
+        // wants an integer).
+        for (name, declared) in response
+            .get("headers")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let declared = resolve(&self.spec, declared);
+            match header(headers, name) {
+                None if declared["required"] == true => {
+                    errors.push(format!("header {name}: missing"))
+                }
+                None => {}
+                Some(text) => {
+                    let schema = resolve(&self.spec, &declared["schema"]);
+                    let value = match schema["type"].as_str() {
+                        Some("integer") => text
+                            .parse::<i64>()
+                            .map_or_else(|_| json!(text), |n| json!(n)),
+                        _ => json!(text),
+                    };
+                    validate(
+                        &self.spec,
+                        schema,
+                        &value,
+                        &format!("header {name}"),
+                        &mut errors,
+                    );
+                }
+            }
+        }
+        assert!(
+            errors.is_empty(),
+            "{context}: body does not match the document:\n{}\nbody: {body:#}",
+            errors.join("\n")
+        );
+        self.checked
+            .insert((method.to_owned(), template.to_owned()));
+        self.statuses
+            .insert((method.to_owned(), template.to_owned(), *status));
+    }
+}
+
+#[test]
+fn the_document_lists_exactly_the_routes_of_the_code() {
+    let spec = spec();
+    assert_eq!(
+        spec["openapi"].as_str().map(|v| v.starts_with("3.1")),
+        Some(true)
+    );
+    let documented = documented_routes(&spec);
+    let code = code_routes();
+    assert_eq!(code.len(), ROUTES.len(), "ROUTES lists a route twice");
+    let undocumented: Vec<_> = code.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&code).collect();
+    assert!(
+        undocumented.is_empty(),
+        "served but not documented: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "documented but not in ROUTES: {unserved:?}"
+    );
+}
+
+#[test]
+fn every_reference_in_the_document_resolves() {
+    fn walk(spec: &Value, node: &Value, at: &str) {
+        match node {
+            Value::Object(map) => {
+                if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
+                    let target = reference.strip_prefix('#').and_then(|p| spec.pointer(p));
+                    assert!(target.is_some(), "{at}: dangling $ref {reference}");
+                }
+                for (k, v) in map {
+                    walk(spec, v, &format!("{at}/{k}"));
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(spec, v, &format!("{at}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let spec = spec();
+    walk(&spec, &spec, "#");
+}
+
+#[test]
+fn the_status_enums_are_the_codes() {
+    let spec = spec();
+    let names = |schema: &str| -> Vec<String> {
+        spec["components"]["schemas"][schema]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let code: Vec<String> = herald_store::MessageStatus::ALL
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    assert_eq!(names("Status"), code);
+    for name in names("RecipientStatus") {
+        let parsed: herald_store::RecipientStatus = name.parse().unwrap();
+        assert_eq!(parsed.as_str(), name);
+    }
+}
+
+#[test]
+fn the_validator_catches_what_it_should() {
+    let spec = spec();
+    let message = json!({"$ref": "#/components/schemas/Message"});
+    let good = json!({
+        "id": "x", "message_id": "<x@y>", "status": "queued",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        "attempts": 0, "next_attempt_at": null,
+        "recipients": [{"address": "a@b", "status": "pending", "smtp_code": null}],
+        "tags": [], "metadata": {"k": "v"}
+    });
+    let errors_of = |value: &Value| {
+        let mut errors = Vec::new();
+        validate(&spec, &message, value, "$", &mut errors);
+        errors
+    };
+    assert_eq!(errors_of(&good), Vec::<String>::new());
+    let broken = |change: &dyn Fn(&mut Value)| {
+        let mut value = good.clone();
+        change(&mut value);
+        errors_of(&value)
+    };
+    assert_eq!(
+        broken(&|v| v["surprise"] = json!(1)).len(),
+        1,
+        "undeclared key"
+    );
+    assert_eq!(
+        broken(&|v| drop(v.as_object_mut().unwrap().remove("attempts"))).len(),
+        1
+    );
+    assert_eq!(
+        broken(&|v| v["attempts"] = json!("1")).len(),
+        1,
+        "wrong type"
+    );
+    assert_eq!(
+        broken(&|v| v["status"] = json!("lost")).len(),
+        1,
+        "not in the enum"
+    );
+    assert_eq!(
+        broken(&|v| v["created_at"] = json!("yesterday")).len(),
+        1,
+        "not a date-time"
+    );
+    assert_eq!(
+        broken(&|v| v["recipients"][0]["smtp_code"] = json!("250")).len(),
+        1,
+        "nested"
+    );
+    assert_eq!(
+        broken(&|v| v["metadata"]["k"] = json!(1)).len(),
+        1,
+        "additionalProperties"
+    );
+    let results = json!({"$ref": "#/components/schemas/BatchResults"});
+    let mut errors = Vec::new();
+    validate(
+        &spec,
+        &results,
+        &json!({"results": [{"id": "x"}]}),
+        "$",
+        &mut errors,
+    );
+    assert_eq!(errors.len(), 1, "no oneOf alternative matches: {errors:?}");
+}
+
+/// `path` with `{id}` filled in.
+fn concrete(template: &str, id: &str) -> String {
+    template.replace("{id}", id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_in_routes_is_really_served() {
+    let herald = Herald::start(None).await;
+    // The check itself: a path outside the API hits the fallback.
+    let (status, fallback, _) = herald.request("GET", "/v1/no-such-thing", None, &[]).await;
+    assert_eq!(
+        (status, fallback["detail"].as_str()),
+        (404, Some("no such route"))
+    );
+    for (method, template) in ROUTES {
+        let path = concrete(template, UNKNOWN_ID);
+        let body = (*method == "POST").then(|| b"{}".to_vec());
+        for auth in [Auth::Key, Auth::None] {
+            let (status, answer, _) = send(&herald, method, &path, auth, &[], body.clone())
+                .await
+                .unwrap();
+            let context = format!("{method} {path} ({auth:?}) → {status} {answer}");
+            assert_ne!(answer["detail"], "no such route", "{context}");
+            assert_ne!(status, 405, "{context}");
+            // The key guards exactly the /v1 routes.
+            if auth == Auth::None {
+                let guarded = template.starts_with("/v1/");
+                assert_eq!(status == 401, guarded, "{context}");
+            }
+        }
+    }
+    herald.stop().await.unwrap();
+}
+
+/// The field names serde lists in "unknown field `x`, expected one of
+/// `a`, `b`" (or "expected `a`").
+fn expected_fields(detail: &str) -> BTreeSet<String> {
+    let (_, list) = detail
+        .split_once("expected ")
+        .unwrap_or_else(|| panic!("not an unknown-field error: {detail}"));
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn schema_properties(spec: &Value, name: &str) -> BTreeSet<String> {
+    spec["components"]["schemas"][name]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {name}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_schemas_take_exactly_the_fields_the_code_takes() {
+    let spec = spec();
+    let herald = Herald::start(None).await;
+    let cases = [
+        ("/v1/messages", r#"{"zzz": 1}"#, "MessageRequest"),
+        (
+            "/v1/messages",
+            r#"{"attachments": [{"content": "", "zzz": 1}]}"#,
+            "Attachment",
+        ),
+        ("/v1/messages/batch", r#"{"zzz": 1}"#, "BatchRequest"),
+    ];
+    for (path, raw, schema) in cases {
+        let (status, problem, _) = post_raw(&herald, path, raw).await;
+        assert_eq!(status, 400, "{problem:#}");
+        let accepted = expected_fields(problem["detail"].as_str().unwrap());
+        assert_eq!(
+            schema_properties(&spec, schema),
+            accepted,
+            "{schema} vs the code"
+        );
+    }
+    // Batch items are MessageRequests.
+    let items = &spec["components"]["schemas"]["BatchRequest"]["properties"]["messages"]["items"];
+    assert_eq!(items["$ref"], "#/components/schemas/MessageRequest");
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_answers_match_the_documented_schemas() {
+    let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
+    let herald = Herald::start_with(Some(&smtp), "[limits]\nmax_batch = 3\n").await;
+    let mut doc = Conformance::new();
+    let one = |id: &str| format!("/v1/messages/{id}");
+
+    // 202 Created, with everything optional set on the request.
+    let mut full = message(&["bob@example.com", "Carol <carol@example.org>"]);
+    full["tags"] = json!(["welcome"]);
+    full["metadata"] = json!({"user_id": "42"});
+    full["headers"] = json!({"X-Campaign": "welcome"});
+    full["html"] = json!("<p>hi</p>");
+    full["attachments"] = json!([{"filename": "a.txt", "content": "aGVsbG8="}]);
+    let answer = send_json(
+        &herald,
+        "POST",
+        "/v1/messages",
+        Some(full),
+        &[("Idempotency-Key", "k1")],
+    )
+    .await;
+    doc.check("POST", "/v1/messages", &answer);
+    let delivered = answer.1["id"].as_str().unwrap().to_owned();
+
+    // A deferral, seen while it waits, then the delivery.
+    let answer = send_json(
+        &herald,
+        "POST",
+        "/v1/messages",
+        Some(message(&["rcpt451-once@example.com"])),
+        &[],
+    )
+    .await;
+    let deferred = answer.1["id"].as_str().unwrap().to_owned();
+    // Every state it passes through on the way matches the document.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = send_json(&herald, "GET", &one(&deferred), None, &[]).await;
+        doc.check("GET", "/v1/messages/{id}", &answer);
+        if answer.1["status"] == "deferred" {
+            assert!(answer.1["next_attempt_at"].is_string(), "{:#}", answer.1);
+        }
+        if answer.1["status"] == "delivered" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:#}", answer.1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    herald.wait_status(&delivered, "delivered").await;
+    for id in [&deferred, &delivered] {
+        let answer = send_json(&herald, "GET", &one(id), None, &[]).await;
+        doc.check("GET", "/v1/messages/{id}", &answer);
+    }
+    let history = send_json(&herald, "GET", &one(&deferred), None, &[])
+        .await
+        .1;
+    let attempt = &history["events"][1];
+    for key in [
+        "relay",
+        "attempt",
+        "outcome",
+        "smtp_code",
+        "enhanced_code",
+        "detail",
+        "duration_ms",
+    ] {
+        assert!(
+            attempt.get(key).is_some(),
+            "the deferral's attempt event has {key}: {attempt:#}"
+        );
+    }
+
+    // Scheduled (send_at appears), then cancelled.
+    let mut later = message(&["later@example.com"]);
+    later["send_at"] = json!(in_seconds(3600));
+    let answer = send_json(&herald, "POST", "/v1/messages", Some(later), &[]).await;
+    doc.check("POST", "/v1/messages", &answer);
+    let scheduled = answer.1["id"].as_str().unwrap().to_owned();
+    let answer = send_json(&herald, "GET", &one(&scheduled), None, &[]).await;
+    assert!(answer.1["send_at"].is_string(), "{:#}", answer.1);
+    doc.check("GET", "/v1/messages/{id}", &answer);
+    let answer = send_json(
+        &herald,
+        "POST",
+        &format!("{}/cancel", one(&scheduled)),
+        None,
+        &[],
+    )
+    .await;
+    doc.check("POST", "/v1/messages/{id}/cancel", &answer);
+
+    // A failure, retried.
+    let answer = send_json(
+        &herald,
+        "POST",
+        "/v1/messages",
+        Some(message(&["rcpt550@example.com"])),
+        &[],
+    )
+    .await;
+    let failed = answer.1["id"].as_str().unwrap().to_owned();
+    herald.wait_status(&failed, "failed").await;
+    let answer = send_json(
+        &herald,
+        "POST",
+        &format!("{}/retry", one(&failed)),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(answer.0, 200, "{:#}", answer.1);
+    doc.check("POST", "/v1/messages/{id}/retry", &answer);
+
+    // Lists: a page with a cursor, the last page, an empty one.
+    for query in ["", "?limit=1", "?status=cancelled", "?tag=nope"] {
+        let answer = send_json(&herald, "GET", &format!("/v1/messages{query}"), None, &[]).await;
+        assert_eq!(answer.0, 200, "{:#}", answer.1);
+        doc.check("GET", "/v1/messages", &answer);
+    }
+
+    // A batch with a created item and both kinds of error item.
+    let mut invalid = message(&["x@example.com"]);
+    invalid["to"] = json!(["nope"]);
+    let batch = json!({"messages": [message(&["b1@example.com"]), invalid, {"to": "x"}]});
+    let answer = send_json(&herald, "POST", "/v1/messages/batch", Some(batch), &[]).await;
+    assert_eq!(answer.0, 200, "{:#}", answer.1);
+    assert!(
+        answer.1["results"][1]["error"]["errors"].is_array(),
+        "{:#}",
+        answer.1
+    );
+    doc.check("POST", "/v1/messages/batch", &answer);
+
+    // Problems, each where the document says it may come.
+    let mut bad = message(&["bob@example.com"]);
+    bad["to"] = json!(["bob@example.com", "nope"]);
+    let answer = send_json(&herald, "POST", "/v1/messages", Some(bad), &[]).await;
+    assert_eq!(answer.0, 422);
+    assert!(answer.1["errors"].is_array());
+    doc.check("POST", "/v1/messages", &answer);
+    let raw = send(
+        &herald,
+        "POST",
+        "/v1/messages",
+        Auth::Key,
+        &[],
+        Some(b"{".to_vec()),
+    )
+    .await
+    .unwrap();
+    doc.check("POST", "/v1/messages", &raw);
+    let mut other = message(&["bob@example.com"]);
+    other["subject"] = json!("different");
+    let answer = send_json(
+        &herald,
+        "POST",
+        "/v1/messages",
+        Some(other),
+        &[("Idempotency-Key", "k1")],
+    )
+    .await;
+    assert_eq!(answer.0, 409);
+    doc.check("POST", "/v1/messages", &answer);
+    let big = vec![message(&["a@example.com"]); 4];
+    let answer = send_json(
+        &herald,
+        "POST",
+        "/v1/messages/batch",
+        Some(json!({"messages": big})),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.0, 413);
+    doc.check("POST", "/v1/messages/batch", &answer);
+    let answer = send_json(&herald, "GET", "/v1/messages?limit=501", None, &[]).await;
+    doc.check("GET", "/v1/messages", &answer);
+    for (method, template) in ROUTES.iter().filter(|(_, p)| p.starts_with("/v1/")) {
+        let path = concrete(template, UNKNOWN_ID);
+        let body = (*method == "POST").then(|| b"{}".to_vec());
+        let answer = send(&herald, method, &path, Auth::None, &[], body)
+            .await
+            .unwrap();
+        assert_eq!(answer.0, 401);
+        doc.check(method, template, &answer);
+    }
+    for (method, template) in ROUTES.iter().filter(|(_, p)| p.contains("{id}")) {
+        let answer = send(
+            &herald,
+            method,
+            &concrete(template, UNKNOWN_ID),
+            Auth::Key,
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.0, 404);
+        doc.check(method, template, &answer);
+    }
+    for action in ["retry", "cancel"] {
+        let answer = send_json(
+            &herald,
+            "POST",
+            &format!("{}/{action}", one(&delivered)),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(answer.0, 409);
+        doc.check("POST", &format!("/v1/messages/{{id}}/{action}"), &answer);
+    }
+
+    // Health, readiness, metrics: whatever lies outside /v1, keyless.
+    for (method, path) in ROUTES.iter().filter(|(_, p)| !p.starts_with("/v1/")) {
+        let answer = send(&herald, method, path, Auth::None, &[], None)
+            .await
+            .unwrap();
+        assert_eq!(answer.0, 200, "{method} {path}: {:#}", answer.1);
+        doc.check(method, path, &answer);
+    }
+
+    assert_eq!(
+        doc.checked,
+        code_routes(),
+        "every route's answers were checked"
+    );
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_full_answer_matches_the_document() {
+    let herald = Herald::start_with(None, "[limits]\nmax_queue_depth = 1\n").await;
+    let mut doc = Conformance::new();
+    let mut later = message(&["later@example.com"]);
+    later["send_at"] = json!(in_seconds(3600));
+    let answer = send_json(&herald, "POST", "/v1/messages", Some(later.clone()), &[]).await;
+    assert_eq!(answer.0, 202);
+    let answer = send_json(&herald, "POST", "/v1/messages", Some(later.clone()), &[]).await;
+    assert_eq!(answer.0, 429);
+    doc.check("POST", "/v1/messages", &answer);
+    let answer = send_json(
+        &herald,
+        "POST",
+        "/v1/messages/batch",
+        Some(json!({"messages": [later]})),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.0, 429);
+    doc.check("POST", "/v1/messages/batch", &answer);
+    herald.stop().await.unwrap();
+}
+
+/// A request with the test key and an optional JSON body.
+async fn send_json(
+    herald: &Herald,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+    send(herald, method, path, Auth::Key, headers, body)
+        .await
+        .unwrap()
+}
