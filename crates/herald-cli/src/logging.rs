@@ -27,7 +27,10 @@ pub(crate) fn init(format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // Span fields (the message and trace ids of a delivery) go in
+            // every line logged inside the span.
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
     };
 }

@@ -4,9 +4,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod config;
 mod dispatch;
+pub mod observe;
 mod service;
+pub mod trace;
 
 pub use service::{ServeError, open_store, serve};

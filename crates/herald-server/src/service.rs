@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiLimits, AppState};
 use crate::config::Config;
 use crate::dispatch::{DispatchSettings, Dispatcher, Outbox, Relay};
+use crate::observe::Metrics;
+
+/// How often histogram samples are folded into buckets when nobody scrapes.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the service could not run.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,9 @@ pub async fn serve(
         );
     }
 
+    // One recorder per server: never the process-wide one (tests run many
+    // servers in one process).
+    let metrics = Arc::new(Metrics::new());
     let wake = Arc::new(Notify::new());
     let workers_running = Arc::new(AtomicBool::new(false));
     let relays = config
@@ -89,9 +96,11 @@ pub async fn serve(
             policy: config.retry.clone(),
         },
         wake.clone(),
+        metrics.clone(),
     ));
     let stop_dispatch = CancellationToken::new();
-    let dispatch_task = tokio::spawn(dispatcher.run(stop_dispatch.clone()));
+    let dispatch_task = tokio::spawn(dispatcher.clone().run(stop_dispatch.clone()));
+    let upkeep_task = tokio::spawn(upkeep(metrics.clone(), stop_dispatch.clone()));
     workers_running.store(true, Ordering::Relaxed);
 
     let mut message_limits = herald_message::Limits::default();
@@ -107,7 +116,8 @@ pub async fn serve(
         },
         wake,
         workers_running.clone(),
-    );
+    )
+    .with_observability(metrics, dispatcher);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "herald listening");
     let http = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown);
@@ -119,6 +129,19 @@ pub async fn serve(
     if let Err(error) = dispatch_task.await {
         tracing::error!(error = %error, "dispatcher task failed");
     }
+    if let Err(error) = upkeep_task.await {
+        tracing::error!(error = %error, "metrics upkeep task failed");
+    }
     tracing::info!("stopped");
     served.map_err(ServeError::from)
+}
+
+/// Keeps the recorder's memory bounded between scrapes, until `stop`.
+async fn upkeep(metrics: Arc<Metrics>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(METRICS_UPKEEP) => metrics.run_upkeep(),
+        }
+    }
 }

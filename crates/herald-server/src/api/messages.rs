@@ -9,15 +9,20 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use herald_message::{MessageRequest, RenderOptions, message_id_for, new_id};
+use herald_message::{
+    HeaderName, HeaderValue, MessageRequest, RenderOptions, message_id_for, new_id,
+};
 use herald_store::{Idempotency, ListFilter, MessageStatus, NewMessage};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::trace::{TRACE_HEADER, TraceId};
+
 use super::views::{BatchItem, BatchView, Created, ListView, MessageView};
 use super::{AppState, Problem};
+use crate::observe::metrics::AcceptSource;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 const MAX_LIST_LIMIT: usize = 500;
@@ -28,7 +33,8 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Created>), Problem> {
+) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
+    let trace = request_trace(&headers);
     let body = body_bytes(body)?;
     let key = idempotency_key(&headers)?;
     let request: MessageRequest = json_object(&body)?;
@@ -43,15 +49,23 @@ pub(crate) async fn create(
         }),
         None => None,
     };
-    let new = prepare(&state, &request, idempotency, OffsetDateTime::now_utc())?;
+    let new = prepare(
+        &state,
+        &request,
+        idempotency,
+        OffsetDateTime::now_utc(),
+        &trace,
+    )?;
     admit(&state, 1).await?;
     let enqueued = state.store.enqueue(new).await?;
     if enqueued.created {
+        state.metrics.accepted(AcceptSource::Api, 1);
         state.wake.notify_one();
-        tracing::info!(message = %enqueued.id, "message queued");
+        tracing::info!(message = %enqueued.id, trace_id = %trace, "message queued");
     }
     Ok((
         StatusCode::ACCEPTED,
+        TraceHeader(trace),
         Json(Created {
             id: enqueued.id,
             status: enqueued.status.to_string(),
@@ -70,8 +84,11 @@ struct BatchRequest {
 /// invalid ones get their problem in place.
 pub(crate) async fn create_batch(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<BatchView>, Problem> {
+) -> Result<(TraceHeader, Json<BatchView>), Problem> {
+    // One request, one trace: every message of the batch carries it.
+    let trace = request_trace(&headers);
     let body = body_bytes(body)?;
     let batch: BatchRequest = json_object(&body)?;
     if batch.messages.len() > state.limits.max_batch {
@@ -94,7 +111,7 @@ pub(crate) async fn create_batch(
                 serde_json::from_value::<MessageRequest>(raw)
                     .map_err(|e| Problem::malformed(format!("messages[{i}]: {e}")))
             })
-            .and_then(|request| prepare(&state, &request, None, now));
+            .and_then(|request| prepare(&state, &request, None, now, &trace));
         match prepared {
             Ok(new) => {
                 valid.push(new);
@@ -107,6 +124,7 @@ pub(crate) async fn create_batch(
     if !valid.is_empty() {
         admit(&state, valid.len() as u64).await?;
         let stored = state.store.enqueue_batch(valid).await?;
+        state.metrics.accepted_batch(&stored);
         for (position, outcome) in positions.into_iter().zip(stored) {
             results[position] = Some(match outcome {
                 Ok(enqueued) => BatchItem::Created(Created {
@@ -121,16 +139,19 @@ pub(crate) async fn create_batch(
         }
         state.wake.notify_one();
     }
-    Ok(Json(BatchView {
-        results: results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| BatchItem::Error {
-                    error: Problem::internal(),
+    Ok((
+        TraceHeader(trace),
+        Json(BatchView {
+            results: results
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|| BatchItem::Error {
+                        error: Problem::internal(),
+                    })
                 })
-            })
-            .collect(),
-    }))
+                .collect(),
+        }),
+    ))
 }
 
 /// `GET /v1/messages/{id}`.
@@ -176,8 +197,46 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, Problem> {
     let record = state.store.cancel(&id, OffsetDateTime::now_utc()).await?;
+    state.metrics.finished(record.status);
     tracing::info!(message = %id, "message cancelled");
     Ok(Json(MessageView::full(record)))
+}
+
+/// The request's trace: from a valid `traceparent`, or a new one.
+fn request_trace(headers: &HeaderMap) -> TraceId {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceId::from_traceparent)
+        .unwrap_or_else(TraceId::generate)
+}
+
+/// `X-Herald-Trace-Id` for the rendered mail.
+fn trace_header(trace: &TraceId) -> Vec<(HeaderName, HeaderValue)> {
+    match (
+        HeaderName::new(TRACE_HEADER),
+        HeaderValue::new(trace.as_str()),
+    ) {
+        (Ok(name), Ok(value)) => vec![(name, value)],
+        _ => Vec::new(),
+    }
+}
+
+/// Answers carry the trace id of the request as `X-Herald-Trace-Id`.
+pub(crate) struct TraceHeader(pub(crate) TraceId);
+
+impl axum::response::IntoResponseParts for TraceHeader {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(
+        self,
+        mut res: axum::response::ResponseParts,
+    ) -> Result<axum::response::ResponseParts, Self::Error> {
+        if let Ok(value) = axum::http::HeaderValue::from_str(self.0.as_str()) {
+            res.headers_mut().insert(TRACE_HEADER, value);
+        }
+        Ok(res)
+    }
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
@@ -224,6 +283,7 @@ fn prepare(
     request: &MessageRequest,
     idempotency: Option<Idempotency>,
     now: OffsetDateTime,
+    trace: &TraceId,
 ) -> Result<NewMessage, Problem> {
     let message = request
         .validate(&state.limits.message)
@@ -232,7 +292,7 @@ fn prepare(
     let rendered = message.render(&RenderOptions {
         message_id: message_id_for(&id, message.from()),
         date: now,
-        extra_headers: Vec::new(),
+        extra_headers: trace_header(trace),
     });
     if rendered.bytes.len() > state.limits.max_message_bytes {
         return Err(Problem::too_large(format!(
@@ -257,7 +317,7 @@ fn prepare(
         smtputf8: rendered.smtputf8,
         tags: message.tags().to_vec(),
         metadata: message.metadata().clone(),
-        trace_id: None,
+        trace_id: Some(trace.to_string()),
         idempotency,
     })
 }

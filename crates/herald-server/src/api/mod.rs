@@ -5,6 +5,7 @@
 
 mod error;
 mod messages;
+mod scrape;
 mod views;
 
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use tokio::sync::Notify;
 pub use error::Problem;
 
 use crate::config::ApiKey;
+use crate::dispatch::Dispatcher;
+use crate::observe::Metrics;
 
 /// What the API needs to know about limits.
 #[derive(Debug, Clone)]
@@ -46,6 +49,11 @@ pub struct AppState {
     pub(crate) wake: Arc<Notify>,
     /// Set while delivery workers run (for `/readyz`).
     pub(crate) workers_running: Arc<AtomicBool>,
+    /// This server's metrics (its own recorder, never a global one).
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where `/metrics` samples relay pools and circuits from; `None` for a
+    /// router without delivery workers.
+    pub(crate) dispatcher: Option<Arc<Dispatcher>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -72,7 +80,21 @@ impl AppState {
             limits: Arc::new(limits),
             wake,
             workers_running,
+            metrics: Arc::new(Metrics::new()),
+            dispatcher: None,
         }
+    }
+
+    /// The same state, reporting to `metrics` and sampling `dispatcher`'s
+    /// relays at each scrape.
+    pub(crate) fn with_observability(
+        mut self,
+        metrics: Arc<Metrics>,
+        dispatcher: Arc<Dispatcher>,
+    ) -> Self {
+        self.metrics = metrics;
+        self.dispatcher = Some(dispatcher);
+        self
     }
 }
 
@@ -87,6 +109,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/messages/{id}/cancel"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
 ];
 
 /// The complete HTTP API.
@@ -118,9 +141,16 @@ pub fn router(state: AppState) -> Router {
         .merge(v1)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(scrape::metrics))
         .fallback(|| async { Problem::not_found_route() })
         // After every route: it is set on the routes registered so far.
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        // Outermost, so that it sees every answer (401s, 404s, 405s too)
+        // and, inside a route, its template.
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            scrape::track_http,
+        ))
         .with_state(state)
 }
 

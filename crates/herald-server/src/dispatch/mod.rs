@@ -10,15 +10,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_message::{EmailAddress, Envelope};
-use herald_policy::{BreakerOutcome, CircuitBreaker, RetryPolicy};
-use herald_smtp::{Ctx, ErrorKind, Pool, SendOptions};
-use herald_store::{AttemptRecord, Claimed, RecipientResult, RecipientStatus, Store, StoreError};
+use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy};
+use herald_smtp::{Ctx, ErrorKind, Pool, PoolStats, SendOptions};
+use herald_store::{
+    AttemptRecord, Claimed, MessageStatus, NextStep, RecipientResult, RecipientStatus, Store,
+    StoreError,
+};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub(crate) use outbox::Outbox;
+
+use crate::observe::Metrics;
+use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX, RecipientOutcome};
 
 /// How long the goodbye to the relays (QUIT on idle connections) may take
 /// once deliveries are drained.
@@ -49,6 +56,15 @@ pub(crate) struct Dispatcher {
     outbox: Outbox,
     settings: DispatchSettings,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+/// One relay as `/metrics` samples it.
+#[derive(Debug, Clone)]
+pub(crate) struct RelaySample {
+    pub(crate) name: String,
+    pub(crate) pool: PoolStats,
+    pub(crate) circuit: BreakerState,
 }
 
 impl Dispatcher {
@@ -58,14 +74,38 @@ impl Dispatcher {
         outbox: Outbox,
         settings: DispatchSettings,
         wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Self {
+        if relays.is_empty() {
+            metrics.register_relay(RELAY_OUTBOX);
+        }
+        for relay in &relays {
+            metrics.register_relay(&relay.name);
+        }
         Self {
             store,
             relays,
             outbox,
             settings,
             wake,
+            metrics,
         }
+    }
+
+    /// Each relay's pool and circuit, as of now.
+    pub(crate) fn relay_samples(&self) -> Vec<RelaySample> {
+        self.relays
+            .iter()
+            .map(|relay| RelaySample {
+                name: relay.name.clone(),
+                pool: relay.pool.stats(),
+                circuit: relay
+                    .breaker
+                    .lock()
+                    .map(|b| b.state())
+                    .unwrap_or(BreakerState::Closed),
+            })
+            .collect()
     }
 
     /// Runs until `stop` is cancelled; then stops claiming, lets in-flight
@@ -123,10 +163,22 @@ impl Dispatcher {
                 };
                 let this = self.clone();
                 let abort = abort.clone();
-                tasks.spawn(async move {
-                    this.deliver(message, &abort).await;
-                    drop(permit);
-                });
+                let running = self.metrics.in_flight();
+                // Every log line about this delivery carries the message and
+                // trace ids.
+                let span = tracing::info_span!(
+                    "delivery",
+                    message = %message.id,
+                    trace_id = message.trace_id.as_deref().unwrap_or(""),
+                );
+                tasks.spawn(
+                    async move {
+                        this.deliver(message, &abort).await;
+                        drop(running);
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
             }
         }
 
@@ -162,9 +214,19 @@ impl Dispatcher {
     async fn deliver(&self, message: Claimed, abort: &CancellationToken) {
         let started_at = OffsetDateTime::now_utc();
         let clock = Instant::now();
+        // Attempts at a relay are counted in `via_relays`, one per relay
+        // tried; the others here.
         let (relay, results) = match envelope_of(&message) {
-            Err(reason) => ("none".to_owned(), fail_all(&message.recipients, &reason)),
-            Ok(envelope) if self.relays.is_empty() => self.to_outbox(&message, &envelope).await,
+            Err(reason) => {
+                let results = fail_all(&message.recipients, &reason);
+                self.count_attempt(RELAY_NONE, &results, clock.elapsed());
+                (RELAY_NONE.to_owned(), results)
+            }
+            Ok(envelope) if self.relays.is_empty() => {
+                let (relay, results) = self.to_outbox(&message, &envelope).await;
+                self.count_attempt(&relay, &results, clock.elapsed());
+                (relay, results)
+            }
             Ok(envelope) => match self.via_relays(&message, &envelope, abort).await {
                 Some(done) => done,
                 None => {
@@ -198,10 +260,11 @@ impl Dispatcher {
             duration_ms = duration.as_millis() as u64,
             "delivery attempt"
         );
+        let statuses: Vec<RecipientStatus> = results.iter().map(|r| r.status).collect();
         let record = AttemptRecord {
             started_at,
             duration,
-            relay,
+            relay: relay.clone(),
             outcome: outcome.to_owned(),
             smtp_code,
             enhanced_code,
@@ -215,7 +278,8 @@ impl Dispatcher {
             .await
         {
             Ok(status) => {
-                tracing::debug!(message = %message.id, status = %status, "attempt recorded")
+                tracing::debug!(message = %message.id, status = %status, "attempt recorded");
+                self.count_recorded(&message, &relay, &statuses, next, status);
             }
             Err(StoreError::LeaseLost) => {
                 tracing::warn!(message = %message.id, "lease lost (cancelled or expired); attempt not recorded")
@@ -224,6 +288,40 @@ impl Dispatcher {
                 tracing::error!(message = %message.id, error = %error, "recording the attempt failed")
             }
         }
+    }
+
+    /// Counts an attempt that went to no relay or to the outbox.
+    fn count_attempt(&self, relay: &str, results: &[RecipientResult], duration: Duration) {
+        let outcome = AttemptOutcome::from_word(attempt::outcome_word(results));
+        self.metrics.attempt(relay, outcome, duration);
+    }
+
+    /// What a recorded attempt did to its recipients and its message.
+    fn count_recorded(
+        &self,
+        message: &Claimed,
+        relay: &str,
+        recipients: &[RecipientStatus],
+        next: NextStep,
+        status: MessageStatus,
+    ) {
+        for recipient in recipients {
+            self.metrics.recipient(match (*recipient, next) {
+                (RecipientStatus::Delivered, _) => RecipientOutcome::Delivered,
+                (RecipientStatus::Deferred, NextStep::RetryAt(_)) => RecipientOutcome::Deferred,
+                // Giving up turns the deferred into failed.
+                _ => RecipientOutcome::Failed,
+            });
+        }
+        if let NextStep::RetryAt(_) = next {
+            self.metrics.retry_scheduled(relay);
+        }
+        if status == MessageStatus::Delivered {
+            let elapsed = OffsetDateTime::now_utc() - message.created_at;
+            self.metrics
+                .accept_to_delivery(elapsed.try_into().unwrap_or_default());
+        }
+        self.metrics.finished(status);
     }
 
     async fn to_outbox(
@@ -252,7 +350,7 @@ impl Dispatcher {
                 defer_all(&message.recipients, &format!("outbox: {error}"))
             }
         };
-        ("outbox".to_owned(), results)
+        (RELAY_OUTBOX.to_owned(), results)
     }
 
     /// Tries the relays in order; the first that takes the transaction
@@ -281,6 +379,7 @@ impl Dispatcher {
                 tracing::debug!(relay = %relay.name, "circuit open; skipping relay");
                 continue;
             }
+            let clock = Instant::now();
             match relay
                 .pool
                 .send(envelope, &message.rendered, options, &ctx)
@@ -288,11 +387,19 @@ impl Dispatcher {
             {
                 Ok(outcomes) => {
                     record_breaker(relay, BreakerOutcome::Success);
-                    let results = outcomes.iter().map(attempt::recipient_result).collect();
+                    let results: Vec<_> = outcomes.iter().map(attempt::recipient_result).collect();
+                    let outcome = AttemptOutcome::from_word(attempt::outcome_word(&results));
+                    self.metrics.attempt(&relay.name, outcome, clock.elapsed());
+                    for result in &results {
+                        self.metrics.smtp_reply(&relay.name, result.smtp_code);
+                    }
                     return Some((relay.name.clone(), results));
                 }
                 Err(error) if error.kind() == ErrorKind::Cancelled => return None,
                 Err(error) => {
+                    self.metrics
+                        .attempt(&relay.name, AttemptOutcome::Error, clock.elapsed());
+                    self.metrics.smtp_reply(&relay.name, error.smtp_code());
                     let outcome = if error.is_timeout() {
                         BreakerOutcome::Timeout
                     } else if error.smtp_code() == Some(421) {
@@ -312,13 +419,13 @@ impl Dispatcher {
             }
         }
         Some(last.unwrap_or_else(|| {
-            (
-                "none".to_owned(),
-                defer_all(
-                    &message.recipients,
-                    "no relay available: every circuit is open",
-                ),
-            )
+            let results = defer_all(
+                &message.recipients,
+                "no relay available: every circuit is open",
+            );
+            self.metrics
+                .attempt(RELAY_NONE, AttemptOutcome::Transient, Duration::ZERO);
+            (RELAY_NONE.to_owned(), results)
         }))
     }
 }

@@ -1,0 +1,651 @@
+//! `[alerts]`: the channels alerts go to and the rules that raise them.
+//! Raw serde types (unknown keys refused, a named default on every field,
+//! durations written `"5m"`) are checked once into [`AlertsConfig`], every
+//! error naming its field (`alerts.rules[0].tiers[1].channels[0]`). Secrets
+//! (webhook URLs carry tokens; signing secrets) never appear in errors or
+//! `Debug`.
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::channels::ChannelKind;
+use super::fingerprint::FailureClass;
+use super::rules::{AlertRule, Scope, Threshold, Tier};
+use crate::config::ConfigError;
+
+/// `[alerts]` exactly as written. The section may be left out: groups are
+/// still kept (for `GET /v1/errors`), and nothing is sent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Default window of rules, and of `GET /v1/errors`.
+    #[serde(default = "defaults::window")]
+    window: Dur,
+    /// How often the rules are evaluated.
+    #[serde(default = "defaults::evaluate_every")]
+    evaluate_every: Dur,
+    /// How far back window counts reach (at least every rule's window).
+    #[serde(default = "defaults::history")]
+    history: Dur,
+    /// Most error groups held; the one seen least recently goes first.
+    #[serde(default = "defaults::max_groups")]
+    max_groups: usize,
+    /// Alerts waiting per channel; beyond, new ones are dropped and counted.
+    #[serde(default = "defaults::queue_capacity")]
+    queue_capacity: usize,
+    /// Tries per alert and channel, the first included.
+    #[serde(default = "defaults::send_attempts")]
+    send_attempts: u32,
+    /// Delay before the second try; doubled for each further one.
+    #[serde(default = "defaults::send_backoff")]
+    send_backoff: Dur,
+    /// Timeout of one webhook request, connection included.
+    #[serde(default = "defaults::send_timeout")]
+    send_timeout: Dur,
+    /// `[[alerts.channels]]`.
+    #[serde(default = "defaults::channels")]
+    channels: Vec<RawChannel>,
+    /// `[[alerts.rules]]`.
+    #[serde(default = "defaults::rules")]
+    rules: Vec<RawRule>,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        Self {
+            window: defaults::window(),
+            evaluate_every: defaults::evaluate_every(),
+            history: defaults::history(),
+            max_groups: defaults::max_groups(),
+            queue_capacity: defaults::queue_capacity(),
+            send_attempts: defaults::send_attempts(),
+            send_backoff: defaults::send_backoff(),
+            send_timeout: defaults::send_timeout(),
+            channels: defaults::channels(),
+            rules: defaults::rules(),
+        }
+    }
+}
+
+impl fmt::Debug for RawAlerts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawAlerts")
+            .field("channels", &self.channels.len())
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `[[alerts.channels]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    /// Unique name that rules refer to.
+    name: String,
+    /// `webhook`, `wecom`, `feishu` (or `lark`), `dingtalk` or `slack`.
+    kind: String,
+    /// The webhook URL (secret: it carries the token).
+    #[serde(default = "defaults::none")]
+    url: Option<String>,
+    /// An environment variable holding the URL.
+    #[serde(default = "defaults::none")]
+    url_env: Option<String>,
+    /// Signing secret (webhook, feishu, dingtalk).
+    #[serde(default = "defaults::none")]
+    secret: Option<String>,
+    /// An environment variable holding the signing secret.
+    #[serde(default = "defaults::none")]
+    secret_env: Option<String>,
+}
+
+/// One `[[alerts.rules]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    /// Unique name, shown in alerts.
+    name: String,
+    /// `group` (each error group) or `relay` (all failures of a relay).
+    scope: String,
+    /// Only failures through this relay.
+    #[serde(default = "defaults::none")]
+    relay: Option<String>,
+    /// Only `transient` or only `permanent` failures.
+    #[serde(default = "defaults::none")]
+    class: Option<String>,
+    /// The sliding window; `None` means `alerts.window`.
+    #[serde(default = "defaults::no_duration")]
+    window: Option<Dur>,
+    /// Rate tiers need at least this many attempts in the window.
+    #[serde(default = "defaults::min_attempts")]
+    min_attempts: u64,
+    /// How long a tier stays quiet for a key after it fired.
+    #[serde(default = "defaults::cooldown")]
+    cooldown: Dur,
+    /// How long below every threshold before the incident is resolved.
+    #[serde(default = "defaults::resolve_after")]
+    resolve_after: Dur,
+    /// Escalation steps.
+    #[serde(default = "defaults::tiers")]
+    tiers: Vec<RawTier>,
+}
+
+/// One entry of a rule's `tiers`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    /// Shown in alerts; `None` means `tier-N`.
+    #[serde(default = "defaults::none")]
+    name: Option<String>,
+    /// Fires at this many failures in the window.
+    #[serde(default = "defaults::no_count")]
+    min_count: Option<u64>,
+    /// Fires at this fraction of attempts failing in the window.
+    #[serde(default = "defaults::no_rate")]
+    min_rate: Option<f64>,
+    /// Channels to notify.
+    #[serde(default = "defaults::tier_channels")]
+    channels: Vec<String>,
+}
+
+/// Every default, named after its field.
+mod defaults {
+    use super::{Dur, Duration, RawChannel, RawRule, RawTier};
+
+    pub(super) fn window() -> Dur {
+        Dur(Duration::from_secs(5 * 60))
+    }
+    pub(super) fn evaluate_every() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub(super) fn history() -> Dur {
+        Dur(Duration::from_secs(60 * 60))
+    }
+    pub(super) fn max_groups() -> usize {
+        1000
+    }
+    pub(super) fn queue_capacity() -> usize {
+        100
+    }
+    pub(super) fn send_attempts() -> u32 {
+        3
+    }
+    pub(super) fn send_backoff() -> Dur {
+        Dur(Duration::from_secs(1))
+    }
+    pub(super) fn send_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub(super) fn channels() -> Vec<RawChannel> {
+        Vec::new()
+    }
+    pub(super) fn rules() -> Vec<RawRule> {
+        Vec::new()
+    }
+    pub(super) fn none() -> Option<String> {
+        None
+    }
+    pub(super) fn no_duration() -> Option<Dur> {
+        None
+    }
+    pub(super) fn min_attempts() -> u64 {
+        20
+    }
+    pub(super) fn cooldown() -> Dur {
+        Dur(Duration::from_secs(30 * 60))
+    }
+    pub(super) fn resolve_after() -> Dur {
+        Dur(Duration::from_secs(10 * 60))
+    }
+    pub(super) fn tiers() -> Vec<RawTier> {
+        Vec::new()
+    }
+    pub(super) fn no_count() -> Option<u64> {
+        None
+    }
+    pub(super) fn no_rate() -> Option<f64> {
+        None
+    }
+    pub(super) fn tier_channels() -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The validated `[alerts]` section.
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    /// Default window of rules and of `GET /v1/errors` (default 5 min).
+    pub window: Duration,
+    /// How often the evaluator runs (default 10 s).
+    pub evaluate_every: Duration,
+    /// How far back window counts reach: the larger of `history` (default
+    /// 1 h) and every window.
+    pub history: Duration,
+    /// Most error groups held (default 1000).
+    pub max_groups: usize,
+    /// Alerts waiting per channel before new ones are dropped (default 100).
+    pub queue_capacity: usize,
+    /// How each alert is sent and retried.
+    pub send: SendPolicy,
+    /// The channels, in file order.
+    pub channels: Vec<ChannelConfig>,
+    /// The rules, in file order.
+    pub rules: Vec<AlertRule>,
+}
+
+impl Default for AlertsConfig {
+    /// Every default, no channel, no rule: groups are kept, nothing is sent.
+    fn default() -> Self {
+        let raw = RawAlerts::default();
+        Self {
+            window: raw.window.0,
+            evaluate_every: raw.evaluate_every.0,
+            history: raw.history.0.max(raw.window.0),
+            max_groups: raw.max_groups,
+            queue_capacity: raw.queue_capacity,
+            send: SendPolicy {
+                attempts: raw.send_attempts,
+                backoff: raw.send_backoff.0,
+                timeout: raw.send_timeout.0,
+            },
+            channels: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// Reads the `[alerts]` section of a whole configuration file, ignoring
+    /// the other sections (for tests and tools; the service reads it as part
+    /// of its `Config`). `env` stands for the environment.
+    pub fn from_toml_str(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        #[derive(Deserialize)]
+        struct File {
+            #[serde(default)]
+            alerts: RawAlerts,
+        }
+        let file: File = toml::from_str(text)
+            .map_err(|e| ConfigError::new("alerts", e.message().trim().replace('\n', " ")))?;
+        file.alerts.build(env)
+    }
+
+    /// Checks that every rule's `relay` names one of `relays`.
+    pub fn check_relays(&self, relays: &[&str]) -> Result<(), ConfigError> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let Some(relay) = &rule.relay
+                && !relays.contains(&relay.as_str())
+            {
+                return Err(ConfigError::new(
+                    format!("alerts.rules[{i}].relay"),
+                    format!("no relay is named {relay:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How alerts are delivered to a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendPolicy {
+    /// Tries per alert, the first included (default 3).
+    pub attempts: u32,
+    /// Delay before the second try, doubled for each further one
+    /// (default 1 s: 1 s, 2 s, 4 s, …).
+    pub backoff: Duration,
+    /// Timeout of one request, connection included (default 10 s).
+    pub timeout: Duration,
+}
+
+impl SendPolicy {
+    /// The longest delay between two tries.
+    pub const MAX_DELAY: Duration = Duration::from_secs(60 * 60);
+
+    /// The delay after failed try `attempt` (1-based): `backoff ·
+    /// 2^(attempt-1)`, at most [`MAX_DELAY`](Self::MAX_DELAY).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.backoff.saturating_mul(factor).min(Self::MAX_DELAY)
+    }
+}
+
+/// One channel, validated. `Debug` shows neither the URL's path and query
+/// (where the tokens are) nor the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChannelConfig {
+    /// Unique name that rules refer to.
+    pub name: String,
+    /// The message format.
+    pub kind: ChannelKind,
+    /// The webhook URL (secret).
+    pub url: String,
+    /// The signing secret, if any.
+    pub secret: Option<String>,
+}
+
+impl ChannelConfig {
+    /// The URL's scheme and host, for logs: `https://qyapi.weixin.qq.com`.
+    pub fn redacted_url(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return "***".to_owned();
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let host = rest.get(..end).unwrap_or_default();
+        // User info would be a credential too.
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        format!("{scheme}://{host}")
+    }
+}
+
+impl fmt::Debug for ChannelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &format_args!("{}/***", self.redacted_url()))
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl RawAlerts {
+    /// Validates the section; `env` stands for the environment (asked for
+    /// the variables named by `url_env` and `secret_env`).
+    pub fn build(self, env: &dyn Fn(&str) -> Option<String>) -> Result<AlertsConfig, ConfigError> {
+        let field = |name: &str| format!("alerts.{name}");
+        for (name, d) in [
+            ("window", self.window.0),
+            ("evaluate_every", self.evaluate_every.0),
+            ("history", self.history.0),
+            ("send_timeout", self.send_timeout.0),
+        ] {
+            if d < Duration::from_secs(1) {
+                return Err(ConfigError::new(field(name), "must be at least 1s"));
+            }
+        }
+        for (name, n) in [
+            ("max_groups", self.max_groups),
+            ("queue_capacity", self.queue_capacity),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::new(field(name), "must be at least 1"));
+            }
+        }
+        if !(1..=10).contains(&self.send_attempts) {
+            return Err(ConfigError::new(
+                field("send_attempts"),
+                "must be between 1 and 10",
+            ));
+        }
+        let mut channels: Vec<ChannelConfig> = Vec::new();
+        for (i, raw) in self.channels.into_iter().enumerate() {
+            let channel = channel(raw, i, env)?;
+            if channels.iter().any(|c| c.name == channel.name) {
+                return Err(ConfigError::new(
+                    format!("alerts.channels[{i}].name"),
+                    format!("{:?} is used twice", channel.name),
+                ));
+            }
+            channels.push(channel);
+        }
+        let mut rules: Vec<AlertRule> = Vec::new();
+        for (i, raw) in self.rules.into_iter().enumerate() {
+            let rule = rule(raw, i, self.window.0, &channels)?;
+            if rules.iter().any(|r| r.name == rule.name) {
+                return Err(ConfigError::new(
+                    format!("alerts.rules[{i}].name"),
+                    format!("{:?} is used twice", rule.name),
+                ));
+            }
+            rules.push(rule);
+        }
+        let history = rules
+            .iter()
+            .map(|r| r.window)
+            .fold(self.history.0.max(self.window.0), Duration::max);
+        Ok(AlertsConfig {
+            window: self.window.0,
+            evaluate_every: self.evaluate_every.0,
+            history,
+            max_groups: self.max_groups,
+            queue_capacity: self.queue_capacity,
+            send: SendPolicy {
+                attempts: self.send_attempts,
+                backoff: self.send_backoff.0,
+                timeout: self.send_timeout.0,
+            },
+            channels,
+            rules,
+        })
+    }
+}
+
+/// `[A-Za-z0-9_.-]+`: names appear in logs, metrics labels and alerts.
+fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    {
+        return Err(ConfigError::new(
+            field,
+            format!("{name:?} is not a name (letters, digits, '_', '.', '-')"),
+        ));
+    }
+    Ok(())
+}
+
+fn channel(
+    raw: RawChannel,
+    i: usize,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ChannelConfig, ConfigError> {
+    let field = |name: &str| format!("alerts.channels[{i}].{name}");
+    check_name(&field("name"), &raw.name)?;
+    let kind: ChannelKind = raw
+        .kind
+        .parse()
+        .map_err(|e: String| ConfigError::new(field("kind"), e))?;
+    let url = from_file_or_env(raw.url, raw.url_env, "url", &field, env)?
+        .ok_or_else(|| ConfigError::new(field("url"), "required (or url_env)"))?;
+    // The URL is a secret: say what is wrong, never what it is.
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with(['/', '?', '#']));
+    if !host_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(
+            field("url"),
+            "not an http:// or https:// URL (value not shown)",
+        ));
+    }
+    let secret = from_file_or_env(raw.secret, raw.secret_env, "secret", &field, env)?;
+    if secret.is_some() && !kind.signs() {
+        return Err(ConfigError::new(
+            field("secret"),
+            format!(
+                "{} webhooks are not signed (the token is in the URL); remove it",
+                kind.as_str()
+            ),
+        ));
+    }
+    Ok(ChannelConfig {
+        name: raw.name,
+        kind,
+        url,
+        secret,
+    })
+}
+
+/// A value given in the file or through an environment variable, not both.
+fn from_file_or_env(
+    inline: Option<String>,
+    env_name: Option<String>,
+    name: &str,
+    field: &dyn Fn(&str) -> String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    match (inline, env_name) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            field(name),
+            format!("give {name} or {name}_env, not both"),
+        )),
+        (Some(v), None) => {
+            let v = v.trim().to_owned();
+            if v.is_empty() {
+                return Err(ConfigError::new(field(name), "must not be empty"));
+            }
+            Ok(Some(v))
+        }
+        (None, Some(var)) => {
+            let v = env(&var).map(|v| v.trim().to_owned()).unwrap_or_default();
+            if v.is_empty() {
+                return Err(ConfigError::new(
+                    field(&format!("{name}_env")),
+                    format!("environment variable {var} is not set or empty"),
+                ));
+            }
+            Ok(Some(v))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn rule(
+    raw: RawRule,
+    i: usize,
+    default_window: Duration,
+    channels: &[ChannelConfig],
+) -> Result<AlertRule, ConfigError> {
+    let field = |name: &str| format!("alerts.rules[{i}].{name}");
+    check_name(&field("name"), &raw.name)?;
+    let scope = match raw.scope.as_str() {
+        "group" => Scope::Group,
+        "relay" => Scope::Relay,
+        other => {
+            return Err(ConfigError::new(
+                field("scope"),
+                format!("unknown scope {other:?} (group, relay)"),
+            ));
+        }
+    };
+    let class = raw
+        .class
+        .map(|c| c.parse::<FailureClass>())
+        .transpose()
+        .map_err(|e| ConfigError::new(field("class"), e))?;
+    let window = raw.window.map_or(default_window, |d| d.0);
+    if window < Duration::from_secs(1) {
+        return Err(ConfigError::new(field("window"), "must be at least 1s"));
+    }
+    if raw.min_attempts == 0 {
+        return Err(ConfigError::new(
+            field("min_attempts"),
+            "must be at least 1",
+        ));
+    }
+    if raw.tiers.is_empty() {
+        return Err(ConfigError::new(
+            field("tiers"),
+            "at least one tier is required",
+        ));
+    }
+    let mut tiers: Vec<Tier> = Vec::new();
+    for (t, raw_tier) in raw.tiers.into_iter().enumerate() {
+        let tier_field = |name: &str| field(&format!("tiers[{t}].{name}"));
+        let name = raw_tier.name.unwrap_or_else(|| format!("tier-{}", t + 1));
+        check_name(&tier_field("name"), &name)?;
+        if tiers.iter().any(|x| x.name == name) {
+            return Err(ConfigError::new(
+                tier_field("name"),
+                format!("{name:?} is used twice in this rule"),
+            ));
+        }
+        let threshold = match (raw_tier.min_count, raw_tier.min_rate) {
+            (Some(n), None) if n >= 1 => Threshold::Count(n),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    tier_field("min_count"),
+                    "must be at least 1",
+                ));
+            }
+            (None, Some(r)) if r > 0.0 && r <= 1.0 => Threshold::Rate(r),
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    tier_field("min_rate"),
+                    "must be a fraction above 0 and at most 1 (0.2 = 20 %)",
+                ));
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    field(&format!("tiers[{t}]")),
+                    "give exactly one of min_count and min_rate",
+                ));
+            }
+        };
+        if raw_tier.channels.is_empty() {
+            return Err(ConfigError::new(
+                tier_field("channels"),
+                "at least one channel is required",
+            ));
+        }
+        for (c, name) in raw_tier.channels.iter().enumerate() {
+            if !channels.iter().any(|ch| ch.name == *name) {
+                return Err(ConfigError::new(
+                    tier_field(&format!("channels[{c}]")),
+                    format!("no channel is named {name:?}"),
+                ));
+            }
+        }
+        tiers.push(Tier {
+            name,
+            threshold,
+            channels: raw_tier.channels,
+        });
+    }
+    Ok(AlertRule {
+        name: raw.name,
+        scope,
+        relay: raw.relay,
+        class,
+        window,
+        min_attempts: raw.min_attempts,
+        tiers,
+        cooldown: raw.cooldown.0,
+        resolve_after: raw.resolve_after.0,
+    })
+}
+
+/// A duration written as a human string: `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
+#[derive(Clone, Copy)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"500ms\", \"30s\", \"5m\" or \"1h\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+                    E::custom(format!(
+                        "{s:?} is not a duration ({e}); write e.g. \"500ms\", \"30s\", \"5m\", \"1h\""
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}

@@ -1,0 +1,225 @@
+//! Error aggregation and alerting. Every failed or deferred attempt is
+//! fingerprinted into an error group (`GET /v1/errors`); rules watch the
+//! groups and relays over sliding windows and notify chat robots and
+//! webhooks in tiers, once per incident, with a resolve when it clears.
+//!
+//! The decisions ([`fingerprint`], [`ErrorGroups`], [`RuleEngine`]) are pure
+//! and take the time as an argument; [`Alerting`] is the thin shell that
+//! holds them behind a mutex, evaluates on a timer and hands alerts to
+//! per-channel senders through bounded queues, so that recording a failure
+//! costs a brief lock and never waits for a webhook.
+
+mod channels;
+mod config;
+mod fingerprint;
+mod groups;
+mod rules;
+mod sender;
+mod window;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+pub use channels::{ChannelKind, SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature};
+pub use config::{AlertsConfig, ChannelConfig, RawAlerts, SendPolicy};
+pub use fingerprint::{FailureClass, Fingerprint, MAX_TEXT_CHARS, fingerprint, normalise};
+pub use groups::{ErrorGroups, FailureSample, GroupFilter, GroupView};
+pub use rules::{
+    AlertEvent, AlertKind, AlertRule, AlertSample, RuleEngine, Scope, Threshold, Tier,
+};
+pub use sender::ChannelStats;
+
+use sender::{ChannelHandle, Worker};
+
+/// The error groups, the rules and the channels of one herald process.
+/// Share it in an `Arc`: the delivery workers record, the API reads, and
+/// [`spawn_evaluator`](Self::spawn_evaluator) evaluates and sends.
+pub struct Alerting {
+    window: Duration,
+    evaluate_every: Duration,
+    groups: Mutex<ErrorGroups>,
+    /// Locked by the evaluator only, and before `groups` when both are.
+    engine: Mutex<RuleEngine>,
+    channels: Vec<ChannelHandle>,
+    /// The channels' workers until the evaluator starts them.
+    workers: Mutex<Vec<Worker>>,
+}
+
+impl fmt::Debug for Alerting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Alerting")
+            .field("window", &self.window)
+            .field(
+                "channels",
+                &self
+                    .channels
+                    .iter()
+                    .map(ChannelHandle::name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Alerting {
+    /// Groups and rules as configured; nothing runs until
+    /// [`spawn_evaluator`](Self::spawn_evaluator).
+    pub fn new(config: AlertsConfig) -> Self {
+        let mut channels = Vec::with_capacity(config.channels.len());
+        let mut workers = Vec::with_capacity(config.channels.len());
+        for channel in config.channels {
+            let (handle, worker) = sender::channel(channel, config.queue_capacity, config.send);
+            channels.push(handle);
+            workers.push(worker);
+        }
+        Self {
+            window: config.window,
+            evaluate_every: config.evaluate_every,
+            groups: Mutex::new(ErrorGroups::new(config.max_groups, config.history)),
+            engine: Mutex::new(RuleEngine::new(config.rules)),
+            channels,
+            workers: Mutex::new(workers),
+        }
+    }
+
+    /// Adds a failed or deferred attempt to its error group. Cheap: a
+    /// fingerprint and a brief lock; never waits for a webhook.
+    pub fn record_failure(&self, sample: FailureSample) {
+        // Normalising and hashing happen before the lock.
+        let fp = sample.fingerprint();
+        lock(&self.groups).record_fingerprinted(fp, sample);
+    }
+
+    /// Counts one delivery attempt through `relay`, whatever its outcome
+    /// (the denominator of failure rates).
+    pub fn record_attempt(&self, relay: &str, at: OffsetDateTime) {
+        lock(&self.groups).record_attempt(relay, at);
+    }
+
+    /// The error groups for `GET /v1/errors`, most frequent within the
+    /// window first (the default window when the filter has none).
+    pub fn groups(&self, filter: &GroupFilter, now: OffsetDateTime) -> Vec<GroupView> {
+        lock(&self.groups).views(filter, self.window, now)
+    }
+
+    /// `alerts.window`: the default window of `GET /v1/errors`.
+    pub fn default_window(&self) -> Duration {
+        self.window
+    }
+
+    /// `alerts.evaluate_every`: the period to give
+    /// [`spawn_evaluator`](Self::spawn_evaluator).
+    pub fn evaluate_every(&self) -> Duration {
+        self.evaluate_every
+    }
+
+    /// Evaluates the rules at `now`, logs each alert and queues it for its
+    /// channels (dropping it where a queue is full). Returns the alerts.
+    /// The evaluator calls this on its timer; tests call it with a fake time.
+    pub fn tick(&self, now: OffsetDateTime) -> Vec<AlertEvent> {
+        let events = {
+            let mut engine = lock(&self.engine);
+            // The groups' lock (which recording takes) only while counting.
+            let readings = {
+                let mut groups = lock(&self.groups);
+                let readings = engine.measure(&groups, now);
+                groups.prune(now);
+                readings
+            };
+            engine.decide(readings, now)
+        };
+        for event in &events {
+            log(event);
+            let shared = Arc::new(event.clone());
+            for name in &event.channels {
+                match self.channels.iter().find(|c| c.name() == name.as_str()) {
+                    Some(channel) => {
+                        if !channel.offer(Arc::clone(&shared)) {
+                            tracing::warn!(channel = %name, rule = %event.rule, "alert queue full; alert dropped");
+                        }
+                    }
+                    None => {
+                        tracing::warn!(channel = %name, rule = %event.rule, "alert for an unknown channel")
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    /// Counts per channel (sent, failed, dropped, retried, queued).
+    pub fn channel_stats(&self) -> Vec<ChannelStats> {
+        self.channels.iter().map(ChannelHandle::stats).collect()
+    }
+
+    /// Starts the channels' senders and evaluates every `every` (the first
+    /// time one period from now) with the wall clock, until `stop`. The
+    /// handle ends once the evaluator and the senders have stopped; alerts
+    /// still queued then are not sent. Call once: a second call evaluates
+    /// but starts no sender.
+    pub fn spawn_evaluator(
+        self: Arc<Self>,
+        every: Duration,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        let workers = std::mem::take(&mut *lock(&self.workers));
+        tokio::spawn(async move {
+            let mut senders = JoinSet::new();
+            for worker in workers {
+                senders.spawn(worker.run(stop.clone()));
+            }
+            let every = every.max(Duration::from_millis(10));
+            let mut timer = tokio::time::interval_at(Instant::now() + every, every);
+            timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = timer.tick() => {
+                        self.tick(OffsetDateTime::now_utc());
+                    }
+                }
+            }
+            while senders.join_next().await.is_some() {}
+        })
+    }
+}
+
+/// The lock, even if a panic elsewhere poisoned it: the state is counts,
+/// valid after any partial update.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One log line per alert: the alert's own record.
+fn log(event: &AlertEvent) {
+    let group = event.sample.as_ref().map(|s| s.group_id.as_str());
+    match event.kind {
+        AlertKind::Fire => tracing::warn!(
+            rule = %event.rule,
+            tier = %event.tier,
+            scope = event.scope.as_str(),
+            key = %event.key,
+            relay = %event.relay,
+            count = event.count,
+            attempts = event.attempts,
+            window = ?event.window,
+            group,
+            "alert firing"
+        ),
+        AlertKind::Resolve => tracing::info!(
+            rule = %event.rule,
+            tier = %event.tier,
+            scope = event.scope.as_str(),
+            key = %event.key,
+            relay = %event.relay,
+            group,
+            "alert resolved"
+        ),
+    }
+}
