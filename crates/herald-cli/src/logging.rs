@@ -1,8 +1,13 @@
 //! Log output for every command: human-readable lines or JSON, always on
-//! stderr so that stdout carries only results.
+//! stderr so that stdout carries only results. `herald serve` may add a
+//! layer that exports spans (`[tracing]`, see `otlp`).
 
 use clap::ValueEnum;
-use tracing_subscriber::EnvFilter;
+use herald_server::trace::export::EXPORT_TARGET;
+use tracing_subscriber::filter::Directive;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -14,23 +19,42 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// A layer of the global subscriber besides the log lines.
+pub(crate) type ExtraLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
 /// Installs the global subscriber. `RUST_LOG` overrides the default level
 /// (`info`).
 pub(crate) fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    init_with(format, None);
+}
+
+/// Installs the global subscriber, with `extra` (span export) beside the
+/// log lines. `RUST_LOG` chooses the log lines only: what `extra` sees is
+/// its own filter's decision.
+pub(crate) fn init_with(format: LogFormat, extra: Option<ExtraLayer>) {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The spans that exist for export only never show in the log, so log
+    // lines (and the JSON lines' current span) are the same with export on
+    // or off.
+    if let Ok(hidden) = format!("{EXPORT_TARGET}=off").parse::<Directive>() {
+        filter = filter.add_directive(hidden);
+    }
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let lines: ExtraLayer = match format {
+        LogFormat::Text => lines.with_filter(filter).boxed(),
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             // Span fields (the message and trace ids of a delivery) go in
             // every line logged inside the span.
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
+    let mut layers = vec![lines];
+    layers.extend(extra);
+    let _ = tracing_subscriber::registry().with(layers).try_init();
 }

@@ -5,6 +5,7 @@
 mod compose;
 mod exit;
 mod logging;
+mod otlp;
 mod queue;
 mod relay;
 mod relay_check;
@@ -45,11 +46,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // `serve` starts logging once its configuration is loaded: `[tracing]`
+    // may add span export to it.
+    if !matches!(cli.command, Command::Serve(_)) {
+        logging::init(cli.log_format);
+    }
     let result = match cli.command {
         Command::Send(args) => send::run(*args),
         Command::RelayCheck(args) => relay_check::run(*args),
-        Command::Serve(args) => serve::serve(args),
+        Command::Serve(args) => serve::serve(args, cli.log_format),
         Command::CheckConfig(args) => serve::check_config(args),
         Command::Queue(args) => queue::run(args),
     };

@@ -9,6 +9,8 @@ use clap::Args;
 use herald_server::config::Config;
 
 use crate::exit::Failure;
+use crate::logging::{self, LogFormat};
+use crate::otlp;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -32,13 +34,34 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, Failure> {
     }
 }
 
-pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
+pub(crate) fn serve(args: ServeArgs, log_format: LogFormat) -> Result<ExitCode, Failure> {
     let config = load(args.config.as_deref())?;
     if config.auth.api_keys.is_empty() {
         return Err(Failure::input(
             "auth.api_keys: no API key configured (set auth.api_keys in the config file or HERALD_API_KEYS)",
         ));
     }
+    let (export_layer, export) = otlp::layer(&config.tracing)
+        .map_err(|e| Failure::input(format!("{e:#}")))?
+        .unzip();
+    logging::init_with(log_format, export_layer);
+    if let Some(url) = config.tracing.traces_url() {
+        tracing::info!(
+            endpoint = %url,
+            sample_ratio = config.tracing.sample_ratio,
+            "exporting spans over OTLP/HTTP"
+        );
+    }
+    let served = run(config);
+    // The global subscriber is never dropped: the last spans are sent now.
+    if let Some(export) = export {
+        export.shutdown();
+    }
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(config: Config) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,8 +76,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         herald_server::serve(config, store, listener, shutdown_signal())
             .await
             .map_err(|e| Failure::Fault(e.into()))
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -105,6 +127,13 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> Result<ExitCode, Failure> {
         );
     } else {
         println!("relays      {}", relays.join(", "));
+    }
+    match config.tracing.traces_url() {
+        Some(url) => println!(
+            "tracing     OTLP/HTTP to {url} (sample ratio {})",
+            config.tracing.sample_ratio
+        ),
+        None => println!("tracing     off"),
     }
     Ok(ExitCode::SUCCESS)
 }

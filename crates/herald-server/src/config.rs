@@ -52,6 +52,10 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// `[[relays]]`, in file order; empty means "write to the outbox".
     pub relays: Vec<RelayConfig>,
+    /// `[tracing]`: export of spans over OTLP/HTTP, off by default.
+    pub tracing: TracingConfig,
+    /// `[alerts]`: error groups, alert channels and rules.
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// `[server]`.
@@ -148,6 +152,30 @@ pub struct RelayConfig {
     pub pool: PoolConfig,
     /// When to stop talking to the relay for a while.
     pub breaker: BreakerConfig,
+}
+
+/// `[tracing]`: where spans go (the `accept` of a message, each delivery
+/// attempt and its SMTP phases), in the message's trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The OTLP/HTTP base URL (`http://…` or `https://…`, e.g.
+    /// `http://127.0.0.1:4318`); `None` (the default) means no export.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute (default `herald`).
+    pub service_name: String,
+    /// The fraction of traces exported, decided from the trace id, 0.0 to
+    /// 1.0 (default 1.0).
+    pub sample_ratio: f64,
+}
+
+impl TracingConfig {
+    /// Where spans are posted: `<otlp_endpoint>/v1/traces`; `None` when
+    /// export is off.
+    pub fn traces_url(&self) -> Option<String> {
+        self.otlp_endpoint
+            .as_deref()
+            .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+    }
 }
 
 impl Config {

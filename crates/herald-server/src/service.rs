@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Alerting;
 use crate::api::{self, ApiLimits, AppState};
 use crate::config::Config;
 use crate::dispatch::{DispatchSettings, Dispatcher, Outbox, Relay};
@@ -83,6 +84,7 @@ pub async fn serve(
         std::process::id(),
         herald_message::new_id()
     );
+    let alerting = Arc::new(Alerting::new(config.alerts.clone()));
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         relays,
@@ -97,10 +99,17 @@ pub async fn serve(
         },
         wake.clone(),
         metrics.clone(),
+        alerting.clone(),
     ));
     let stop_dispatch = CancellationToken::new();
     let dispatch_task = tokio::spawn(dispatcher.clone().run(stop_dispatch.clone()));
     let upkeep_task = tokio::spawn(upkeep(metrics.clone(), stop_dispatch.clone()));
+    // Alerts are evaluated and sent on their own tasks: a slow webhook never
+    // holds up mail.
+    let stop_alerts = CancellationToken::new();
+    let alert_task = alerting
+        .clone()
+        .spawn_evaluator(alerting.evaluate_every(), stop_alerts.clone());
     workers_running.store(true, Ordering::Relaxed);
 
     let mut message_limits = herald_message::Limits::default();
@@ -117,7 +126,8 @@ pub async fn serve(
         wake,
         workers_running.clone(),
     )
-    .with_observability(metrics, dispatcher);
+    .with_observability(metrics, dispatcher)
+    .with_alerting(alerting);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "herald listening");
     let http = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown);
@@ -128,6 +138,10 @@ pub async fn serve(
     stop_dispatch.cancel();
     if let Err(error) = dispatch_task.await {
         tracing::error!(error = %error, "dispatcher task failed");
+    }
+    stop_alerts.cancel();
+    if let Err(error) = alert_task.await {
+        tracing::error!(error = %error, "alert task failed");
     }
     if let Err(error) = upkeep_task.await {
         tracing::error!(error = %error, "metrics upkeep task failed");

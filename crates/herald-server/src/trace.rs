@@ -1,7 +1,10 @@
 //! W3C Trace Context (`traceparent`): the trace id that ties a message to
 //! the request that sent it. Taken from the caller when valid, made up when
 //! absent, then kept with the message, logged with every line about it, and
-//! written into the mail as `X-Herald-Trace-Id`.
+//! written into the mail as `X-Herald-Trace-Id`. When the binary exports
+//! spans (OTLP, see [`export`]), the same id is their trace id.
+
+pub mod export;
 
 use rand::RngCore as _;
 
@@ -12,11 +15,21 @@ pub const TRACE_HEADER: &str = "X-Herald-Trace-Id";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TraceId(String);
 
-impl TraceId {
-    /// The trace id of a valid `traceparent` header
-    /// (`00-<32 hex>-<16 hex>-<2 hex>`, RFC-like W3C rules: lower-case hex,
-    /// neither id all zeros, version `ff` invalid); `None` otherwise.
-    pub fn from_traceparent(header: &str) -> Option<Self> {
+/// A valid `traceparent` header: the trace it continues and the caller's
+/// span, the parent of the spans herald exports for the request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    /// The trace id (32 lower-case hex digits).
+    pub trace: TraceId,
+    /// The caller's span id (16 lower-case hex digits, not all zeros).
+    pub parent_span: String,
+}
+
+impl TraceParent {
+    /// Parses a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`,
+    /// RFC-like W3C rules: lower-case hex, neither id all zeros, version
+    /// `ff` invalid); `None` when it is not valid.
+    pub fn parse(header: &str) -> Option<Self> {
         let mut parts = header.trim().split('-');
         let version = parts.next()?;
         let trace = parts.next()?;
@@ -38,7 +51,18 @@ impl TraceId {
             && hex(flags, 2)
             && trace.bytes().any(|b| b != b'0')
             && parent.bytes().any(|b| b != b'0');
-        valid.then(|| Self(trace.to_owned()))
+        valid.then(|| Self {
+            trace: TraceId(trace.to_owned()),
+            parent_span: parent.to_owned(),
+        })
+    }
+}
+
+impl TraceId {
+    /// The trace id of a valid `traceparent` header (see
+    /// [`TraceParent::parse`]); `None` otherwise.
+    pub fn from_traceparent(header: &str) -> Option<Self> {
+        TraceParent::parse(header).map(|parent| parent.trace)
     }
 
     /// A fresh random trace id.
@@ -101,6 +125,14 @@ mod tests {
         ] {
             assert_eq!(TraceId::from_traceparent(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_parent_span_is_kept() {
+        let parent =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(parent.trace.as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parent.parent_span, "00f067aa0ba902b7");
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub use sender::ChannelStats;
 
 use sender::{ChannelHandle, Worker};
 
+/// The longest evaluation period (a longer one is taken as this).
+const MAX_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The error groups, the rules and the channels of one herald process.
 /// Share it in an `Arc`: the delivery workers record, the API reads, and
 /// [`spawn_evaluator`](Self::spawn_evaluator) evaluates and sends.
@@ -134,20 +137,36 @@ impl Alerting {
             };
             engine.decide(readings, now)
         };
+        // Drops are counted per channel and logged once per evaluation, so
+        // that a storm does not become a storm of log lines too.
+        let mut dropped = vec![0u64; self.channels.len()];
         for event in &events {
             log(event);
             let shared = Arc::new(event.clone());
             for name in &event.channels {
-                match self.channels.iter().find(|c| c.name() == name.as_str()) {
-                    Some(channel) => {
-                        if !channel.offer(Arc::clone(&shared)) {
-                            tracing::warn!(channel = %name, rule = %event.rule, "alert queue full; alert dropped");
+                match self.channels.iter().position(|c| c.name() == name.as_str()) {
+                    Some(i) => {
+                        let queued = self
+                            .channels
+                            .get(i)
+                            .is_some_and(|c| c.offer(Arc::clone(&shared)));
+                        if !queued && let Some(d) = dropped.get_mut(i) {
+                            *d += 1;
                         }
                     }
                     None => {
-                        tracing::warn!(channel = %name, rule = %event.rule, "alert for an unknown channel")
+                        tracing::warn!(channel = %name, rule = %event.rule, "alert for an unknown channel");
                     }
                 }
+            }
+        }
+        for (channel, dropped) in self.channels.iter().zip(dropped) {
+            if dropped > 0 {
+                tracing::warn!(
+                    channel = channel.name(),
+                    dropped,
+                    "alert queue full; alerts dropped"
+                );
             }
         }
         events
@@ -174,7 +193,7 @@ impl Alerting {
             for worker in workers {
                 senders.spawn(worker.run(stop.clone()));
             }
-            let every = every.max(Duration::from_millis(10));
+            let every = every.clamp(Duration::from_millis(10), MAX_PERIOD);
             let mut timer = tokio::time::interval_at(Instant::now() + every, every);
             timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {

@@ -18,7 +18,10 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::trace::{TRACE_HEADER, TraceId};
+use tracing::Instrument as _;
+
+use crate::trace::export::{EXPORT_TARGET, continue_request};
+use crate::trace::{TRACE_HEADER, TraceId, TraceParent};
 
 use super::views::{BatchItem, BatchView, Created, ListView, MessageView};
 use super::{AppState, Problem};
@@ -34,7 +37,26 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
-    let trace = request_trace(&headers);
+    let (trace, span) = accept_span(&headers, false);
+    let answer = create_in_trace(state, headers, body, trace)
+        .instrument(span.clone())
+        .await;
+    match &answer {
+        Ok((status, _, Json(created))) => {
+            span.record("message", created.id.as_str());
+            span.record("http.response.status_code", status.as_u16());
+        }
+        Err(problem) => record_problem(&span, problem),
+    }
+    answer
+}
+
+async fn create_in_trace(
+    state: AppState,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    trace: TraceId,
+) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
     let body = body_bytes(body)?;
     let key = idempotency_key(&headers)?;
     let request: MessageRequest = json_object(&body)?;
@@ -88,7 +110,25 @@ pub(crate) async fn create_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(TraceHeader, Json<BatchView>), Problem> {
     // One request, one trace: every message of the batch carries it.
-    let trace = request_trace(&headers);
+    let (trace, span) = accept_span(&headers, true);
+    let answer = create_batch_in_trace(state, body, trace)
+        .instrument(span.clone())
+        .await;
+    match &answer {
+        Ok((_, Json(view))) => {
+            span.record("messages", view.results.len() as u64);
+            span.record("http.response.status_code", StatusCode::OK.as_u16());
+        }
+        Err(problem) => record_problem(&span, problem),
+    }
+    answer
+}
+
+async fn create_batch_in_trace(
+    state: AppState,
+    body: Result<Bytes, BytesRejection>,
+    trace: TraceId,
+) -> Result<(TraceHeader, Json<BatchView>), Problem> {
     let body = body_bytes(body)?;
     let batch: BatchRequest = json_object(&body)?;
     if batch.messages.len() > state.limits.max_batch {
@@ -202,13 +242,41 @@ pub(crate) async fn cancel(
     Ok(Json(MessageView::full(record)))
 }
 
-/// The request's trace: from a valid `traceparent`, or a new one.
-fn request_trace(headers: &HeaderMap) -> TraceId {
-    headers
+/// The request's trace (from a valid `traceparent`, or a new one) and its
+/// `accept` span, exported only (see [`crate::trace::export`]), in that
+/// trace and, with a `traceparent`, a child of the caller's span.
+fn accept_span(headers: &HeaderMap, batch: bool) -> (TraceId, tracing::Span) {
+    let parent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(TraceId::from_traceparent)
-        .unwrap_or_else(TraceId::generate)
+        .and_then(TraceParent::parse);
+    let trace = parent
+        .as_ref()
+        .map(|p| p.trace.clone())
+        .unwrap_or_else(TraceId::generate);
+    let span = tracing::info_span!(
+        target: EXPORT_TARGET,
+        "accept",
+        otel.kind = "server",
+        http.route = if batch { "/v1/messages/batch" } else { "/v1/messages" },
+        trace_id = %trace,
+        message = tracing::field::Empty,
+        messages = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    continue_request(&span, &trace, parent.as_ref());
+    (trace, span)
+}
+
+/// A refused request: its status, and an error status for server faults.
+fn record_problem(span: &tracing::Span, problem: &Problem) {
+    span.record("http.response.status_code", problem.status);
+    if problem.status >= 500 {
+        span.record("otel.status_code", "error");
+        span.record("otel.status_description", problem.title);
+    }
 }
 
 /// `X-Herald-Trace-Id` for the rendered mail.

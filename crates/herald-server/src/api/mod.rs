@@ -4,6 +4,7 @@
 //! answer `202`.
 
 mod error;
+mod errors;
 mod messages;
 mod scrape;
 mod views;
@@ -54,6 +55,8 @@ pub struct AppState {
     /// Where `/metrics` samples relay pools and circuits from; `None` for a
     /// router without delivery workers.
     pub(crate) dispatcher: Option<Arc<Dispatcher>>,
+    /// Error groups for `GET /v1/errors`; `None` without delivery workers.
+    pub(crate) alerting: Option<Arc<crate::alerts::Alerting>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -82,6 +85,7 @@ impl AppState {
             workers_running,
             metrics: Arc::new(Metrics::new()),
             dispatcher: None,
+            alerting: None,
         }
     }
 
@@ -96,6 +100,12 @@ impl AppState {
         self.dispatcher = Some(dispatcher);
         self
     }
+
+    /// Serves `GET /v1/errors` from `alerting`'s error groups.
+    pub(crate) fn with_alerting(mut self, alerting: Arc<crate::alerts::Alerting>) -> Self {
+        self.alerting = Some(alerting);
+        self
+    }
 }
 
 /// Every route the API serves, as (method, path template); the OpenAPI
@@ -107,6 +117,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/messages/{id}"),
     ("POST", "/v1/messages/{id}/retry"),
     ("POST", "/v1/messages/{id}/cancel"),
+    ("GET", "/v1/errors"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -133,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}", get(messages::show))
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
+        .route("/v1/errors", get(errors::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,

@@ -7,10 +7,10 @@ use std::time::Duration;
 use herald_policy::RetryPolicy;
 use herald_smtp::{Timeouts, default_helo_name};
 
-use super::raw::{RawConfig, RawDelivery, RawLimits, RawRetry, RawServer};
+use super::raw::{RawConfig, RawDelivery, RawLimits, RawRetry, RawServer, RawTracing};
 use super::{
     ApiKey, AuthConfig, Config, ConfigError, DeliveryConfig, ENV_API_KEYS, ENV_HTTP_LISTEN,
-    ENV_STORE_URL, LimitsConfig, OutboxConfig, ServerConfig, StoreConfig, relay,
+    ENV_STORE_URL, LimitsConfig, OutboxConfig, ServerConfig, StoreConfig, TracingConfig, relay,
 };
 
 /// The environment as the loader sees it.
@@ -28,6 +28,12 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
         return Err(ConfigError::new("outbox.dir", "must not be empty"));
     }
     let relays = relay::relays(raw.relays, &delivery, env)?;
+    let tracing = tracing_section(raw.tracing)?;
+    let alerts = raw.alerts.build(env)?;
+    // Rules may name a relay; "outbox" is the relay name of the file outbox.
+    let mut relay_names: Vec<&str> = relays.iter().map(|r| r.name.as_str()).collect();
+    relay_names.push("outbox");
+    alerts.check_relays(&relay_names)?;
     Ok(Config {
         server,
         store,
@@ -39,6 +45,8 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
             dir: raw.outbox.dir,
         },
         relays,
+        tracing,
+        alerts,
     })
 }
 
@@ -56,6 +64,8 @@ pub(super) fn defaults() -> Config {
             dir: raw.outbox.dir,
         },
         relays: Vec::new(),
+        tracing: tracing_from(raw.tracing),
+        alerts: crate::alerts::AlertsConfig::default(),
     }
 }
 
@@ -297,4 +307,60 @@ fn limits(raw: RawLimits) -> Result<LimitsConfig, ConfigError> {
         }
     }
     Ok(limits_from(raw))
+}
+
+fn tracing_from(raw: RawTracing) -> TracingConfig {
+    TracingConfig {
+        otlp_endpoint: raw.otlp_endpoint,
+        service_name: raw.service_name,
+        sample_ratio: raw.sample_ratio,
+    }
+}
+
+/// `[tracing]`: an absent or empty endpoint means no export; a present one
+/// must be an `http(s)://host…` base URL (the path `/v1/traces` is added).
+fn tracing_section(mut raw: RawTracing) -> Result<TracingConfig, ConfigError> {
+    raw.otlp_endpoint = raw
+        .otlp_endpoint
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty());
+    if let Some(endpoint) = &raw.otlp_endpoint {
+        check_otlp_endpoint(endpoint).map_err(|m| ConfigError::new("tracing.otlp_endpoint", m))?;
+    }
+    if raw.service_name.trim().is_empty() {
+        return Err(ConfigError::new(
+            "tracing.service_name",
+            "must not be empty",
+        ));
+    }
+    if !(0.0..=1.0).contains(&raw.sample_ratio) {
+        return Err(ConfigError::new(
+            "tracing.sample_ratio",
+            format!("{} is not between 0.0 and 1.0", raw.sample_ratio),
+        ));
+    }
+    Ok(tracing_from(raw))
+}
+
+/// The shape of an OTLP/HTTP base URL: scheme, a host, no query.
+fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
+    let Some(rest) = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+    else {
+        return Err(format!(
+            "{endpoint:?} is not an http:// or https:// URL (the OTLP/HTTP base, e.g. \
+             \"http://127.0.0.1:4318\")"
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains(char::is_whitespace) {
+        return Err(format!("{endpoint:?} names no host"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(format!(
+            "{endpoint:?} has a query or fragment; give the base URL only"
+        ));
+    }
+    Ok(())
 }

@@ -40,7 +40,8 @@ fn is_secret(path: &str) -> bool {
     let last = last.split('[').next().unwrap_or(last);
     // A whole section given as a string ("auth = ...", "store = ...") would
     // be quoted too.
-    matches!(path, "auth" | "store" | "store.url") || matches!(last, "password" | "api_keys")
+    matches!(path, "auth" | "store" | "store.url")
+        || matches!(last, "password" | "api_keys" | "url" | "secret")
 }
 
 /// Turns a TOML error (syntax or shape) into a one-line [`ConfigError`].

@@ -33,6 +33,10 @@ pub(crate) struct RawConfig {
     pub(crate) outbox: RawOutbox,
     /// `[[relays]]`: the SMTP relays mail goes through.
     pub(crate) relays: Vec<RawRelay>,
+    /// `[tracing]`: export of spans over OTLP/HTTP (off by default).
+    pub(crate) tracing: RawTracing,
+    /// `[alerts]`: error groups, alert channels and rules.
+    pub(crate) alerts: crate::alerts::RawAlerts,
 }
 
 /// `[server]`.
@@ -209,6 +213,32 @@ impl Default for RawOutbox {
     fn default() -> Self {
         Self {
             dir: defaults::outbox_dir(),
+        }
+    }
+}
+
+/// `[tracing]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTracing {
+    /// OTLP/HTTP base URL; spans go to `<endpoint>/v1/traces`. `None`
+    /// turns export off.
+    #[serde(default = "defaults::otlp_endpoint")]
+    pub(crate) otlp_endpoint: Option<String>,
+    /// The `service.name` of the exported spans.
+    #[serde(default = "defaults::service_name")]
+    pub(crate) service_name: String,
+    /// The fraction of traces exported, 0.0 to 1.0.
+    #[serde(default = "defaults::sample_ratio")]
+    pub(crate) sample_ratio: f64,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: defaults::otlp_endpoint(),
+            service_name: defaults::service_name(),
+            sample_ratio: defaults::sample_ratio(),
         }
     }
 }
@@ -426,6 +456,15 @@ pub(crate) mod defaults {
     }
     pub(crate) fn half_open_probes() -> u32 {
         BreakerConfig::default().half_open_probes
+    }
+    pub(crate) fn otlp_endpoint() -> Option<String> {
+        None
+    }
+    pub(crate) fn service_name() -> String {
+        "herald".to_owned()
+    }
+    pub(crate) fn sample_ratio() -> f64 {
+        1.0
     }
 
     /// The usual port for a TLS mode.

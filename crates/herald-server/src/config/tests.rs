@@ -9,6 +9,7 @@ use herald_smtp::{Mechanism, PoolConfig, Secret, TlsMode};
 use super::*;
 
 mod docs;
+mod otlp;
 mod secrets;
 
 fn no_env(_: &str) -> Option<String> {

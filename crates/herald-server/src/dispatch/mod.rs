@@ -24,8 +24,10 @@ use tracing::Instrument as _;
 
 pub(crate) use outbox::Outbox;
 
+use crate::alerts::{Alerting, FailureClass, FailureSample};
 use crate::observe::Metrics;
 use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX, RecipientOutcome};
+use crate::trace::export::{EXPORT_TARGET, continue_message};
 
 /// How long the goodbye to the relays (QUIT on idle connections) may take
 /// once deliveries are drained.
@@ -57,6 +59,7 @@ pub(crate) struct Dispatcher {
     settings: DispatchSettings,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    alerting: Arc<Alerting>,
 }
 
 /// One relay as `/metrics` samples it.
@@ -75,6 +78,7 @@ impl Dispatcher {
         settings: DispatchSettings,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
+        alerting: Arc<Alerting>,
     ) -> Self {
         if relays.is_empty() {
             metrics.register_relay(RELAY_OUTBOX);
@@ -89,6 +93,7 @@ impl Dispatcher {
             settings,
             wake,
             metrics,
+            alerting,
         }
     }
 
@@ -171,6 +176,10 @@ impl Dispatcher {
                     message = %message.id,
                     trace_id = message.trace_id.as_deref().unwrap_or(""),
                 );
+                // When spans are exported, the attempt continues the
+                // message's trace (the caller's, or the one made up at
+                // acceptance).
+                continue_message(&span, message.trace_id.as_deref());
                 tasks.spawn(
                     async move {
                         this.deliver(message, &abort).await;
@@ -223,7 +232,8 @@ impl Dispatcher {
                 (RELAY_NONE.to_owned(), results)
             }
             Ok(envelope) if self.relays.is_empty() => {
-                let (relay, results) = self.to_outbox(&message, &envelope).await;
+                let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
+                let (relay, results) = self.to_outbox(&message, &envelope).instrument(span).await;
                 self.count_attempt(&relay, &results, clock.elapsed());
                 (relay, results)
             }
@@ -240,6 +250,7 @@ impl Dispatcher {
             },
         };
         let attempts_made = message.attempts + 1;
+        self.feed_alerting(&relay, &message.id, &results);
         let next = attempt::next_step(
             &results,
             attempts_made,
@@ -324,6 +335,29 @@ impl Dispatcher {
         self.metrics.finished(status);
     }
 
+    /// Every recipient tried counts as an attempt for rate rules; every one
+    /// not delivered is a failure sample for error groups.
+    fn feed_alerting(&self, relay: &str, message_id: &str, results: &[RecipientResult]) {
+        let now = OffsetDateTime::now_utc();
+        for result in results {
+            self.alerting.record_attempt(relay, now);
+            let class = match result.status {
+                RecipientStatus::Deferred => FailureClass::Transient,
+                RecipientStatus::Failed => FailureClass::Permanent,
+                _ => continue,
+            };
+            self.alerting.record_failure(FailureSample {
+                relay: relay.to_owned(),
+                class,
+                smtp_code: result.smtp_code,
+                enhanced_code: result.enhanced_code.clone(),
+                response: result.response.clone().unwrap_or_default(),
+                message_id: message_id.to_owned(),
+                at: now,
+            });
+        }
+    }
+
     async fn to_outbox(
         &self,
         message: &Claimed,
@@ -380,14 +414,36 @@ impl Dispatcher {
                 continue;
             }
             let clock = Instant::now();
-            match relay
+            // Exported only: the relay's SMTP session for this message,
+            // with an event per reply (the phases) and per recipient.
+            let span = tracing::info_span!(
+                target: EXPORT_TARGET,
+                "smtp",
+                otel.kind = "client",
+                relay = %relay.name,
+                server.address = %relay.pool.client_config().host,
+                otel.status_code = tracing::field::Empty,
+                otel.status_description = tracing::field::Empty,
+            );
+            let sent = relay
                 .pool
                 .send(envelope, &message.rendered, options, &ctx)
-                .await
-            {
+                .instrument(span.clone())
+                .await;
+            match sent {
                 Ok(outcomes) => {
                     record_breaker(relay, BreakerOutcome::Success);
                     let results: Vec<_> = outcomes.iter().map(attempt::recipient_result).collect();
+                    for (index, result) in results.iter().enumerate() {
+                        tracing::info!(
+                            target: EXPORT_TARGET,
+                            parent: &span,
+                            recipient = index,
+                            status = result.status.as_str(),
+                            code = result.smtp_code.unwrap_or(0),
+                            "recipient"
+                        );
+                    }
                     let outcome = AttemptOutcome::from_word(attempt::outcome_word(&results));
                     self.metrics.attempt(&relay.name, outcome, clock.elapsed());
                     for result in &results {
@@ -397,6 +453,8 @@ impl Dispatcher {
                 }
                 Err(error) if error.kind() == ErrorKind::Cancelled => return None,
                 Err(error) => {
+                    span.record("otel.status_code", "error");
+                    span.record("otel.status_description", error.to_string());
                     self.metrics
                         .attempt(&relay.name, AttemptOutcome::Error, clock.elapsed());
                     self.metrics.smtp_reply(&relay.name, error.smtp_code());

@@ -1,0 +1,159 @@
+//! Error aggregation and alerting through the running service: identical
+//! failures for different recipients become one group in `GET /v1/errors`,
+//! a rule crossing its threshold posts one alert to a webhook, and a dead
+//! webhook never holds up mail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use common::{Herald, message};
+use herald_testkit::{ServerConfig, TestServer};
+
+/// A local webhook receiver that records every JSON body it is sent.
+async fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: axum::body::Bytes| {
+            let record = record.clone();
+            async move {
+                let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                record.lock().unwrap().push(json);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+fn alerts_toml(url: &str) -> String {
+    format!(
+        r#"
+[alerts]
+window = "5m"
+evaluate_every = "1s"
+send_backoff = "50ms"
+send_timeout = "1s"
+
+[[alerts.channels]]
+name = "hook"
+kind = "webhook"
+url = "{url}"
+
+[[alerts.rules]]
+name = "relay-failing"
+scope = "relay"
+cooldown = "1h"
+resolve_after = "1h"
+tiers = [ {{ min_count = 3, channels = ["hook"] }} ]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_failures_group_together_and_alert_once() {
+    let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
+    let (url, alerts) = receiver().await;
+    let herald = Herald::start_with(Some(&smtp), &alerts_toml(&url)).await;
+
+    let mut ids = Vec::new();
+    for who in [
+        "rcpt550-ann",
+        "rcpt550-bob",
+        "rcpt550-cy",
+        "rcpt550-dee",
+        "rcpt550-eve",
+    ] {
+        let (status, created) = herald
+            .post("/v1/messages", message(&[&format!("{who}@example.com")]))
+            .await;
+        assert_eq!(status, 202);
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        herald.wait_status(id, "failed").await;
+    }
+
+    let (status, errors) = herald.get("/v1/errors?window=15m").await;
+    assert_eq!(status, 200, "{errors}");
+    let groups = errors["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{errors:#}");
+    let group = &groups[0];
+    assert_eq!(group["count"], 5);
+    assert_eq!(group["window_count"], 5);
+    assert_eq!(group["relay"], "test");
+    assert_eq!(group["class"], "permanent");
+    assert_eq!(group["smtp_code"], 550);
+    assert_eq!(group["enhanced_code"], "5.1.1");
+    assert!(ids.contains(&group["sample_message_id"].as_str().unwrap().to_owned()));
+    assert!(!group["text"].as_str().unwrap().contains('@'), "{group}");
+    let (_, other) = herald.get("/v1/errors?relay=elsewhere").await;
+    assert_eq!(other["groups"].as_array().unwrap().len(), 0);
+    let (status, _) = herald.get("/v1/errors?window=soon").await;
+    assert_eq!(status, 400);
+
+    // One alert for the incident, however often the rules are evaluated.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while alerts.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no alert arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two more evaluations: still one alert.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let received = alerts.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    let text = received[0].to_string();
+    assert!(text.contains("relay-failing"), "{text}");
+    assert!(
+        !text.contains("@example.com"),
+        "a recipient leaked into the alert: {text}"
+    );
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_webhook_does_not_hold_up_mail() {
+    let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
+    // Nothing listens on this port: every alert delivery fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let herald = Herald::start_with(
+        Some(&smtp),
+        &alerts_toml(&format!("http://127.0.0.1:{port}/hook")),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (_, created) = herald
+            .post(
+                "/v1/messages",
+                message(&[&format!("rcpt550-{i}@example.com")]),
+            )
+            .await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    for i in 0..10 {
+        let (_, created) = herald
+            .post("/v1/messages", message(&[&format!("ok{i}@example.com")]))
+            .await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids[5..] {
+        herald.wait_status(id, "delivered").await;
+    }
+    assert_eq!(smtp.message_count(), 10);
+    herald.stop().await.unwrap();
+}
