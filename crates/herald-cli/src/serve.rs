@@ -44,7 +44,9 @@ pub(crate) fn serve(args: ServeArgs, log_format: LogFormat) -> Result<ExitCode, 
     let (export_layer, export) = otlp::layer(&config.tracing)
         .map_err(|e| Failure::input(format!("{e:#}")))?
         .unzip();
+    let exporting = export_layer.is_some();
     logging::init_with(log_format, export_layer);
+    herald_server::trace::export::set_exporting(exporting);
     if let Some(url) = config.tracing.traces_url() {
         tracing::info!(
             endpoint = %url,

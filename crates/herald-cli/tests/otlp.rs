@@ -433,11 +433,12 @@ fn spans_continue_the_callers_trace_and_are_flushed_on_sigterm() {
         !delivery.parent_span_id.is_empty(),
         "delivery joins the trace"
     );
+    // The attempt's log event, with its outcome, is an event of the span.
     assert!(
         delivery
             .events
             .iter()
-            .any(|(name, _)| name == "delivery attempt"),
+            .any(|(_, attributes)| attributes.get("outcome") == Some(&json!("delivered"))),
         "{delivery:#?}"
     );
     let outbox = only(&spans, "outbox");
@@ -469,12 +470,34 @@ fn smtp_phases_are_events_of_an_smtp_span() {
         Some(relay.port()),
         &format!("[tracing]\notlp_endpoint = \"{}/\"\n", receiver.base),
     );
-    let mut serve = Serve::start(&config, port, &dir.path().join("herald.log"), &[]);
+    let mut serve = Serve::start(
+        &config,
+        port,
+        &dir.path().join("herald.log"),
+        &[("RUST_LOG", "info")],
+    );
     // No traceparent: herald makes the trace up, and the spans are in it.
     let (id, trace) = post(&serve.base, None);
     assert_eq!(trace.len(), 32);
     wait_delivered(&serve, &id);
     assert!(serve.stop().success());
+
+    // Export changes nothing in the log: every line about the message
+    // still carries its trace id (the attempt's through its span).
+    let log = serve.log();
+    let about: Vec<Value> = log
+        .lines()
+        .filter(|l| l.contains(&id))
+        .map(|l| serde_json::from_str(l).expect("JSON log lines"))
+        .collect();
+    assert!(about.len() >= 2, "{log}");
+    for line in &about {
+        let logged = line["trace_id"]
+            .as_str()
+            .or_else(|| line["span"]["trace_id"].as_str());
+        assert_eq!(logged, Some(trace.as_str()), "{line}");
+        assert_ne!(line["span"]["name"], json!("smtp"), "{line}");
+    }
 
     let spans = spans(&receiver.received());
     let accept = only(&spans, "accept");

@@ -3,8 +3,9 @@
 //!
 //! The service only creates `tracing` spans; whether they leave the process
 //! is the binary's choice (an OpenTelemetry layer on the global subscriber).
-//! Without that layer nothing here touches OpenTelemetry: [`exporting`] is
-//! false and the export-only spans are disabled, so they cost nothing.
+//! Without that layer nothing here touches OpenTelemetry: the binary has
+//! not called [`set_exporting`], and the export-only spans are disabled, so
+//! they cost nothing.
 //!
 //! What is exported, all in the message's trace (its [`TraceId`]):
 //!
@@ -21,6 +22,8 @@
 //! viewers show the attempts in the right trace, under a missing parent.
 //! `accept` has the same stand-in parent when the caller sent no
 //! `traceparent`, so then all of a message's spans are siblings.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::{
     SpanContext, SpanId as OtelSpanId, TraceContextExt as _, TraceFlags, TraceId as OtelTraceId,
@@ -60,10 +63,22 @@ pub fn exported(metadata: &Metadata<'_>) -> bool {
         && (*metadata.level() <= Level::INFO || metadata.fields().field("reply").is_some())
 }
 
-/// Whether a layer exports herald's spans right now. False without one, so
-/// that no OpenTelemetry context is built for nothing.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Says whether the binary has installed a layer that exports spans (with
+/// [`exported`] as its filter). Until it says so, no OpenTelemetry context
+/// is built for nothing.
+///
+/// A flag rather than `tracing::enabled!`: with per-layer filters, a bare
+/// `enabled!` that one layer refuses leaves that refusal behind for the
+/// next span or event of the thread, hiding it from the log.
+pub fn set_exporting(on: bool) {
+    EXPORTING.store(on, Ordering::Relaxed);
+}
+
+/// Whether spans are exported (see [`set_exporting`]).
 pub(crate) fn exporting() -> bool {
-    tracing::enabled!(target: EXPORT_TARGET, Level::INFO)
+    EXPORTING.load(Ordering::Relaxed)
 }
 
 /// The stand-in parent span id of every `delivery` of the message whose
@@ -149,8 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn without_an_exporting_layer_nothing_is_exported() {
-        // No global subscriber in unit tests: the gate is closed.
+    fn export_is_off_until_the_binary_turns_it_on() {
         assert!(!exporting());
     }
 }
