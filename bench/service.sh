@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# herald as a service, end to end, against Postfix doing the same job.
+#
+#   herald:  herald-load --(HTTP, CLIENTS connections)--> herald serve
+#            (release build, SQLite WAL, synchronous=FULL) --(SMTP)--> smtp-sink
+#   Postfix: smtp-source --(SMTP, CLIENTS sessions)--> Postfix smtpd
+#            (its queue, fsync on as by default) --(SMTP, relayhost)--> smtp-sink
+#
+# Phases (each herald phase starts a fresh herald on a fresh database):
+#   1. MESSAGES messages of ~SIZE bytes as fast as CLIENTS clients get
+#      answers: accept rate, p50/p99 accept latency, end-to-end delivered/s
+#      (first post until nothing is queued, sending or deferred), peak RSS.
+#   2. RATE_MESSAGES messages at a fixed offered load of RATE msg/s (open
+#      loop; latency counted from when each message was due): p99.
+#   3. QUEUED messages posted while the relay stalls (smtp-sink -w 3600
+#      never answers DATA), so they stay queued: RSS after the posts.
+#   4. Postfix: the same MESSAGES through a throw-away Postfix instance
+#      (config, queue and data under OUT) into the same smtp-sink; time
+#      until smtp-sink has counted them all.
+# Then a table, with herald e2e / Postfix e2e.
+#
+# Environment: MESSAGES (20000), SIZE (2048), CLIENTS (64),
+#   HERALD_CONCURRENCY (64, [delivery] concurrency),
+#   RELAY_CONNECTIONS (20, the relay's max_connections; Postfix's
+#   default_destination_concurrency_limit is 20),
+#   RATE (500), RATE_MESSAGES (10000), QUEUED (100000; 0 skips phase 3),
+#   POSTFIX (1; 0 skips phase 4), OUT (a fresh directory under /tmp).
+#
+# Usage: bench/service.sh                        (builds --release first)
+#        MESSAGES=2000 RATE_MESSAGES=1000 QUEUED=5000 bench/service.sh
+#
+# Needs root for Postfix (its master runs as root and drops to `postfix`).
+# A benchmark: it reports figures and never judges them.
+
+set -euo pipefail
+
+MESSAGES=${MESSAGES:-20000}
+SIZE=${SIZE:-2048}
+CLIENTS=${CLIENTS:-64}
+HERALD_CONCURRENCY=${HERALD_CONCURRENCY:-64}
+RELAY_CONNECTIONS=${RELAY_CONNECTIONS:-20}
+RATE=${RATE:-500}
+RATE_MESSAGES=${RATE_MESSAGES:-10000}
+QUEUED=${QUEUED:-100000}
+POSTFIX=${POSTFIX:-1}
+OUT=${OUT:-$(mktemp -d /tmp/herald-service-bench.XXXXXX)}
+KEY=bench-key-0123456789abcdef0123456789
+FROM=from@example.com
+TO=to@example.com
+
+export PATH="$PATH:/usr/sbin:/usr/local/sbin"
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+mkdir -p "$OUT"
+# Postfix (as user postfix) must reach its directories under OUT.
+chmod 755 "$OUT"
+RESULTS=$OUT/results.jsonl
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+    log "service.sh: $*"
+    exit 1
+}
+
+for tool in smtp-sink smtp-source postfix postconf postqueue ss; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install postfix iproute2)"
+done
+
+# --- processes we start, stopped on exit by their pids -----------------------
+
+PIDS=()
+PF_DIR=
+cleanup() {
+    if [[ -n $PF_DIR && -e $PF_DIR/data/master.pid ]]; then
+        postfix -c "$PF_DIR/etc" stop >/dev/null 2>&1 || true
+    fi
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -f "$OUT"/*/herald.db* 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_busy() { ss -Htln "sport = :$1" | grep -q .; }
+NEXT_PORT=${PORT:-2625}
+free_port() {
+    while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    echo "$NEXT_PORT"
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+wait_listening() {
+    for _ in $(seq 1 200); do
+        port_busy "$1" && return 0
+        sleep 0.05
+    done
+    die "nothing listens on $1 (see $2)"
+}
+
+# Starts smtp-sink on a free port; sets SINK_PORT and SINK_LOG. Extra
+# arguments go to smtp-sink (e.g. -w 3600 to never answer DATA).
+start_sink() {
+    local name=$1
+    shift
+    SINK_PORT=$(free_port)
+    SINK_LOG=$OUT/$name.log
+    local user=()
+    [[ $EUID -eq 0 ]] && user=(-u root)
+    # -c: running counters; -m: simultaneous sessions; 1024: backlog.
+    smtp-sink -c "${user[@]}" -m 1024 "$@" "127.0.0.1:$SINK_PORT" 1024 >"$SINK_LOG" 2>&1 &
+    PIDS+=($!)
+    wait_listening "$SINK_PORT" "$SINK_LOG"
+}
+
+# Messages a sink has counted so far (its -c counter).
+sink_count() {
+    tail -c 256 "$1" | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | grep . || echo 0
+}
+
+now() { date +%s.%N; }
+
+# --- herald -------------------------------------------------------------------
+
+HERALD_PID=
+HERALD_ADDR=
+# start_herald NAME RELAY_PORT: a fresh herald on a fresh database.
+start_herald() {
+    local name=$1 relay_port=$2 dir=$OUT/$1 port
+    port=$(free_port)
+    mkdir -p "$dir"
+    rm -f "$dir"/herald.db*
+    cat >"$dir/herald.toml" <<EOF
+[server]
+http_listen = "127.0.0.1:$port"
+drain_timeout = "5s"
+
+[store]
+url = "sqlite://$dir/herald.db"
+
+[auth]
+api_keys = ["$KEY"]
+
+[limits]
+max_queue_depth = 1000000
+
+[delivery]
+concurrency = $HERALD_CONCURRENCY
+helo_name = "bench.localhost"
+
+[[relays]]
+name = "sink"
+host = "127.0.0.1"
+port = $relay_port
+tls = "none"
+max_connections = $RELAY_CONNECTIONS
+max_messages_per_connection = 1000
+EOF
+    ./target/release/herald serve --config "$dir/herald.toml" >"$dir/herald.log" 2>&1 &
+    HERALD_PID=$!
+    PIDS+=("$HERALD_PID")
+    HERALD_ADDR=127.0.0.1:$port
+    wait_listening "$port" "$dir/herald.log"
+}
+
+stop_herald() {
+    kill -TERM "$HERALD_PID"
+    wait "$HERALD_PID" || log "herald exited with status $?"
+}
+
+load() {
+    HERALD_API_KEY=$KEY ./target/release/herald-load --target "$HERALD_ADDR" --size "$SIZE" \
+        --pid "$HERALD_PID" "$@"
+}
+
+field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$2"; }
+
+record() {
+    echo "$1" >>"$RESULTS"
+    log "  $1"
+}
+
+# --- Postfix -----------------------------------------------------------------
+
+# A throw-away instance: config, queue and data directories under OUT,
+# smtpd on 127.0.0.1 only, everything relayed to the sink. Sets PF_PORT.
+start_postfix() {
+    local relay_port=$1
+    PF_DIR=$OUT/postfix
+    PF_PORT=$(free_port)
+    rm -rf "$PF_DIR"
+    mkdir -p "$PF_DIR/etc" "$PF_DIR/queue" "$PF_DIR/data"
+    cp /etc/postfix/master.cf "$PF_DIR/etc/"
+    : >"$PF_DIR/etc/main.cf"
+    chown postfix "$PF_DIR/data"
+    postconf -c "$PF_DIR/etc" -e \
+        "compatibility_level=3.6" \
+        "queue_directory=$PF_DIR/queue" \
+        "data_directory=$PF_DIR/data" \
+        "mail_owner=postfix" "setgid_group=postdrop" \
+        "inet_interfaces=127.0.0.1" "inet_protocols=ipv4" \
+        "myhostname=bench.localhost" "mydestination=" \
+        "mynetworks=127.0.0.0/8" \
+        "smtpd_relay_restrictions=permit_mynetworks,reject" \
+        "relayhost=[127.0.0.1]:$relay_port" \
+        "smtp_tls_security_level=none" "smtpd_tls_security_level=none" \
+        "alias_maps=" "alias_database=" \
+        "maillog_file=$PF_DIR/maillog" "maillog_file_prefixes=$PF_DIR"
+    postconf -c "$PF_DIR/etc" -F '*/*/chroot = n'
+    postconf -c "$PF_DIR/etc" -M# smtp/inet
+    postconf -c "$PF_DIR/etc" -Me "127.0.0.1:$PF_PORT/inet=127.0.0.1:$PF_PORT inet n - n - - smtpd"
+    postfix -c "$PF_DIR/etc" check >"$OUT/postfix-start.log" 2>&1 || true
+    postfix -c "$PF_DIR/etc" start >>"$OUT/postfix-start.log" 2>&1 ||
+        die "postfix did not start (see $OUT/postfix-start.log, $PF_DIR/maillog)"
+    wait_listening "$PF_PORT" "$PF_DIR/maillog"
+}
+
+stop_postfix() {
+    postfix -c "$PF_DIR/etc" stop >>"$OUT/postfix-start.log" 2>&1 || true
+}
+
+# --- main --------------------------------------------------------------------
+
+log "building herald and herald-load (release) ..."
+cargo build --release -p herald-cli -p herald-bench --quiet
+log "results in $OUT; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+start_sink sink
+MAIN_SINK_PORT=$SINK_PORT
+MAIN_SINK_LOG=$SINK_LOG
+log "smtp-sink on 127.0.0.1:$MAIN_SINK_PORT"
+
+# 1. Throughput and latency, end to end.
+log "phase 1: $MESSAGES messages, $CLIENTS clients, closed loop"
+start_herald e2e "$MAIN_SINK_PORT"
+before=$(sink_count "$MAIN_SINK_LOG")
+E2E=$(load --phase e2e --messages "$MESSAGES" --concurrency "$CLIENTS" --wait-delivered)
+sleep 0.3
+SINK_E2E=$(($(sink_count "$MAIN_SINK_LOG") - before))
+record "$E2E"
+[[ $SINK_E2E -eq $MESSAGES ]] || log "  WARNING: smtp-sink counted $SINK_E2E of $MESSAGES"
+
+# 2. Latency at a fixed offered load (same herald, its queue now empty).
+log "phase 2: $RATE_MESSAGES messages at $RATE msg/s, open loop"
+FIXED=$(load --phase fixed-rate --messages "$RATE_MESSAGES" --concurrency "$CLIENTS" --rate "$RATE" --wait-delivered)
+record "$FIXED"
+stop_herald
+
+# 3. Memory with a deep queue: the relay never answers DATA.
+QUEUE_LINE=
+if [[ $QUEUED -gt 0 ]]; then
+    log "phase 3: $QUEUED messages queued behind a stalled relay"
+    start_sink stalled -w 3600
+    start_herald queued "$SINK_PORT"
+    QUEUE_LINE=$(load --phase queued --messages "$QUEUED" --concurrency "$CLIENTS")
+    sleep 2
+    RSS_QUEUED=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$HERALD_PID/status")
+    QUEUE_LINE=${QUEUE_LINE%\}},\"rss_mib_2s_later\":$RSS_QUEUED}
+    record "$QUEUE_LINE"
+    stop_herald
+    log "  database: $(du -sh "$OUT/queued" | cut -f1)"
+fi
+
+# 4. The reference: Postfix.
+PF_E2E=
+PF_ACCEPT=
+if [[ $POSTFIX -eq 1 ]]; then
+    log "phase 4: $MESSAGES messages through Postfix $(postconf -h mail_version)"
+    start_postfix "$MAIN_SINK_PORT"
+    before=$(sink_count "$MAIN_SINK_LOG")
+    target=$((before + MESSAGES))
+    # smtp-source's -l is the body without its 4 header lines (~148 bytes).
+    len=$((SIZE > 300 ? SIZE - 148 : SIZE))
+    t0=$(now)
+    smtp-source -s "$CLIENTS" -m "$MESSAGES" -l "$len" -d -f "$FROM" -t "$TO" -M bench.localhost \
+        "127.0.0.1:$PF_PORT" >"$OUT/smtp-source.log" 2>&1 &
+    SOURCE_PID=$!
+    PIDS+=("$SOURCE_PID")
+    source_done=
+    deadline=$(($(date +%s) + 1200))
+    while [[ $(sink_count "$MAIN_SINK_LOG") -lt $target ]]; do
+        if [[ -z $source_done ]] && ! kill -0 "$SOURCE_PID" 2>/dev/null; then
+            source_done=$(now)
+            wait "$SOURCE_PID" || log "  smtp-source exited with status $?"
+        fi
+        [[ $(date +%s) -lt $deadline ]] || die "Postfix did not deliver $MESSAGES within 20 min"
+        sleep 0.05
+    done
+    t1=$(now)
+    if [[ -z $source_done ]]; then
+        wait "$SOURCE_PID" || log "  smtp-source exited with status $?"
+        source_done=$(now)
+    fi
+    PF_E2E=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    PF_ACCEPT=$(awk -v a="$t0" -v b="$source_done" 'BEGIN { printf "%.3f", b - a }')
+    queue_left=$(postqueue -c "$PF_DIR/etc" -p | tail -1)
+    record "{\"phase\":\"postfix\",\"messages\":$MESSAGES,\"sessions\":$CLIENTS,\"accept_seconds\":$PF_ACCEPT,\"e2e_seconds\":$PF_E2E,\"queue_after\":\"$queue_left\"}"
+    stop_postfix
+fi
+
+# --- the table ---------------------------------------------------------------
+
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "-" }'; }
+H_E2E_RATE=$(field e2e_rate "$E2E")
+P_E2E_RATE=$([[ -n $PF_E2E ]] && rate "$MESSAGES" "$PF_E2E" || echo -)
+RATIO=$(awk -v h="$H_E2E_RATE" -v p="$P_E2E_RATE" 'BEGIN { if (p > 0) printf "%.2f", h / p; else print "-" }')
+
+echo
+echo "herald service vs Postfix: $MESSAGES messages of ~$SIZE bytes, $CLIENTS clients, -> smtp-sink on loopback; $(nproc) cores"
+echo "herald: [delivery] concurrency $HERALD_CONCURRENCY, relay max_connections $RELAY_CONNECTIONS; SQLite WAL synchronous=FULL"
+printf '%-44s | %12s | %12s\n' figure herald Postfix
+printf '%-44s-|-%12s-|-%12s\n' -------------------------------------------- ------------ ------------
+printf '%-44s | %12s | %12s\n' "accept rate, msgs/s" "$(field accept_rate "$E2E")" \
+    "$([[ -n $PF_ACCEPT ]] && rate "$MESSAGES" "$PF_ACCEPT" || echo -)"
+printf '%-44s | %12s | %12s\n' "accept latency p50 / p99, ms" "$(field p50_ms "$E2E") / $(field p99_ms "$E2E")" -
+printf '%-44s | %12s | %12s\n' "end to end, seconds" "$(field e2e_seconds "$E2E")" "${PF_E2E:--}"
+printf '%-44s | %12s | %12s\n' "end to end, delivered msgs/s" "$H_E2E_RATE" "$P_E2E_RATE"
+printf '%-44s | %12s | %12s\n' "peak RSS (VmHWM), MiB" "$(field vm_hwm_mib "$E2E")" -
+printf '%-44s | %12s | %12s\n' "herald CPU per message (all of it), us" "$(field herald_cpu_us_per_msg_total "$E2E")" -
+printf '%-44s | %12s | %12s\n' "p50 / p99 accept latency at $RATE msg/s, ms" "$(field p50_ms "$FIXED") / $(field p99_ms "$FIXED")" -
+printf '%-44s | %12s | %12s\n' "  (max, ms; messages accepted)" "$(field max_ms "$FIXED"); $(field accepted "$FIXED")" -
+if [[ -n $QUEUE_LINE ]]; then
+    printf '%-44s | %12s | %12s\n' "RSS with $QUEUED queued, MiB" "$(field rss_mib_2s_later "$QUEUE_LINE")" -
+    printf '%-44s | %12s | %12s\n' "  peak while posting them (VmHWM), MiB" "$(field vm_hwm_mib "$QUEUE_LINE")" -
+    printf '%-44s | %12s | %12s\n' "  accept rate / p99 while posting them" "$(field accept_rate "$QUEUE_LINE") / $(field p99_ms "$QUEUE_LINE")" -
+fi
+printf '%-44s | %12s |\n' "herald e2e / Postfix e2e" "$RATIO"
+echo "smtp-sink counted $SINK_E2E of $MESSAGES herald messages in phase 1"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine skews wall-clock figures)"
+echo "raw results: $RESULTS"

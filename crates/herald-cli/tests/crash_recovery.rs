@@ -1,0 +1,214 @@
+//! `kill -9` of `herald serve` while clients post and deliveries are in
+//! flight, then a restart on the same configuration: every message that was
+//! answered `202` reaches the relay, and the only price is a bounded number
+//! of duplicates (at most the deliveries in flight, `delivery.concurrency`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_testkit::{ServerConfig, TestServer};
+use support::{Herald, Posted, Setup};
+
+/// Messages the clients try to post in all.
+const MESSAGES: usize = 300;
+/// Concurrent HTTP clients.
+const CLIENTS: usize = 4;
+/// `delivery.concurrency`: the bound on duplicates.
+const CONCURRENCY: usize = 8;
+
+#[derive(Debug, Clone, Copy)]
+enum Restart {
+    /// At once: the dead node's leases are still valid, so the new node
+    /// takes them over in `claim` when they expire.
+    Immediately,
+    /// After the leases expired: `reclaim_expired` at start-up returns
+    /// them to the queue (and says so in the log).
+    AfterLeaseExpiry,
+}
+
+#[test]
+fn kill_9_after_50_acknowledgements_loses_nothing() {
+    crash_and_recover(50, Restart::Immediately);
+}
+
+#[test]
+fn kill_9_after_200_acknowledgements_loses_nothing() {
+    crash_and_recover(200, Restart::AfterLeaseExpiry);
+}
+
+fn crash_and_recover(kill_after: usize, restart: Restart) {
+    let started = Instant::now();
+    // The relay lives in this process, on a runtime of its own; the test
+    // itself is plain blocking code.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let relay = runtime
+        .block_on(TestServer::start(ServerConfig {
+            // Slow enough that deliveries are in flight when the kill comes.
+            reply_delay: Some(Duration::from_millis(20)),
+            ..ServerConfig::default()
+        }))
+        .unwrap();
+
+    let dir = support::TempDir::new("crash");
+    let setup = Setup {
+        http_port: support::free_port(),
+        relay_port: relay.port(),
+        concurrency: CONCURRENCY,
+        lease: "2s",
+        drain_timeout: "1s",
+        data_timeout: "1s",
+    };
+    let config = support::write_config(dir.path(), &setup);
+    let log1 = dir.path().join("first.log");
+    let log2 = dir.path().join("second.log");
+    let herald = Herald::start(&config, setup.http_port, &log1);
+    let base = herald.base.clone();
+
+    // Clients post until told to stop; every 202 is recorded.
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (acked, next, stop, base) =
+                (acked.clone(), next.clone(), stop.clone(), base.clone());
+            std::thread::spawn(move || {
+                let agent = support::agent();
+                let mut failures = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= MESSAGES {
+                        break;
+                    }
+                    match support::post_message(&agent, &base, n) {
+                        Posted::Accepted { id, message_id } => {
+                            acked.lock().unwrap().push((id, message_id))
+                        }
+                        Posted::Refused(status, body) => panic!("message {n}: {status} {body}"),
+                        // After the kill: never acknowledged, so never promised.
+                        Posted::Failed(_) => failures += 1,
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < kill_after {
+        assert!(
+            Instant::now() < deadline,
+            "{kill_after} acknowledgements took over 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let relayed_before_kill = relay.message_count();
+    herald.kill();
+    let acked_at_kill = acked.lock().unwrap().len();
+    stop.store(true, Ordering::Relaxed);
+    let failed_posts: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let acked: Vec<(String, String)> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() < MESSAGES,
+        "the kill came after every post was answered; nothing was tested"
+    );
+    assert!(
+        relayed_before_kill < acked_at_kill,
+        "everything was delivered before the kill ({relayed_before_kill} of {acked_at_kill}); the relay is too fast"
+    );
+    eprintln!(
+        "killed after {acked_at_kill} acks ({} in all, {failed_posts} posts failed); {relayed_before_kill} relayed before the kill",
+        acked.len()
+    );
+
+    if let Restart::AfterLeaseExpiry = restart {
+        std::thread::sleep(Duration::from_millis(2_200));
+    }
+    let herald = Herald::start(&config, setup.http_port, &log2);
+    let agent = support::agent();
+    let ids: Vec<String> = acked.iter().map(|(id, _)| id.clone()).collect();
+    let left = support::wait_all_delivered(&agent, &herald.base, &ids, Duration::from_secs(30));
+    assert!(left.is_empty(), "not delivered after the restart: {left:?}");
+
+    // What the relay received, by Message-ID.
+    let mut received: HashMap<String, usize> = HashMap::new();
+    for message in relay.messages() {
+        let id =
+            support::message_id_of(&message.data).expect("every relayed message has a Message-ID");
+        *received.entry(id).or_default() += 1;
+    }
+    let missing: Vec<&(String, String)> = acked
+        .iter()
+        .filter(|(_, mid)| !received.contains_key(mid))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never relayed: {missing:?}"
+    );
+    let duplicates: Vec<(&String, &usize)> = received.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicates.len() <= CONCURRENCY,
+        "{} messages relayed more than once (at most {CONCURRENCY} were in flight): {duplicates:?}",
+        duplicates.len()
+    );
+    assert!(
+        duplicates.iter().all(|(_, n)| **n == 2),
+        "one crash, yet a message was relayed three times or more: {duplicates:?}"
+    );
+    // Messages committed whose 202 was cut off by the kill are delivered
+    // too; there can be no more of them than requests in flight.
+    let acked_ids: HashSet<&String> = acked.iter().map(|(_, mid)| mid).collect();
+    let unacked: Vec<&String> = received
+        .keys()
+        .filter(|mid| !acked_ids.contains(mid))
+        .collect();
+    assert!(
+        unacked.len() <= CLIENTS,
+        "{} relayed messages were never acknowledged, more than the {CLIENTS} requests in flight: {unacked:?}",
+        unacked.len()
+    );
+
+    // The dead node's claims were taken over: recorded in the history of
+    // the messages it had in flight.
+    let taken_over = ids
+        .iter()
+        .filter(|id| {
+            support::get_message(&agent, &herald.base, id)["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["type"] == "lease_expired")
+        })
+        .count();
+    assert!(
+        (1..=CONCURRENCY).contains(&taken_over),
+        "{taken_over} messages record an expired lease; expected 1 to {CONCURRENCY}"
+    );
+    let second_log = std::fs::read_to_string(&log2).unwrap();
+    if let Restart::AfterLeaseExpiry = restart {
+        assert!(
+            second_log.contains("reclaimed messages whose lease expired"),
+            "the restarted node did not log reclaiming:\n{second_log}"
+        );
+    }
+    eprintln!(
+        "restart {restart:?}: {} acked, {} distinct relayed, {} duplicates, {} unacknowledged relayed, {taken_over} leases taken over; {:.1} s",
+        acked.len(),
+        received.len(),
+        duplicates.len(),
+        unacked.len(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(herald);
+    drop(relay);
+}
