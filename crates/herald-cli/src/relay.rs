@@ -167,22 +167,11 @@ impl RelayArgs {
     }
 
     fn timeouts(&self, base: Option<Timeouts>) -> Timeouts {
-        let mut t = base.unwrap_or_default();
-        if let Some(d) = self.connect_timeout {
-            t.connect = d;
-            t.tls = d;
-        }
-        if let Some(d) = self.command_timeout {
-            t.banner = d;
-            t.command = d;
-            t.mail = d;
-            t.rcpt = d;
-            t.data = d;
-        }
-        if let Some(d) = self.data_timeout {
-            t.data_dot = d;
-        }
-        t
+        base.unwrap_or_default().with_settings(
+            self.connect_timeout,
+            self.command_timeout,
+            self.data_timeout,
+        )
     }
 }
 

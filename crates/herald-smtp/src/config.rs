@@ -169,6 +169,33 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// The three settings operators think in, spread over the phases:
+    /// `connect` for TCP and the TLS handshake; `command` for the greeting
+    /// and every command up to DATA's 354; `data` for the body and the
+    /// final reply. `None` keeps the phase's current value.
+    pub fn with_settings(
+        mut self,
+        connect: Option<Duration>,
+        command: Option<Duration>,
+        data: Option<Duration>,
+    ) -> Self {
+        if let Some(d) = connect {
+            self.connect = d;
+            self.tls = d;
+        }
+        if let Some(d) = command {
+            self.banner = d;
+            self.command = d;
+            self.mail = d;
+            self.rcpt = d;
+            self.data = d;
+        }
+        if let Some(d) = data {
+            self.data_dot = d;
+        }
+        self
+    }
+
     /// Every phase with the same timeout (handy in tests).
     pub fn uniform(d: Duration) -> Self {
         Self {

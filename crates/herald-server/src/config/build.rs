@@ -207,22 +207,15 @@ fn retry(raw: RawRetry) -> Result<RetryPolicy, ConfigError> {
 }
 
 fn delivery_from(raw: RawDelivery) -> DeliveryConfig {
-    let connect = raw.connect_timeout.0;
-    let command = raw.command_timeout.0;
     DeliveryConfig {
         concurrency: raw.concurrency,
         lease: raw.lease.0,
         poll_interval: raw.poll_interval.0,
-        timeouts: Timeouts {
-            connect,
-            tls: connect,
-            banner: command,
-            command,
-            mail: command,
-            rcpt: command,
-            data: command,
-            data_dot: raw.data_timeout.0,
-        },
+        timeouts: Timeouts::default().with_settings(
+            Some(raw.connect_timeout.0),
+            Some(raw.command_timeout.0),
+            Some(raw.data_timeout.0),
+        ),
         helo_name: raw.helo_name.unwrap_or_else(default_helo_name),
     }
 }
