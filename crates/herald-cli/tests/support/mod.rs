@@ -100,6 +100,12 @@ impl Herald {
     /// Starts `herald serve --config config`, appending its log (stderr
     /// and stdout) to `log`, and waits until `/healthz` answers.
     pub fn start(config: &Path, port: u16, log: &Path) -> Herald {
+        Self::start_with(&[], config, port, log)
+    }
+
+    /// As [`Herald::start`], with global flags (such as `--log-format json`)
+    /// given before `serve`.
+    pub fn start_with(flags: &[&str], config: &Path, port: u16, log: &Path) -> Herald {
         let out = File::options()
             .create(true)
             .append(true)
@@ -107,6 +113,7 @@ impl Herald {
             .expect("open the log file");
         let err = out.try_clone().expect("clone the log file");
         let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(flags)
             .arg("serve")
             .arg("--config")
             .arg(config)
