@@ -74,7 +74,7 @@ impl TraceId {
                 break;
             }
         }
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Self(crate::hex(&bytes))
     }
 
     /// From a stored id (already validated when it was stored).

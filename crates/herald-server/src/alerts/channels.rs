@@ -19,8 +19,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::config::ChannelConfig;
-use super::fingerprint::hex;
 use super::rules::{AlertEvent, AlertKind, Scope, Threshold, ratio};
+use crate::hex;
 
 /// The header carrying the generic webhook's signature:
 /// `sha256=<hex HMAC-SHA256 of the body>`.

@@ -9,6 +9,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::hex;
+
 /// Longest normalised text kept, in characters; longer replies are cut
 /// (their tails are almost always per-message detail).
 pub const MAX_TEXT_CHARS: usize = 200;
@@ -253,17 +255,6 @@ fn push_run(out: &mut String, run: &str) {
     }
 }
 
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,10 +449,5 @@ mod tests {
             assert_eq!(class.as_str().parse::<FailureClass>(), Ok(class));
         }
         assert!("temporary".parse::<FailureClass>().is_err());
-    }
-
-    #[test]
-    fn hex_digits() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 }

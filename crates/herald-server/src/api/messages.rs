@@ -439,8 +439,5 @@ fn timestamp(name: &str, raw: &str) -> Result<OffsetDateTime, Problem> {
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex(&Sha256::digest(bytes))
 }
