@@ -208,7 +208,8 @@ impl Dispatcher {
             while tasks.join_next().await.is_some() {}
         }
         // QUIT is a courtesy: a relay that does not answer it must not hold
-        // the exit up (up to 5 s per idle connection, one after another).
+        // the exit up for its full QUIT timeout. Dropping the pending QUITs
+        // at the grace closes those connections.
         let quit = async {
             for relay in &self.relays {
                 relay.pool.close_idle().await;
