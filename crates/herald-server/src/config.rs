@@ -10,6 +10,9 @@ mod api_key;
 mod build;
 mod error;
 mod raw;
+
+/// Human-readable durations in TOML (`"30s"`), shared with `[alerts]`.
+pub(crate) use raw::Dur;
 mod relay;
 #[cfg(test)]
 mod tests;
