@@ -59,6 +59,20 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::IdempotencyConflict`].
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError>;
 
+    /// The idempotency look-up, changing nothing: the first answer given
+    /// for `idempotency.key` if the key was used in the
+    /// [`IDEMPOTENCY_WINDOW`] before `now` with the same request hash
+    /// (`created: false`, the status as first answered), or
+    /// [`StoreError::IdempotencyConflict`] for another hash; `None` for a
+    /// key free to use. [`Store::enqueue`] makes the same check atomically
+    /// with storing; this answers a repeat without storing (when the queue
+    /// is full, say).
+    async fn replay(
+        &self,
+        idempotency: &Idempotency,
+        now: OffsetDateTime,
+    ) -> Result<Option<Enqueued>, StoreError>;
+
     /// Stores several messages in one commit; each gets its own result
     /// (an idempotency conflict fails only that item). An `Err` means
     /// nothing was stored.

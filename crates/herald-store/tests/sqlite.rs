@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use herald_store::{MessageStatus, NewMessage, SqliteStore, Store, conformance};
-use sqlx::{Connection, SqliteConnection};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -144,15 +143,12 @@ async fn wal_and_full_sync_are_in_force() {
     store.enqueue(message(1)).await.unwrap();
 
     // WAL is a property of the file: any connection sees it.
-    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut conn)
-        .await
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    conn.close().await.unwrap();
+    drop(conn);
     assert!(path.with_extension("db-wal").exists(), "a WAL file exists");
 
     // synchronous is per connection: ask the writer's own.
@@ -220,4 +216,116 @@ async fn a_failed_item_does_not_sink_its_group() {
     assert_eq!(store.depth().await.unwrap(), 3);
     let record = store.get(&message(1).id).await.unwrap().unwrap();
     assert_eq!(record.events.len(), 1, "the failed duplicate left nothing");
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_the_sqlx_era_herald_opens_with_its_data() {
+    let dir = TempDir::new("sqlx-era");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let path = dir.path().join("herald.db");
+    {
+        // What herald before rusqlite left behind: the schema, sqlx's
+        // bookkeeping table, user_version 0, and a queued message.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_queue.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+             checksum BLOB NOT NULL, execution_time BIGINT NOT NULL); \
+             INSERT INTO _sqlx_migrations VALUES (1, 'queue', CURRENT_TIMESTAMP, TRUE, x'00', 1); \
+             INSERT INTO messages (id, message_id, status, created_at, updated_at, \
+                 next_attempt_at, smtputf8) VALUES ('01OLD', '<old@x>', 'queued', 1, 1, 1, 0); \
+             INSERT INTO message_bodies VALUES ('01OLD', x'41'); \
+             INSERT INTO recipients (message_id, position, address, status) \
+                 VALUES ('01OLD', 0, 'a@example.com', 'pending');",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.depth().await.unwrap(), 1, "the old message counts");
+    let claimed = store
+        .claim("w", 10, Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, "01OLD");
+    assert_eq!(claimed[0].rendered, b"A");
+    store.close().await;
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    let sqlx_tables: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(sqlx_tables, 0, "sqlx's bookkeeping is gone");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_herald_is_refused_untouched() {
+    let dir = TempDir::new("newer");
+    let path = dir.path().join("herald.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.enqueue(message(1)).await.unwrap();
+    store.close().await;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+
+    let error = SqliteStore::open(path.to_str().unwrap()).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("version 99") && text.contains("newer"),
+        "{text}"
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let messages: i64 = conn
+        .query_row("SELECT COUNT(*) FROM messages", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(messages, 1);
+}
+
+#[tokio::test]
+async fn a_read_only_url_is_refused_with_a_reason() {
+    let error = SqliteStore::open("sqlite://herald.db?mode=ro")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("mode=ro"), "{error}");
+}
+
+#[tokio::test]
+async fn mode_rw_does_not_create_a_missing_file() {
+    let dir = TempDir::new("mode-rw");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let path = dir.path().join("absent.db");
+    let url = format!("sqlite://{}?mode=rw", path.display());
+    assert!(SqliteStore::open(&url).await.is_err());
+    assert!(!path.exists());
+
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.enqueue(message(1)).await.unwrap();
+    store.close().await;
+    let url = format!("sqlite://{}?mode=rw", path.display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    assert_eq!(store.depth().await.unwrap(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_file_name_with_uri_characters_is_taken_literally() {
+    let dir = TempDir::new("uri-chars");
+    let path = dir.path().join("odd%20name#1.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.enqueue(message(1)).await.unwrap();
+    store.close().await;
+    assert!(path.exists(), "{} was created as named", path.display());
 }

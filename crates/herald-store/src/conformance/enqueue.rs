@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::{BOB, CAROL, LEASE, at, claim_one, event_kinds, get, keyed, message};
 use crate::{
-    Enqueued, IDEMPOTENCY_WINDOW, ListFilter, MessageStatus, RecipientRecord, RecipientStatus,
-    Store, StoreError,
+    Enqueued, IDEMPOTENCY_WINDOW, ListFilter, MessageStatus, NextStep, RecipientRecord,
+    RecipientStatus, Store, StoreError,
 };
 
 /// A stored message reads back as it was given: envelope, tags, metadata,
@@ -116,6 +116,99 @@ pub async fn idempotency_key_with_another_body_conflicts<S: Store>(store: S) {
     );
     assert_eq!(store.get(&other.id).await.expect("get"), None);
     assert_eq!(store.depth().await.expect("depth"), 1);
+}
+
+/// The look-up answers a repeat as the first answer was given (even once
+/// the message has moved on), a conflict for another body, nothing for an
+/// unknown or expired key, and stores nothing either way.
+pub async fn replay_answers_with_the_first_answer_and_stores_nothing<S: Store>(store: S) {
+    let window = i64::try_from(IDEMPOTENCY_WINDOW.as_secs()).expect("window fits");
+    let key = |hash: &str| crate::Idempotency {
+        key: "order-7".to_owned(),
+        request_hash: hash.to_owned(),
+    };
+    assert_eq!(
+        store.replay(&key("hash-a"), at(0)).await.expect("look-up"),
+        None
+    );
+
+    let first = keyed(1, at(0), "order-7", "hash-a");
+    store.enqueue(first.clone()).await.expect("enqueue");
+    let answer = Enqueued {
+        id: first.id.clone(),
+        message_id: first.message_id.clone(),
+        status: MessageStatus::Queued,
+        created: false,
+    };
+    assert_eq!(
+        store.replay(&key("hash-a"), at(5)).await.expect("look-up"),
+        Some(answer.clone())
+    );
+    let conflict = store.replay(&key("hash-b"), at(5)).await;
+    assert!(
+        matches!(conflict, Err(StoreError::IdempotencyConflict)),
+        "expected IdempotencyConflict, got {conflict:?}"
+    );
+
+    // Sent since: the answer is still the first one.
+    let claimed = claim_one(&store, "w", at(10)).await;
+    let sent = super::attempt(at(10), vec![super::delivered(BOB)], NextStep::GiveUp);
+    store
+        .record_attempt(&claimed.id, "w", sent)
+        .await
+        .expect("record");
+    assert_eq!(
+        get(&store, &first.id).await.status,
+        MessageStatus::Delivered
+    );
+    assert_eq!(
+        store.replay(&key("hash-a"), at(20)).await.expect("look-up"),
+        Some(answer.clone())
+    );
+    let repeat = store
+        .enqueue(keyed(2, at(20), "order-7", "hash-a"))
+        .await
+        .expect("repeat");
+    assert_eq!(repeat, answer, "enqueue replays the same first answer");
+
+    // Past the window the key is free.
+    assert_eq!(
+        store
+            .replay(&key("hash-b"), at(window + 1))
+            .await
+            .expect("look-up"),
+        None
+    );
+
+    // A scheduled message was first answered `scheduled`.
+    let mut later = keyed(3, at(30), "order-8", "hash-c");
+    later.send_at = Some(at(3600));
+    store
+        .enqueue(later.clone())
+        .await
+        .expect("enqueue scheduled");
+    let replayed = store
+        .replay(
+            &crate::Idempotency {
+                key: "order-8".to_owned(),
+                request_hash: "hash-c".to_owned(),
+            },
+            at(31),
+        )
+        .await
+        .expect("look-up")
+        .expect("remembered");
+    assert_eq!(
+        (replayed.id.as_str(), replayed.status),
+        (later.id.as_str(), MessageStatus::Scheduled)
+    );
+    assert_eq!(
+        store.depth().await.expect("depth"),
+        1,
+        "only the scheduled one is open"
+    );
+    let all = store.list(&ListFilter::default()).await.expect("list");
+    assert_eq!(all.messages.len(), 2, "look-ups stored nothing");
 }
 
 /// A key is remembered for the window, counted from its first use; after

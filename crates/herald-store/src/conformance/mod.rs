@@ -43,7 +43,8 @@ pub use claim::{
 pub use enqueue::{
     batch_commits_valid_items_and_reports_each_conflict, enqueue_then_get_round_trips,
     idempotency_key_expires_after_the_window, idempotency_key_with_another_body_conflicts,
-    idempotent_repeat_returns_the_first_message, scheduled_message_waits_for_send_at,
+    idempotent_repeat_returns_the_first_message,
+    replay_answers_with_the_first_answer_and_stores_nothing, scheduled_message_waits_for_send_at,
 };
 pub use outcome::{
     all_accepted_is_delivered, events_tell_the_story_in_order, give_up_fails_open_recipients,
@@ -75,6 +76,7 @@ where
         idempotent_repeat_returns_the_first_message,
         idempotency_key_with_another_body_conflicts,
         idempotency_key_expires_after_the_window,
+        replay_answers_with_the_first_answer_and_stores_nothing,
         batch_commits_valid_items_and_reports_each_conflict,
         scheduled_message_waits_for_send_at,
         claim_is_exclusive_under_concurrency,

@@ -2,7 +2,7 @@
 //! one decides the message's next status from its recipients' states and
 //! writes the change, its event and the lease's end together.
 
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, OptionalExtension as _, params};
 use time::OffsetDateTime;
 
 use super::codec::{NewEvent, db, message_status, ms, ms_after, recipient_status, unsigned};
@@ -18,14 +18,19 @@ struct Tally {
     failed: u64,
 }
 
-async fn tally(conn: &mut SqliteConnection, id: &str) -> Result<Tally, StoreError> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, COUNT(*) FROM recipients WHERE message_id = ? GROUP BY status",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db("count recipients"))?;
+fn tally(conn: &Connection, id: &str) -> Result<Tally, StoreError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT status, COUNT(*) FROM recipients WHERE message_id = ? GROUP BY status",
+        )
+        .and_then(|mut select| {
+            select
+                .query_map([id], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db("count recipients"))?;
     let mut tally = Tally::default();
     for (status, n) in rows {
         let n: u64 = unsigned(n, "recipient count")?;
@@ -51,42 +56,47 @@ fn final_status(tally: &Tally) -> MessageStatus {
 }
 
 /// Records `owner`'s attempt on `id` (see [`crate::Store::record_attempt`]).
-pub(super) async fn record_attempt(
-    conn: &mut SqliteConnection,
+pub(super) fn record_attempt(
+    conn: &Connection,
     id: &str,
     owner: &str,
     attempt: AttemptRecord,
 ) -> Result<MessageStatus, StoreError> {
-    let held: Option<i64> = sqlx::query_scalar(
-        "SELECT attempts FROM messages WHERE id = ? AND status = 'sending' AND lease_owner = ?",
-    )
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db("check lease"))?;
+    let held = conn
+        .prepare_cached(
+            "SELECT attempts FROM messages WHERE id = ? AND status = 'sending' AND lease_owner = ?",
+        )
+        .and_then(|mut select| {
+            select
+                .query_row([id, owner], |row| row.get::<_, i64>(0))
+                .optional()
+        })
+        .map_err(db("check lease"))?;
     // A lease that ran out but was not taken by anyone is still honoured:
     // the attempt happened, and forgetting it would send the mail again.
     let Some(attempts) = held else {
-        return Err(lease_failure(conn, id).await);
+        return Err(lease_failure(conn, id));
     };
     let attempts = attempts.saturating_add(1);
 
-    for result in &attempt.recipients {
-        let done = sqlx::query(
+    let mut update = conn
+        .prepare_cached(
             "UPDATE recipients SET status = ?, smtp_code = ?, enhanced_code = ?, response = ? \
              WHERE message_id = ? AND address = ?",
         )
-        .bind(result.status.as_str())
-        .bind(result.smtp_code.map(i64::from))
-        .bind(&result.enhanced_code)
-        .bind(&result.response)
-        .bind(id)
-        .bind(&result.address)
-        .execute(&mut *conn)
-        .await
         .map_err(db("update recipient"))?;
-        if done.rows_affected() == 0 {
+    for result in &attempt.recipients {
+        let changed = update
+            .execute(params![
+                result.status.as_str(),
+                result.smtp_code.map(i64::from),
+                result.enhanced_code,
+                result.response,
+                id,
+                result.address,
+            ])
+            .map_err(db("update recipient"))?;
+        if changed == 0 {
             // A caller bug, but the attempt itself must still be recorded.
             tracing::warn!(
                 message = id,
@@ -108,21 +118,15 @@ pub(super) async fn record_attempt(
         detail: Some(attempt.detail.clone()),
         duration_ms: Some(i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX)),
     }
-    .insert(conn, id)
-    .await?;
+    .insert(conn, id)?;
 
-    let mut tally = tally(conn, id).await?;
+    let mut tally = tally(conn, id)?;
     if let (true, NextStep::RetryAt(at)) = (tally.open > 0, attempt.next) {
-        sqlx::query(
+        conn.prepare_cached(
             "UPDATE messages SET status = 'deferred', attempts = ?, next_attempt_at = ?, \
              updated_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
         )
-        .bind(attempts)
-        .bind(ms(at))
-        .bind(ended)
-        .bind(id)
-        .execute(&mut *conn)
-        .await
+        .and_then(|mut update| update.execute(params![attempts, ms(at), ended, id]))
         .map_err(db("defer message"))?;
         NewEvent {
             kind: "deferred",
@@ -134,36 +138,28 @@ pub(super) async fn record_attempt(
             )),
             ..NewEvent::default()
         }
-        .insert(conn, id)
-        .await?;
+        .insert(conn, id)?;
         return Ok(MessageStatus::Deferred);
     }
 
     // Giving up, or nothing left to try: whoever is still open has failed.
     if tally.open > 0 {
-        sqlx::query(
+        conn.prepare_cached(
             "UPDATE recipients SET status = 'failed', \
              response = COALESCE(response, 'retries exhausted') \
              WHERE message_id = ? AND status IN ('pending', 'deferred')",
         )
-        .bind(id)
-        .execute(&mut *conn)
-        .await
+        .and_then(|mut update| update.execute([id]))
         .map_err(db("fail open recipients"))?;
         tally.failed += tally.open;
         tally.open = 0;
     }
     let status = final_status(&tally);
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = NULL, updated_at = ?, \
          lease_owner = NULL, lease_until = NULL WHERE id = ?",
     )
-    .bind(status.as_str())
-    .bind(attempts)
-    .bind(ended)
-    .bind(id)
-    .execute(&mut *conn)
-    .await
+    .and_then(|mut update| update.execute(params![status.as_str(), attempts, ended, id]))
     .map_err(db("finish message"))?;
     NewEvent {
         kind: status.as_str(),
@@ -175,8 +171,7 @@ pub(super) async fn record_attempt(
         )),
         ..NewEvent::default()
     }
-    .insert(conn, id)
-    .await?;
+    .insert(conn, id)?;
     Ok(status)
 }
 
@@ -186,46 +181,44 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// The message's status, or `NotFound`.
-async fn status_of(conn: &mut SqliteConnection, id: &str) -> Result<MessageStatus, StoreError> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM messages WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
+fn status_of(conn: &Connection, id: &str) -> Result<MessageStatus, StoreError> {
+    let status = conn
+        .prepare_cached("SELECT status FROM messages WHERE id = ?")
+        .and_then(|mut select| {
+            select
+                .query_row([id], |row| row.get::<_, String>(0))
+                .optional()
+        })
         .map_err(db("read status"))?;
     message_status(&status.ok_or(StoreError::NotFound)?)
 }
 
 /// Stops a message that is not final (see [`crate::Store::cancel`]).
-pub(super) async fn cancel(
-    conn: &mut SqliteConnection,
+pub(super) fn cancel(
+    conn: &Connection,
     id: &str,
     now: OffsetDateTime,
 ) -> Result<MessageRecord, StoreError> {
-    let status = status_of(conn, id).await?;
+    let status = status_of(conn, id)?;
     if status.is_final() {
         return Err(StoreError::IllegalState(status));
     }
     let now_ms = ms(now);
     // The last reply codes belonged to a deferral that no longer matters;
     // the event history keeps them.
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE recipients SET status = 'failed', smtp_code = NULL, enhanced_code = NULL, \
          response = 'cancelled' WHERE message_id = ? AND status IN ('pending', 'deferred')",
     )
-    .bind(id)
-    .execute(&mut *conn)
-    .await
+    .and_then(|mut update| update.execute([id]))
     .map_err(db("cancel recipients"))?;
     // Clearing the lease is what turns the worker's later record_attempt
     // into LeaseLost.
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE messages SET status = 'cancelled', next_attempt_at = NULL, updated_at = ?, \
          lease_owner = NULL, lease_until = NULL WHERE id = ?",
     )
-    .bind(now_ms)
-    .bind(id)
-    .execute(&mut *conn)
-    .await
+    .and_then(|mut update| update.execute(params![now_ms, id]))
     .map_err(db("cancel message"))?;
     NewEvent {
         kind: "cancelled",
@@ -233,45 +226,39 @@ pub(super) async fn cancel(
         detail: Some(format!("cancelled while {status}")),
         ..NewEvent::default()
     }
-    .insert(conn, id)
-    .await?;
-    get_existing(conn, id).await
+    .insert(conn, id)?;
+    get_existing(conn, id)
 }
 
 /// Requeues a failed or partial message's failed recipients (see
 /// [`crate::Store::retry`]).
-pub(super) async fn retry(
-    conn: &mut SqliteConnection,
+pub(super) fn retry(
+    conn: &Connection,
     id: &str,
     now: OffsetDateTime,
 ) -> Result<MessageRecord, StoreError> {
-    let status = status_of(conn, id).await?;
+    let status = status_of(conn, id)?;
     if !matches!(status, MessageStatus::Failed | MessageStatus::Partial) {
         return Err(StoreError::IllegalState(status));
     }
     let now_ms = ms(now);
     // The last reply stays on the recipient until the next attempt
     // replaces it: it says why the recipient is being retried.
-    let reopened = sqlx::query(
-        "UPDATE recipients SET status = 'pending' WHERE message_id = ? AND status = 'failed'",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await
-    .map_err(db("reopen recipients"))?
-    .rows_affected();
+    let reopened = conn
+        .prepare_cached(
+            "UPDATE recipients SET status = 'pending' WHERE message_id = ? AND status = 'failed'",
+        )
+        .and_then(|mut update| update.execute([id]))
+        .map_err(db("reopen recipients"))?;
     if reopened == 0 {
         // Only suppressed recipients failed to arrive: nothing to send.
         return Err(StoreError::IllegalState(status));
     }
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE messages SET status = 'queued', next_attempt_at = ?1, updated_at = ?1 \
          WHERE id = ?2",
     )
-    .bind(now_ms)
-    .bind(id)
-    .execute(&mut *conn)
-    .await
+    .and_then(|mut update| update.execute(params![now_ms, id]))
     .map_err(db("requeue message"))?;
     NewEvent {
         kind: "retried",
@@ -279,7 +266,6 @@ pub(super) async fn retry(
         detail: Some(format!("{reopened} recipient(s) requeued")),
         ..NewEvent::default()
     }
-    .insert(conn, id)
-    .await?;
-    get_existing(conn, id).await
+    .insert(conn, id)?;
+    get_existing(conn, id)
 }

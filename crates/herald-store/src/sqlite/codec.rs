@@ -1,11 +1,12 @@
 //! Conversions between the model and SQLite's columns: times as Unix
-//! milliseconds, statuses as text, tags and metadata as JSON, and sqlx
-//! errors as [`StoreError::Unavailable`] with the operation named.
+//! milliseconds, statuses as text, tags and metadata as JSON, rows as
+//! structs, and SQLite errors as [`StoreError::Unavailable`] with the
+//! operation named.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sqlx::FromRow;
+use rusqlite::{Connection, Row, params};
 use time::OffsetDateTime;
 
 use crate::{Event, MessageRecord, MessageStatus, RecipientRecord, RecipientStatus, StoreError};
@@ -37,8 +38,8 @@ pub(super) fn opt_time(ms: Option<i64>) -> Result<Option<OffsetDateTime>, StoreE
     ms.map(time).transpose()
 }
 
-/// Maps a sqlx error to `Unavailable`, naming what was being done.
-pub(super) fn db(context: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+/// Maps a SQLite error to `Unavailable`, naming what was being done.
+pub(super) fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| StoreError::Unavailable(format!("sqlite: {context}: {e}"))
 }
 
@@ -68,7 +69,7 @@ pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError>
 }
 
 /// One row of `messages` as read by [`MESSAGE_COLUMNS`].
-#[derive(Debug, FromRow)]
+#[derive(Debug)]
 pub(super) struct MessageRow {
     pub(super) id: String,
     pub(super) message_id: String,
@@ -85,6 +86,24 @@ pub(super) struct MessageRow {
 }
 
 impl MessageRow {
+    /// Reads the row's [`MESSAGE_COLUMNS`], in order.
+    pub(super) fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            message_id: row.get(1)?,
+            status: row.get(2)?,
+            created_at: row.get(3)?,
+            updated_at: row.get(4)?,
+            send_at: row.get(5)?,
+            next_attempt_at: row.get(6)?,
+            attempts: row.get(7)?,
+            sender: row.get(8)?,
+            tags: row.get(9)?,
+            metadata: row.get(10)?,
+            trace_id: row.get(11)?,
+        })
+    }
+
     /// The record, with the recipients and events given.
     pub(super) fn into_record(
         self,
@@ -123,8 +142,12 @@ impl MessageRow {
     }
 }
 
+/// The columns [`RecipientRow`] reads, for `SELECT … FROM recipients`.
+pub(super) const RECIPIENT_COLUMNS: &str =
+    "message_id, address, status, smtp_code, enhanced_code, response";
+
 /// One row of `recipients`.
-#[derive(Debug, FromRow)]
+#[derive(Debug)]
 pub(super) struct RecipientRow {
     pub(super) message_id: String,
     pub(super) address: String,
@@ -135,6 +158,18 @@ pub(super) struct RecipientRow {
 }
 
 impl RecipientRow {
+    /// Reads the row's [`RECIPIENT_COLUMNS`], in order.
+    pub(super) fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            message_id: row.get(0)?,
+            address: row.get(1)?,
+            status: row.get(2)?,
+            smtp_code: row.get(3)?,
+            enhanced_code: row.get(4)?,
+            response: row.get(5)?,
+        })
+    }
+
     /// The model's view of the row.
     pub(super) fn into_record(self) -> Result<RecipientRecord, StoreError> {
         Ok(RecipientRecord {
@@ -150,8 +185,12 @@ impl RecipientRow {
     }
 }
 
+/// The columns [`EventRow`] reads, for `SELECT … FROM events`.
+pub(super) const EVENT_COLUMNS: &str =
+    "at, kind, relay, attempt, outcome, smtp_code, enhanced_code, detail, duration_ms";
+
 /// One row of `events`.
-#[derive(Debug, FromRow)]
+#[derive(Debug)]
 pub(super) struct EventRow {
     pub(super) at: i64,
     pub(super) kind: String,
@@ -165,6 +204,21 @@ pub(super) struct EventRow {
 }
 
 impl EventRow {
+    /// Reads the row's [`EVENT_COLUMNS`], in order.
+    pub(super) fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            at: row.get(0)?,
+            kind: row.get(1)?,
+            relay: row.get(2)?,
+            attempt: row.get(3)?,
+            outcome: row.get(4)?,
+            smtp_code: row.get(5)?,
+            enhanced_code: row.get(6)?,
+            detail: row.get(7)?,
+            duration_ms: row.get(8)?,
+        })
+    }
+
     /// The model's view of the row.
     pub(super) fn into_event(self) -> Result<Event, StoreError> {
         Ok(Event {
@@ -203,27 +257,25 @@ pub(super) struct NewEvent<'a> {
 
 impl NewEvent<'_> {
     /// Appends the event to `message`'s history.
-    pub(super) async fn insert(
-        self,
-        conn: &mut sqlx::SqliteConnection,
-        message: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    pub(super) fn insert(self, conn: &Connection, message: &str) -> Result<(), StoreError> {
+        conn.prepare_cached(
             "INSERT INTO events (message_id, at, kind, relay, attempt, outcome, smtp_code, \
              enhanced_code, detail, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(message)
-        .bind(self.at)
-        .bind(self.kind)
-        .bind(self.relay)
-        .bind(self.attempt)
-        .bind(self.outcome)
-        .bind(self.smtp_code)
-        .bind(self.enhanced_code)
-        .bind(self.detail)
-        .bind(self.duration_ms)
-        .execute(conn)
-        .await
+        .and_then(|mut insert| {
+            insert.execute(params![
+                message,
+                self.at,
+                self.kind,
+                self.relay,
+                self.attempt,
+                self.outcome,
+                self.smtp_code,
+                self.enhanced_code,
+                self.detail,
+                self.duration_ms,
+            ])
+        })
         .map_err(db("insert event"))?;
         Ok(())
     }

@@ -2,16 +2,16 @@
 //! idempotency check, the message with its body, recipients and tags, and
 //! its first event.
 
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::codec::{db, json, message_status, ms};
-use crate::{Enqueued, IDEMPOTENCY_WINDOW, MessageStatus, NewMessage, StoreError};
+use crate::{Enqueued, IDEMPOTENCY_WINDOW, Idempotency, MessageStatus, NewMessage, StoreError};
 
 /// One enqueue request (a single message or a batch): each item's answer,
 /// or `Err` if the database failed (the writer then rolls back the whole
 /// request).
-pub(super) async fn enqueue(
-    conn: &mut SqliteConnection,
+pub(super) fn enqueue(
+    conn: &Connection,
     messages: Vec<NewMessage>,
 ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
     // Keys older than the window can never match again; dropping them
@@ -21,38 +21,15 @@ pub(super) async fn enqueue(
     let keyed = messages.iter().filter(|m| m.idempotency.is_some());
     if let Some(oldest) = keyed.map(|m| m.created_at).min() {
         let horizon = ms(oldest).saturating_sub(window_ms());
-        sqlx::query("DELETE FROM idempotency WHERE created_at <= ?")
-            .bind(horizon)
-            .execute(&mut *conn)
-            .await
+        conn.prepare_cached("DELETE FROM idempotency WHERE created_at <= ?")
+            .and_then(|mut prune| prune.execute([horizon]))
             .map_err(db("prune idempotency keys"))?;
     }
-    let mut results = Vec::with_capacity(messages.len());
-    for message in messages {
-        results.push(enqueue_one(conn, message).await?);
-    }
-    Ok(results)
+    messages
+        .into_iter()
+        .map(|message| enqueue_one(conn, message))
+        .collect()
 }
-
-/// Everything a new message writes, as one statement list: each call into
-/// SQLite is a round trip to its connection thread, and the writer's time
-/// is the whole queue's, so one call per message rather than six. sqlx
-/// binds anonymous parameters across the statements in order, so shared
-/// values are bound once per use. Recipients arrive as a JSON array, tags
-/// as the tags column's JSON. The caller promises no duplicate recipients;
-/// should one slip through, `OR IGNORE` drops it rather than failing the
-/// message.
-const INSERT_MESSAGE: &str = "\
-    INSERT INTO messages (id, message_id, status, created_at, updated_at, send_at, \
-        next_attempt_at, attempts, sender, smtputf8, tags, metadata, trace_id) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?); \
-    INSERT INTO message_bodies (message_id, rendered) VALUES (?, ?); \
-    INSERT OR IGNORE INTO recipients (message_id, position, address, status) \
-        SELECT ?, key, value, 'pending' FROM json_each(?); \
-    INSERT OR IGNORE INTO message_tags (message_id, tag) SELECT ?, value FROM json_each(?); \
-    INSERT INTO events (message_id, at, kind) VALUES (?, ?, ?); \
-    INSERT INTO idempotency (key, request_hash, message_id, created_at) \
-        SELECT ?, ?, ?, ? WHERE ? IS NOT NULL;";
 
 fn window_ms() -> i64 {
     i64::try_from(IDEMPOTENCY_WINDOW.as_millis()).unwrap_or(i64::MAX)
@@ -60,40 +37,15 @@ fn window_ms() -> i64 {
 
 /// Stores one message unless its idempotency key answers for it. The
 /// outer `Result` is the database's, the inner one the item's.
-async fn enqueue_one(
-    conn: &mut SqliteConnection,
+fn enqueue_one(
+    conn: &Connection,
     message: NewMessage,
 ) -> Result<Result<Enqueued, StoreError>, StoreError> {
     let created = ms(message.created_at);
-    if let Some(idem) = &message.idempotency {
-        let seen: Option<(String, i64, String, String, String)> = sqlx::query_as(
-            "SELECT i.request_hash, i.created_at, m.id, m.message_id, m.status \
-             FROM idempotency i JOIN messages m ON m.id = i.message_id WHERE i.key = ?",
-        )
-        .bind(&idem.key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db("read idempotency key"))?;
-        if let Some((hash, at, id, message_id, status)) = seen {
-            if created.saturating_sub(at) < window_ms() {
-                if hash != idem.request_hash {
-                    return Ok(Err(StoreError::IdempotencyConflict));
-                }
-                return Ok(Ok(Enqueued {
-                    id,
-                    message_id,
-                    status: message_status(&status)?,
-                    created: false,
-                }));
-            }
-            // Older than the window (a clock step can outrun the pruning):
-            // the key is free again.
-            sqlx::query("DELETE FROM idempotency WHERE key = ?")
-                .bind(&idem.key)
-                .execute(&mut *conn)
-                .await
-                .map_err(db("replace idempotency key"))?;
-        }
+    if let Some(idem) = &message.idempotency
+        && let Some(answer) = replay(conn, idem, created)?
+    {
+        return Ok(answer);
     }
 
     let send_at = message.send_at.map(ms);
@@ -101,48 +53,118 @@ async fn enqueue_one(
         Some(at) if at > created => (MessageStatus::Scheduled, at),
         _ => (MessageStatus::Queued, created),
     };
-    let idem = message.idempotency.as_ref();
-    let (id, tags) = (&message.id, json(&message.tags)?);
-    sqlx::query(INSERT_MESSAGE)
-        // messages
-        .bind(id)
-        .bind(&message.message_id)
-        .bind(status.as_str())
-        .bind(created)
-        .bind(created)
-        .bind(send_at)
-        .bind(due)
-        .bind(&message.sender)
-        .bind(message.smtputf8)
-        .bind(&tags)
-        .bind(json(&message.metadata)?)
-        .bind(&message.trace_id)
-        // message_bodies
-        .bind(id)
-        .bind(&message.rendered)
-        // recipients
-        .bind(id)
-        .bind(json(&message.recipients)?)
-        // message_tags
-        .bind(id)
-        .bind(&tags)
-        // events
-        .bind(id)
-        .bind(created)
-        .bind(status.as_str())
-        // idempotency
-        .bind(idem.map(|i| i.key.as_str()))
-        .bind(idem.map(|i| i.request_hash.as_str()))
-        .bind(id)
-        .bind(created)
-        .bind(idem.map(|i| i.key.as_str()))
-        .execute(&mut *conn)
-        .await
-        .map_err(db("insert message"))?;
+    let id = &message.id;
+    let (tags, metadata) = (json(&message.tags)?, json(&message.metadata)?);
+    conn.prepare_cached(
+        "INSERT INTO messages (id, message_id, status, created_at, updated_at, send_at, \
+         next_attempt_at, attempts, sender, smtputf8, tags, metadata, trace_id) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            id,
+            message.message_id,
+            status.as_str(),
+            created,
+            send_at,
+            due,
+            message.sender,
+            message.smtputf8,
+            tags,
+            metadata,
+            message.trace_id,
+        ])
+    })
+    .map_err(db("insert message"))?;
+    conn.prepare_cached("INSERT INTO message_bodies (message_id, rendered) VALUES (?, ?)")
+        .and_then(|mut insert| insert.execute(params![id, message.rendered]))
+        .map_err(db("insert message body"))?;
+    // The caller promises no duplicate recipients; should one slip
+    // through, `OR IGNORE` drops it rather than failing the message.
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO recipients (message_id, position, address, status) \
+             VALUES (?, ?, ?, 'pending')",
+        )
+        .map_err(db("insert recipient"))?;
+    for (position, address) in message.recipients.iter().enumerate() {
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        insert
+            .execute(params![id, position, address])
+            .map_err(db("insert recipient"))?;
+    }
+    let mut insert = conn
+        .prepare_cached("INSERT OR IGNORE INTO message_tags (message_id, tag) VALUES (?, ?)")
+        .map_err(db("insert tag"))?;
+    for tag in &message.tags {
+        insert.execute(params![id, tag]).map_err(db("insert tag"))?;
+    }
+    conn.prepare_cached("INSERT INTO events (message_id, at, kind) VALUES (?, ?, ?)")
+        .and_then(|mut insert| insert.execute(params![id, created, status.as_str()]))
+        .map_err(db("insert event"))?;
+    if let Some(idem) = &message.idempotency {
+        // A row still there for the key is older than the window (replay
+        // said so): the key is free again.
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency (key, request_hash, message_id, created_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .and_then(|mut insert| insert.execute(params![idem.key, idem.request_hash, id, created]))
+        .map_err(db("insert idempotency key"))?;
+    }
     Ok(Ok(Enqueued {
         id: message.id,
         message_id: message.message_id,
         status,
         created: true,
     }))
+}
+
+/// What an idempotency key already answers for a request made at
+/// `created`: the first answer (same request hash), a conflict (another
+/// hash), or nothing (a key unknown, or used longer than the window ago).
+/// Reads only: it also serves [`crate::Store::replay`] on a read
+/// connection.
+pub(super) fn replay(
+    conn: &Connection,
+    idem: &Idempotency,
+    created: i64,
+) -> Result<Option<Result<Enqueued, StoreError>>, StoreError> {
+    // The first answer's status is the one it was given: scheduled for a
+    // send_at still ahead then, queued otherwise (see enqueue_one).
+    let seen = conn
+        .prepare_cached(
+            "SELECT i.request_hash, m.id, m.message_id, \
+                 CASE WHEN m.send_at > m.created_at THEN 'scheduled' ELSE 'queued' END \
+             FROM idempotency i JOIN messages m ON m.id = i.message_id \
+             WHERE i.key = ? AND i.created_at > ?",
+        )
+        .and_then(|mut select| {
+            select
+                .query_row(
+                    params![idem.key, created.saturating_sub(window_ms())],
+                    |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, String>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+        })
+        .map_err(db("read idempotency key"))?;
+    let Some((hash, id, message_id, status)) = seen else {
+        return Ok(None);
+    };
+    if hash != idem.request_hash {
+        return Ok(Some(Err(StoreError::IdempotencyConflict)));
+    }
+    Ok(Some(Ok(Enqueued {
+        id,
+        message_id,
+        status: message_status(&status)?,
+        created: false,
+    })))
 }

@@ -1,6 +1,6 @@
 //! The SQLite backend: one file, WAL journal, `synchronous=FULL` so that a
 //! commit is on disk before anyone hears of it. Every change goes through
-//! one writer task that commits concurrent operations together (see
+//! one writer thread that commits concurrent operations together (see
 //! [`writer`]); questions are answered by a small pool of read-only
 //! connections, each in its own snapshot.
 
@@ -8,50 +8,38 @@ mod attempt;
 mod codec;
 mod enqueue;
 mod lease;
+mod open;
 mod query;
+mod readers;
 mod writer;
 
-use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{Connection, Sqlite, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
-use self::codec::db;
-use self::writer::{Op, Reply};
+use self::open::Location;
+use self::readers::Readers;
+use self::writer::{Op, Reply, Shared};
 use crate::{
-    AttemptRecord, Claimed, Enqueued, ListFilter, MessageRecord, MessageStatus, NewMessage, Page,
-    QueueStats, Store, StoreError,
+    AttemptRecord, Claimed, Enqueued, Idempotency, ListFilter, MessageRecord, MessageStatus,
+    NewMessage, Page, QueueStats, Store, StoreError,
 };
-
-/// The schema, embedded in the binary and applied by [`SqliteStore::open`].
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// How long a connection waits for a lock held by another process (a
-/// `herald queue` command, a backup) before the operation fails.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Read connections: enough for the API's questions on a small machine;
 /// WAL lets them read while the writer writes.
-const READERS: u32 = 4;
+const READERS: usize = 4;
 
 /// The queue in one SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
     ops: mpsc::Sender<Op>,
-    reads: SqlitePool,
-    commits: Arc<AtomicU64>,
+    reads: Readers,
+    shared: Arc<Shared>,
     writer: JoinHandle<()>,
 }
 
@@ -59,54 +47,31 @@ impl SqliteStore {
     /// Opens (creating the file and its directory if missing) and migrates
     /// the database at `url`: `sqlite:///abs/path/herald.db`,
     /// `sqlite://relative.db`, `sqlite:relative.db`, `sqlite::memory:`, or
-    /// a plain path. Must be called within a Tokio runtime, which then
-    /// runs the writer task.
+    /// a plain path. Starts the writer thread.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let base = if url.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Unavailable(format!("sqlite: bad url {url:?}: {e}")))?
-        } else {
-            // A plain path is taken as it is: no URL decoding of `%` or `?`.
-            SqliteConnectOptions::new().filename(url)
-        };
-        let base = base.busy_timeout(BUSY_TIMEOUT).foreign_keys(true);
-        if !memory {
-            create_parent(base.get_filename()).await?;
+        let location = Location::parse(url)?;
+        if let Some(dir) = location.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                StoreError::Unavailable(format!("sqlite: create {}: {e}", dir.display()))
+            })?;
         }
-
-        let mut write_options = base
-            .clone()
-            .create_if_missing(true)
-            .synchronous(SqliteSynchronous::Full);
-        if !memory {
-            write_options = write_options.journal_mode(SqliteJournalMode::Wal);
-        }
-        let mut conn = SqliteConnection::connect_with(&write_options)
+        let opening = location.clone();
+        let conn = tokio::task::spawn_blocking(move || opening.open_writer())
             .await
-            .map_err(db("open database"))?;
-        MIGRATOR
-            .run(&mut conn)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("sqlite: migrate: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("sqlite: open task failed: {e}")))??;
 
-        // The file exists and is in WAL mode now, so readers can open it
-        // read-only: a bug in a query path cannot write.
-        let reads = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .min_connections(0)
-            .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(base.read_only(!memory))
-            .await
-            .map_err(db("open read pool"))?;
-
+        let shared = Arc::new(Shared::default());
+        writer::refresh_depth(&conn, &shared);
         let (ops, rx) = mpsc::channel(writer::QUEUE);
-        let commits = Arc::new(AtomicU64::new(0));
-        let writer = tokio::spawn(writer::run(conn, rx, Arc::clone(&commits)));
+        let thread_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("herald-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx, &thread_shared))
+            .map_err(|e| StoreError::Unavailable(format!("sqlite: start writer thread: {e}")))?;
         Ok(Self {
             ops,
-            reads,
-            commits,
+            reads: Readers::new(location, READERS),
+            shared,
             writer,
         })
     }
@@ -116,18 +81,22 @@ impl SqliteStore {
     /// answered change is committed); this only waits for the files to be
     /// closed.
     pub async fn close(self) {
-        drop(self.ops);
-        if let Err(e) = self.writer.await {
-            tracing::warn!(error = %e, "sqlite writer task ended abnormally");
+        let Self {
+            ops, reads, writer, ..
+        } = self;
+        drop(ops);
+        let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::warn!("sqlite writer thread ended abnormally");
         }
-        self.reads.close().await;
+        reads.close_idle();
     }
 
     /// Transactions the writer has committed (for tests and benchmarks of
     /// group commit).
     #[doc(hidden)]
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.shared.commits.load(Ordering::Relaxed)
     }
 
     /// The value of `PRAGMA name` on the write connection, where the
@@ -143,25 +112,10 @@ impl SqliteStore {
         self.ops.send(op(reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
-
-    /// A read connection in a snapshot: a message, its recipients and its
-    /// events are read as of one instant.
-    async fn snapshot(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.reads.begin().await.map_err(db("begin read"))
-    }
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("sqlite: the writer task has stopped".to_owned())
-}
-
-async fn create_parent(file: &Path) -> Result<(), StoreError> {
-    match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("sqlite: create {}: {e}", dir.display()))),
-        _ => Ok(()),
-    }
+    StoreError::Unavailable("sqlite: the writer has stopped".to_owned())
 }
 
 #[async_trait]
@@ -176,6 +130,19 @@ impl Store for SqliteStore {
         results
             .pop()
             .unwrap_or_else(|| Err(StoreError::Unavailable("sqlite: no enqueue result".into())))
+    }
+
+    async fn replay(
+        &self,
+        idempotency: &Idempotency,
+        now: OffsetDateTime,
+    ) -> Result<Option<Enqueued>, StoreError> {
+        let idempotency = idempotency.clone();
+        let at = codec::ms(now);
+        self.reads
+            .with(move |conn| enqueue::replay(conn, &idempotency, at))
+            .await?
+            .transpose()
     }
 
     async fn enqueue_batch(
@@ -254,29 +221,28 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
-        let mut tx = self.snapshot().await?;
-        let record = query::get(&mut tx, id).await?;
-        tx.commit().await.map_err(db("end read"))?;
-        Ok(record)
+        let id = id.to_owned();
+        self.reads.snapshot(move |conn| query::get(conn, &id)).await
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Page, StoreError> {
-        let mut tx = self.snapshot().await?;
-        let page = query::list(&mut tx, filter).await?;
-        tx.commit().await.map_err(db("end read"))?;
-        Ok(page)
+        let filter = filter.clone();
+        self.reads
+            .snapshot(move |conn| query::list(conn, &filter))
+            .await
     }
 
     async fn stats(&self, now: OffsetDateTime) -> Result<QueueStats, StoreError> {
-        let mut tx = self.snapshot().await?;
-        let stats = query::stats(&mut tx, now).await?;
-        tx.commit().await.map_err(db("end read"))?;
-        Ok(stats)
+        self.reads
+            .snapshot(move |conn| query::stats(conn, now))
+            .await
     }
 
     async fn depth(&self) -> Result<u64, StoreError> {
-        let mut conn = self.reads.acquire().await.map_err(db("acquire reader"))?;
-        query::depth(&mut conn).await
+        if self.ops.is_closed() {
+            return Err(stopped());
+        }
+        Ok(self.shared.depth.load(Ordering::Relaxed))
     }
 
     async fn reclaim_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
@@ -287,11 +253,11 @@ impl Store for SqliteStore {
         if self.ops.is_closed() {
             return Err(stopped());
         }
-        let mut conn = self.reads.acquire().await.map_err(db("acquire reader"))?;
-        sqlx::query_scalar::<_, i64>("SELECT n FROM status_counts LIMIT 1")
-            .fetch_one(&mut *conn)
+        self.reads
+            .with(|conn| {
+                conn.query_row("SELECT n FROM status_counts LIMIT 1", [], |_| Ok(()))
+                    .map_err(codec::db("ping"))
+            })
             .await
-            .map(drop)
-            .map_err(db("ping"))
     }
 }

@@ -1,15 +1,17 @@
 //! The questions: one message with its history, listings, queue figures.
-//! They run on the read pool, and inside the writer's transaction when a
-//! change answers with the changed message (cancel, retry).
+//! They run on a read connection, and inside the writer's transaction when
+//! a change answers with the changed message (cancel, retry).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension as _, params_from_iter};
 use time::OffsetDateTime;
 
 use super::codec::{
-    EventRow, MESSAGE_COLUMNS, MessageRow, RecipientRow, db, message_status, ms, unsigned,
+    EVENT_COLUMNS, EventRow, MESSAGE_COLUMNS, MessageRow, RECIPIENT_COLUMNS, RecipientRow, db,
+    message_status, ms, unsigned,
 };
 use crate::{
     ListFilter, MessageRecord, MessageStatus, Page, QueueStats, RecipientRecord, StoreError,
@@ -18,101 +20,107 @@ use crate::{
 /// The page size when the filter asks for none.
 const DEFAULT_LIMIT: usize = 50;
 
+/// The statuses that are not final: the queue's depth.
+const OPEN_STATUSES: &str = "('scheduled', 'queued', 'sending', 'deferred')";
+
 /// The message with recipients and events, if it exists.
-pub(super) async fn get(
-    conn: &mut SqliteConnection,
-    id: &str,
-) -> Result<Option<MessageRecord>, StoreError> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?");
-    let Some(row) = sqlx::query_as::<_, MessageRow>(&sql)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
+pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+    let Some(row) = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?"
+        ))
+        .and_then(|mut select| select.query_row([id], MessageRow::read).optional())
         .map_err(db("read message"))?
     else {
         return Ok(None);
     };
-    let recipients = sqlx::query_as::<_, RecipientRow>(
-        "SELECT message_id, address, status, smtp_code, enhanced_code, response \
-         FROM recipients WHERE message_id = ? ORDER BY position",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db("read recipients"))?
-    .into_iter()
-    .map(RecipientRow::into_record)
-    .collect::<Result<Vec<_>, _>>()?;
-    let events = sqlx::query_as::<_, EventRow>(
-        "SELECT at, kind, relay, attempt, outcome, smtp_code, enhanced_code, detail, duration_ms \
-         FROM events WHERE message_id = ? ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db("read events"))?
-    .into_iter()
-    .map(EventRow::into_event)
-    .collect::<Result<Vec<_>, _>>()?;
+    let recipients = conn
+        .prepare_cached(&format!(
+            "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? ORDER BY position"
+        ))
+        .and_then(|mut select| {
+            select
+                .query_map([id], RecipientRow::read)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db("read recipients"))?
+        .into_iter()
+        .map(RecipientRow::into_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    let events = conn
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE message_id = ? ORDER BY id"
+        ))
+        .and_then(|mut select| {
+            select
+                .query_map([id], EventRow::read)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db("read events"))?
+        .into_iter()
+        .map(EventRow::into_event)
+        .collect::<Result<Vec<_>, _>>()?;
     row.into_record(recipients, events).map(Some)
 }
 
 /// [`get`] for a message known to exist (inside the writer's transaction).
-pub(super) async fn get_existing(
-    conn: &mut SqliteConnection,
-    id: &str,
-) -> Result<MessageRecord, StoreError> {
-    get(conn, id).await?.ok_or(StoreError::NotFound)
+pub(super) fn get_existing(conn: &Connection, id: &str) -> Result<MessageRecord, StoreError> {
+    get(conn, id)?.ok_or(StoreError::NotFound)
 }
 
 /// A page of messages, newest first, without events.
-pub(super) async fn list(
-    conn: &mut SqliteConnection,
-    filter: &ListFilter,
-) -> Result<Page, StoreError> {
+pub(super) fn list(conn: &Connection, filter: &ListFilter) -> Result<Page, StoreError> {
     let limit = if filter.limit == 0 {
         DEFAULT_LIMIT
     } else {
         filter.limit
     };
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE 1 = 1"
-    ));
+    let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE 1 = 1");
+    let mut args: Vec<Value> = Vec::new();
+    let mut and = |clause: &str, value: Value| {
+        sql.push_str(clause);
+        args.push(value);
+    };
     if let Some(status) = filter.status {
-        q.push(" AND m.status = ").push_bind(status.as_str());
+        and(" AND m.status = ?", status.as_str().to_owned().into());
     }
     if let Some(tag) = &filter.tag {
-        q.push(" AND m.id IN (SELECT message_id FROM message_tags WHERE tag = ")
-            .push_bind(tag.clone())
-            .push(")");
+        and(
+            " AND m.id IN (SELECT message_id FROM message_tags WHERE tag = ?)",
+            tag.clone().into(),
+        );
     }
     if let Some(recipient) = &filter.recipient {
-        q.push(" AND m.id IN (SELECT message_id FROM recipients WHERE address = ")
-            .push_bind(recipient.clone())
-            .push(")");
+        and(
+            " AND m.id IN (SELECT message_id FROM recipients WHERE address = ?)",
+            recipient.clone().into(),
+        );
     }
     if let Some(since) = filter.since {
-        q.push(" AND m.created_at >= ").push_bind(ms(since));
+        and(" AND m.created_at >= ?", ms(since).into());
     }
     if let Some(until) = filter.until {
-        q.push(" AND m.created_at < ").push_bind(ms(until));
+        and(" AND m.created_at < ?", ms(until).into());
     }
     if let Some(after) = &filter.after_id {
-        q.push(" AND m.id < ").push_bind(after.clone());
+        and(" AND m.id < ?", after.clone().into());
     }
     // One row more than asked tells whether another page exists.
-    q.push(" ORDER BY m.id DESC LIMIT ")
-        .push_bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX));
-    let mut rows = q
-        .build_query_as::<MessageRow>()
-        .fetch_all(&mut *conn)
-        .await
+    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    and(" ORDER BY m.id DESC LIMIT ?", fetch.into());
+    let mut rows = conn
+        .prepare(&sql)
+        .and_then(|mut select| {
+            select
+                .query_map(params_from_iter(args), MessageRow::read)?
+                .collect::<Result<Vec<_>, _>>()
+        })
         .map_err(db("list messages"))?;
     let more = rows.len() > limit;
     rows.truncate(limit);
 
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let mut recipients = recipients_of(conn, &ids).await?;
+    let mut recipients = recipients_of(conn, &ids)?;
     let messages = rows
         .into_iter()
         .map(|row| {
@@ -132,27 +140,25 @@ pub(super) async fn list(
 }
 
 /// The recipients of several messages, each list in envelope order.
-async fn recipients_of(
-    conn: &mut SqliteConnection,
+fn recipients_of(
+    conn: &Connection,
     ids: &[&str],
 ) -> Result<HashMap<String, Vec<RecipientRecord>>, StoreError> {
     let mut by_message: HashMap<String, Vec<RecipientRecord>> = HashMap::new();
     if ids.is_empty() {
         return Ok(by_message);
     }
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT message_id, address, status, smtp_code, enhanced_code, response \
-         FROM recipients WHERE message_id IN (",
-    );
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(id.to_string());
-    }
-    q.push(") ORDER BY message_id, position");
-    let rows = q
-        .build_query_as::<RecipientRow>()
-        .fetch_all(&mut *conn)
-        .await
+    let marks = vec!["?"; ids.len()].join(", ");
+    let rows = conn
+        .prepare(&format!(
+            "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id IN ({marks}) \
+             ORDER BY message_id, position"
+        ))
+        .and_then(|mut select| {
+            select
+                .query_map(params_from_iter(ids), RecipientRow::read)?
+                .collect::<Result<Vec<_>, _>>()
+        })
         .map_err(db("list recipients"))?;
     for row in rows {
         let message = row.message_id.clone();
@@ -166,15 +172,18 @@ async fn recipients_of(
 
 /// Messages per status (from the trigger-kept counts) and the lag of the
 /// oldest due message.
-pub(super) async fn stats(
-    conn: &mut SqliteConnection,
-    now: OffsetDateTime,
-) -> Result<QueueStats, StoreError> {
+pub(super) fn stats(conn: &Connection, now: OffsetDateTime) -> Result<QueueStats, StoreError> {
     let mut by_status: BTreeMap<MessageStatus, u64> =
         MessageStatus::ALL.into_iter().map(|s| (s, 0)).collect();
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, n FROM status_counts")
-        .fetch_all(&mut *conn)
-        .await
+    let rows = conn
+        .prepare_cached("SELECT status, n FROM status_counts")
+        .and_then(|mut select| {
+            select
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+        })
         .map_err(db("read status counts"))?;
     for (status, n) in rows {
         by_status.insert(message_status(&status)?, unsigned(n, "status count")?);
@@ -182,14 +191,13 @@ pub(super) async fn stats(
     let now_ms = ms(now);
     // Scheduled messages whose time has come are due exactly like queued
     // ones (claim takes them), so they count here too.
-    let oldest: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(next_attempt_at) FROM messages \
-         WHERE status IN ('scheduled', 'queued', 'deferred') AND next_attempt_at <= ?",
-    )
-    .bind(now_ms)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db("read oldest due"))?;
+    let oldest = conn
+        .prepare_cached(
+            "SELECT MIN(next_attempt_at) FROM messages \
+             WHERE status IN ('scheduled', 'queued', 'deferred') AND next_attempt_at <= ?",
+        )
+        .and_then(|mut select| select.query_row([now_ms], |row| row.get::<_, Option<i64>>(0)))
+        .map_err(db("read oldest due"))?;
     let oldest_due_age = oldest
         .map(|due| Duration::from_millis(u64::try_from(now_ms.saturating_sub(due)).unwrap_or(0)));
     Ok(QueueStats {
@@ -199,13 +207,12 @@ pub(super) async fn stats(
 }
 
 /// Messages not yet final.
-pub(super) async fn depth(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(n), 0) FROM status_counts \
-         WHERE status IN ('scheduled', 'queued', 'sending', 'deferred')",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db("read queue depth"))?;
+pub(super) fn depth(conn: &Connection) -> Result<u64, StoreError> {
+    let n = conn
+        .prepare_cached(&format!(
+            "SELECT COALESCE(SUM(n), 0) FROM status_counts WHERE status IN {OPEN_STATUSES}"
+        ))
+        .and_then(|mut select| select.query_row([], |row| row.get::<_, i64>(0)))
+        .map_err(db("read queue depth"))?;
     unsigned(n, "queue depth")
 }

@@ -1,7 +1,7 @@
 //! The single writer, and with it group commit.
 //!
 //! SQLite lets one connection write at a time and makes every commit pay
-//! an fsync (`synchronous=FULL`). So every change goes through one task
+//! an fsync (`synchronous=FULL`). So every change goes through one thread
 //! that owns the write connection: it takes the first waiting operation,
 //! drains whatever else has queued up meanwhile, runs them all in one
 //! `BEGIN IMMEDIATE … COMMIT`, and only then answers each caller. Under
@@ -9,20 +9,24 @@
 //! Each operation runs inside its own SAVEPOINT, so one that fails is
 //! rolled back alone and the others still commit.
 //!
+//! The writer is an OS thread calling SQLite directly, not an async task:
+//! SQLite's calls block, and a group is dozens of statements, each a few
+//! microseconds in process, which a hand-off per statement to another
+//! thread would multiply.
+//!
 //! Routing claims and attempt records through the same queue (rather than
 //! a second connection contending for the lock) also keeps the dispatcher
 //! from starving behind a stream of enqueues: the channel is first come,
 //! first served, where SQLite's busy handler is not.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::Connection;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{attempt, enqueue, lease};
+use super::{attempt, enqueue, lease, query};
 use crate::{
     AttemptRecord, Claimed, Enqueued, MessageRecord, MessageStatus, NewMessage, StoreError,
 };
@@ -149,13 +153,20 @@ fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) ->
     })
 }
 
-/// Runs the writer until every sender is gone.
-pub(super) async fn run(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Op>,
-    commits: Arc<AtomicU64>,
-) {
-    while let Some(first) = rx.recv().await {
+/// What the writer tells the rest of the store.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    /// Transactions committed (for tests and benchmarks of group commit).
+    pub(super) commits: AtomicU64,
+    /// Messages not yet final, as of the last commit: backpressure asks on
+    /// every enqueue, and this answers without a query.
+    pub(super) depth: AtomicU64,
+}
+
+/// Runs the writer until every sender is gone, then closes the
+/// connection. Blocks: run it on a thread of its own.
+pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Op>, shared: &Shared) {
+    while let Some(first) = rx.blocking_recv() {
         let mut weight = first.weight();
         let mut group = vec![first];
         while weight < MAX_GROUP {
@@ -167,20 +178,20 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        run_group(&mut conn, group, &commits).await;
+        run_group(&conn, group, shared);
     }
-    if let Err(e) = conn.close().await {
+    if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the sqlite write connection");
     }
 }
 
 /// One transaction for the whole group; answers after the commit.
-async fn run_group(conn: &mut SqliteConnection, group: Vec<Op>, commits: &AtomicU64) {
+fn run_group(conn: &Connection, group: Vec<Op>, shared: &Shared) {
     let group: Vec<Op> = group.into_iter().filter(|op| !op.abandoned()).collect();
     if group.is_empty() {
         return;
     }
-    if let Err(reason) = execute(conn, "BEGIN IMMEDIATE").await {
+    if let Err(reason) = execute(conn, "BEGIN IMMEDIATE") {
         group.into_iter().for_each(|op| op.fail(&reason));
         return;
     }
@@ -191,23 +202,24 @@ async fn run_group(conn: &mut SqliteConnection, group: Vec<Op>, commits: &Atomic
             op.fail(reason);
             continue;
         }
-        let (answer, fault) = run_op(conn, op).await;
+        let (answer, fault) = run_op(conn, op);
         done.push(answer);
         broken = fault;
     }
     let commit = match broken {
         Some(reason) => Err(reason),
-        None => execute(conn, "COMMIT").await,
+        None => execute(conn, "COMMIT"),
     };
     match &commit {
         Ok(()) => {
-            commits.fetch_add(1, Ordering::Relaxed);
+            shared.commits.fetch_add(1, Ordering::Relaxed);
+            refresh_depth(conn, shared);
         }
         Err(reason) => {
             tracing::error!(reason = %reason, "sqlite group transaction rolled back");
             // May fail if SQLite already rolled back on its own; either way
             // nothing of this group is on disk.
-            let _ = execute(conn, "ROLLBACK").await;
+            let _ = execute(conn, "ROLLBACK");
         }
     }
     let commit = commit.as_ref().map(|_| ()).map_err(String::as_str);
@@ -216,97 +228,83 @@ async fn run_group(conn: &mut SqliteConnection, group: Vec<Op>, commits: &Atomic
     }
 }
 
+/// Reads the committed queue depth into `shared` (at open, and after each
+/// commit: a few microseconds, on the one connection that changes it).
+pub(super) fn refresh_depth(conn: &Connection, shared: &Shared) {
+    match query::depth(conn) {
+        Ok(depth) => shared.depth.store(depth, Ordering::Relaxed),
+        Err(e) => tracing::warn!(error = %e, "reading the queue depth"),
+    }
+}
+
 /// Runs one operation in its own savepoint. Returns its pending answer,
 /// and a reason if the transaction can no longer be trusted (a savepoint
 /// could not be set or undone), which fails the whole group.
-async fn run_op(conn: &mut SqliteConnection, op: Op) -> (Pending, Option<String>) {
-    if let Err(reason) = execute(conn, "SAVEPOINT op").await {
+fn run_op(conn: &Connection, op: Op) -> (Pending, Option<String>) {
+    if let Err(reason) = execute(conn, "SAVEPOINT op") {
         op.fail(&reason);
         return (Box::new(|_| {}), Some(reason));
     }
     match op {
-        Op::Enqueue { messages, reply } => {
-            let result = enqueue::enqueue(conn, messages).await;
-            settle(conn, reply, result).await
-        }
+        Op::Enqueue { messages, reply } => settle(conn, reply, enqueue::enqueue(conn, messages)),
         Op::Claim {
             owner,
             limit,
             lease,
             now,
             reply,
-        } => {
-            let result = lease::claim(conn, &owner, limit, lease, now).await;
-            settle(conn, reply, result).await
-        }
+        } => settle(conn, reply, lease::claim(conn, &owner, limit, lease, now)),
         Op::ExtendLease {
             id,
             owner,
             until,
             reply,
-        } => {
-            let result = lease::extend_lease(conn, &id, &owner, until).await;
-            settle(conn, reply, result).await
-        }
+        } => settle(conn, reply, lease::extend_lease(conn, &id, &owner, until)),
         Op::RecordAttempt {
             id,
             owner,
             attempt,
             reply,
-        } => {
-            let result = attempt::record_attempt(conn, &id, &owner, *attempt).await;
-            settle(conn, reply, result).await
-        }
-        Op::Release { id, owner, reply } => {
-            let result = lease::release(conn, &id, &owner).await;
-            settle(conn, reply, result).await
-        }
-        Op::Cancel { id, now, reply } => {
-            let result = attempt::cancel(conn, &id, now).await;
-            settle(conn, reply, result).await
-        }
-        Op::Retry { id, now, reply } => {
-            let result = attempt::retry(conn, &id, now).await;
-            settle(conn, reply, result).await
-        }
-        Op::ReclaimExpired { now, reply } => {
-            let result = lease::reclaim_expired(conn, now).await;
-            settle(conn, reply, result).await
-        }
+        } => settle(
+            conn,
+            reply,
+            attempt::record_attempt(conn, &id, &owner, *attempt),
+        ),
+        Op::Release { id, owner, reply } => settle(conn, reply, lease::release(conn, &id, &owner)),
+        Op::Cancel { id, now, reply } => settle(conn, reply, attempt::cancel(conn, &id, now)),
+        Op::Retry { id, now, reply } => settle(conn, reply, attempt::retry(conn, &id, now)),
+        Op::ReclaimExpired { now, reply } => settle(conn, reply, lease::reclaim_expired(conn, now)),
         Op::Pragma { name, reply } => {
-            let result = sqlx::query_scalar(&format!("PRAGMA {name}"))
-                .fetch_one(&mut *conn)
-                .await
+            let result = conn
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
                 .map_err(|e| StoreError::Unavailable(format!("sqlite: PRAGMA {name}: {e}")));
-            settle(conn, reply, result).await
+            settle(conn, reply, result)
         }
     }
 }
 
 /// Keeps the operation's writes if it succeeded, undoes them if not.
-async fn settle<T: Send + 'static>(
-    conn: &mut SqliteConnection,
+fn settle<T: Send + 'static>(
+    conn: &Connection,
     reply: Reply<T>,
     result: Result<T, StoreError>,
 ) -> (Pending, Option<String>) {
     let fault = if result.is_ok() {
-        execute(conn, "RELEASE op").await.err()
+        execute(conn, "RELEASE op").err()
     } else {
-        match execute(conn, "ROLLBACK TO op").await {
-            Ok(()) => execute(conn, "RELEASE op").await.err(),
+        match execute(conn, "ROLLBACK TO op") {
+            Ok(()) => execute(conn, "RELEASE op").err(),
             Err(reason) => Some(reason),
         }
     };
     (pending(reply, result), fault)
 }
 
-/// Runs a transaction-control statement; the error names it. (A prepared
-/// `query`, not `raw_sql`: the latter's future cannot be shown `Send`
-/// inside the spawned writer task.)
-async fn execute(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), String> {
-    sqlx::query(sql)
-        .execute(&mut *conn)
-        .await
+/// Runs a transaction-control statement (prepared once, then from the
+/// connection's cache); the error names it.
+fn execute(conn: &Connection, sql: &'static str) -> Result<(), String> {
+    conn.prepare_cached(sql)
+        .and_then(|mut statement| statement.execute([]))
         .map(drop)
         .map_err(|e| format!("sqlite: {sql}: {e}"))
 }

@@ -1,0 +1,245 @@
+//! Where the database is and how its connections are opened: the store
+//! URL, the pragmas of the write connection and of the read-only ones,
+//! and the schema migrations applied at start.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
+
+use super::codec::db;
+use crate::StoreError;
+
+/// How long a connection waits for a lock held by another process (a
+/// backup, an `sqlite3` shell) before the operation fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection: every statement the store
+/// runs, with room to spare, so none is compiled twice.
+const STATEMENT_CACHE: usize = 64;
+
+/// The schema, in order; version N is the N-th entry. Applied by
+/// [`migrate`], which records the version in `PRAGMA user_version`.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_queue.sql")];
+
+/// The database a store URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Location {
+    /// A file; `create` unless the URL said `mode=rw`.
+    File {
+        path: PathBuf,
+        create: bool,
+        /// Other URI parameters (`vfs=…`, …), passed to SQLite as they are.
+        params: Vec<String>,
+    },
+    /// A private in-memory database shared by this store's connections
+    /// (tests only: it ends with the store).
+    Memory { name: String },
+}
+
+impl Location {
+    /// Parses `sqlite:///abs/path`, `sqlite://relative`, `sqlite:relative`,
+    /// `sqlite::memory:` (optionally with `?mode=…` and other SQLite URI
+    /// parameters), or a plain path, taken as it is.
+    pub(super) fn parse(url: &str) -> Result<Self, StoreError> {
+        let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        else {
+            return Ok(Self::File {
+                path: PathBuf::from(url),
+                create: true,
+                params: Vec::new(),
+            });
+        };
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut mode = None;
+        let mut params = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("mode", value)) => mode = Some(value),
+                _ => params.push(pair.to_owned()),
+            }
+        }
+        if path == ":memory:" || mode == Some("memory") {
+            static SEQ: AtomicU64 = AtomicU64::new(0);
+            let name = format!(
+                "herald-memory-{}-{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            );
+            return Ok(Self::Memory { name });
+        }
+        if path.is_empty() {
+            return Err(unavailable(format!("no database file in {url:?}")));
+        }
+        let create = match mode {
+            None | Some("rwc") => true,
+            Some("rw") => false,
+            Some(other) => {
+                return Err(unavailable(format!(
+                    "mode={other} in {url:?}: herald writes its queue, so only rw and rwc \
+                     (the default) are possible"
+                )));
+            }
+        };
+        Ok(Self::File {
+            path: PathBuf::from(path),
+            create,
+            params,
+        })
+    }
+
+    /// The directory the file goes in, if it has to exist first.
+    pub(super) fn parent(&self) -> Option<&Path> {
+        match self {
+            Self::File { path, create, .. } if *create => {
+                path.parent().filter(|dir| !dir.as_os_str().is_empty())
+            }
+            _ => None,
+        }
+    }
+
+    fn is_memory(&self) -> bool {
+        matches!(self, Self::Memory { .. })
+    }
+
+    /// Opens a connection: read-write for the writer, read-only otherwise
+    /// (for a file; an in-memory database has no read-only connections).
+    fn connect(&self, write: bool) -> rusqlite::Result<Connection> {
+        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let uri = match self {
+            Self::File {
+                path,
+                create,
+                params,
+            } => {
+                if write {
+                    flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
+                    if *create {
+                        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+                    }
+                } else {
+                    flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
+                }
+                file_uri(path, params)
+            }
+            Self::Memory { name } => {
+                flags |= OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+                format!("file:{name}?mode=memory&cache=shared")
+            }
+        };
+        let conn = Connection::open_with_flags(uri, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.pragma_update(None, "foreign_keys", true)?;
+        Ok(conn)
+    }
+
+    /// The write connection, durable as promised, with the schema
+    /// migrated.
+    pub(super) fn open_writer(&self) -> Result<Connection, StoreError> {
+        let mut conn = self.connect(true).map_err(db("open database"))?;
+        if !self.is_memory() {
+            // WAL: readers never block the writer nor it them; FULL: a
+            // commit is on disk (the WAL fsynced) before anyone hears of it.
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+                .map_err(db("set WAL journal mode"))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(unavailable(format!(
+                    "the database refused WAL mode (journal_mode is {mode})"
+                )));
+            }
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .and_then(|()| conn.pragma_update(None, "temp_store", "MEMORY"))
+            .map_err(db("set pragmas"))?;
+        migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// A read connection. Opened after the writer, so the file exists and
+    /// is in WAL mode; read-only, so a bug in a query path cannot write.
+    pub(super) fn open_reader(&self) -> Result<Connection, StoreError> {
+        self.connect(false).map_err(db("open read connection"))
+    }
+}
+
+/// `path` as an SQLite `file:` URI, with `params` appended.
+fn file_uri(path: &Path, params: &[String]) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        // The characters a URI gives meaning to; SQLite decodes %XX.
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", u32::from(c))),
+            _ => uri.push(c),
+        }
+    }
+    if !params.is_empty() {
+        uri.push('?');
+        uri.push_str(&params.join("&"));
+    }
+    uri
+}
+
+/// Brings the schema up to the newest version, one transaction per step.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    adopt_sqlx_history(conn)?;
+    let newest = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(db("read schema version"))?;
+    if current > newest {
+        return Err(unavailable(format!(
+            "the database's schema is version {current}, newer than this herald knows \
+             ({newest}): run a newer herald"
+        )));
+    }
+    for (version, sql) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        let tx = conn.transaction().map_err(db("begin migration"))?;
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", version))
+            .and_then(|()| tx.commit())
+            .map_err(|e| unavailable(format!("migration {version}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Databases made by herald before it used `user_version` recorded their
+/// migrations in sqlx's `_sqlx_migrations` table: carry the version over
+/// and drop the table, so the same schema is not applied twice.
+fn adopt_sqlx_history(conn: &mut Connection) -> Result<(), StoreError> {
+    let has_table = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(db("look for sqlx migrations"))?
+        .is_some();
+    if !has_table {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(db("begin migration"))?;
+    let applied: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(db("read sqlx migrations"))?;
+    tx.pragma_update(None, "user_version", applied)
+        .and_then(|()| tx.execute_batch("DROP TABLE _sqlx_migrations"))
+        .and_then(|()| tx.commit())
+        .map_err(db("adopt sqlx migrations"))
+}
+
+fn unavailable(reason: String) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {reason}"))
+}
