@@ -123,3 +123,53 @@ async fn messages_stuck_at_a_stalled_relay_count_toward_the_depth() {
     assert_eq!(smtp.message_count(), 0);
     herald.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_of_an_answered_request_is_answered_even_when_the_queue_is_full() {
+    let herald = Herald::start_with(None, DEPTH_3).await;
+    let keyed = scheduled("keyed@example.com");
+    let (status, first, _) = post_with(
+        &herald,
+        "/v1/messages",
+        keyed.clone(),
+        &[("Idempotency-Key", "signup-1")],
+    )
+    .await;
+    assert_eq!(status, 202, "{first:#}");
+    assert_eq!(first["status"], "scheduled");
+    post_ok(&herald, scheduled("s1@example.com")).await;
+    post_ok(&herald, scheduled("s2@example.com")).await;
+
+    // The client did not hear the first answer and tries again: it gets
+    // that answer, not 429, and nothing new is stored.
+    let (status, again, _) = post_with(
+        &herald,
+        "/v1/messages",
+        keyed.clone(),
+        &[("Idempotency-Key", "signup-1")],
+    )
+    .await;
+    assert_eq!(status, 202, "{again:#}");
+    assert_eq!(again, first);
+    // The same key with another body is still a conflict.
+    let other = post_with(
+        &herald,
+        "/v1/messages",
+        scheduled("other@example.com"),
+        &[("Idempotency-Key", "signup-1")],
+    )
+    .await;
+    assert_problem(&other, 409);
+    // A new key is new work: refused while full.
+    assert_queue_full(
+        &post_with(
+            &herald,
+            "/v1/messages",
+            keyed,
+            &[("Idempotency-Key", "signup-2")],
+        )
+        .await,
+    );
+    assert_eq!(all_ids(&herald, "").await.len(), 3);
+    herald.stop().await.unwrap();
+}

@@ -41,7 +41,7 @@ async fn the_same_key_and_body_return_the_first_answer_and_send_once() {
     herald.wait_status(id, "delivered").await;
     // A retry after delivery still answers with the same message.
     let late = post_keyed(&herald, "order-42-receipt", body).await;
-    assert_eq!(late["id"], first["id"]);
+    assert_eq!(late, first, "the first answer, word for word (status queued)");
     assert_eq!(all_ids(&herald, "").await, [id]);
     assert_eq!(smtp.message_count(), 1);
     let (_, shown) = herald.get(&format!("/v1/messages/{id}")).await;

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use herald_message::{
     HeaderName, HeaderValue, MessageRequest, RenderOptions, message_id_for, new_id,
 };
-use herald_store::{Idempotency, ListFilter, MessageStatus, NewMessage};
+use herald_store::{Enqueued, Idempotency, ListFilter, MessageStatus, NewMessage};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -78,7 +78,18 @@ async fn create_in_trace(
         OffsetDateTime::now_utc(),
         &trace,
     )?;
-    admit(&state, 1).await?;
+    if let Err(full) = admit(&state, 1).await {
+        // A repeat of a request already answered needs no room: it gets
+        // its first answer, full queue or not.
+        let replay = match &new.idempotency {
+            Some(idempotency) => state.store.replay(idempotency, new.created_at).await?,
+            None => None,
+        };
+        let Some(first) = replay else {
+            return Err(full);
+        };
+        return Ok((StatusCode::ACCEPTED, TraceHeader(trace), Json(created(first))));
+    }
     let enqueued = state.store.enqueue(new).await?;
     if enqueued.created {
         state.metrics.accepted(AcceptSource::Api, 1);
@@ -88,12 +99,17 @@ async fn create_in_trace(
     Ok((
         StatusCode::ACCEPTED,
         TraceHeader(trace),
-        Json(Created {
-            id: enqueued.id,
-            status: enqueued.status.to_string(),
-            message_id: enqueued.message_id,
-        }),
+        Json(created(enqueued)),
     ))
+}
+
+/// The `202` body for a stored (or replayed) message.
+fn created(enqueued: Enqueued) -> Created {
+    Created {
+        id: enqueued.id,
+        status: enqueued.status.to_string(),
+        message_id: enqueued.message_id,
+    }
 }
 
 #[derive(Deserialize)]
@@ -167,11 +183,7 @@ async fn create_batch_in_trace(
         state.metrics.accepted_batch(&stored);
         for (position, outcome) in positions.into_iter().zip(stored) {
             results[position] = Some(match outcome {
-                Ok(enqueued) => BatchItem::Created(Created {
-                    id: enqueued.id,
-                    status: enqueued.status.to_string(),
-                    message_id: enqueued.message_id,
-                }),
+                Ok(enqueued) => BatchItem::Created(created(enqueued)),
                 Err(error) => BatchItem::Error {
                     error: Problem::from(error),
                 },
