@@ -73,6 +73,10 @@ async fn bodies_that_are_not_the_schema_are_400() {
             with(|m| m["send_at"] = json!("tomorrow")),
         ),
         (
+            "an attachment as a positional list",
+            with(|m| m["attachments"] = json!([["a.txt", "text/plain", "YQ=="]])),
+        ),
+        (
             "an unknown attachment field",
             with(|m| {
                 m["attachments"] = json!([{"filename": "a.txt", "content": "YQ==", "size": 1}])
