@@ -173,3 +173,21 @@ async fn a_repeat_of_an_answered_request_is_answered_even_when_the_queue_is_full
     assert_eq!(all_ids(&herald, "").await.len(), 3);
     herald.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_of_an_answered_batch_is_answered_even_when_the_queue_is_full() {
+    let herald = Herald::start_with(None, DEPTH_3).await;
+    let batch = json!({"messages": [scheduled("b1@example.com"), scheduled("b2@example.com")]});
+    let key = [("Idempotency-Key", "batch-7")];
+    let (status, first, _) = post_with(&herald, "/v1/messages/batch", batch.clone(), &key).await;
+    assert_eq!(status, 200, "{first:#}");
+    post_ok(&herald, scheduled("s1@example.com")).await;
+
+    let (status, again, _) = post_with(&herald, "/v1/messages/batch", batch.clone(), &key).await;
+    assert_eq!(status, 200, "{again:#}");
+    assert_eq!(again, first);
+    let other = json!({"messages": [scheduled("b3@example.com")]});
+    assert_queue_full(&post_with(&herald, "/v1/messages/batch", other, &[]).await);
+    assert_eq!(all_ids(&herald, "").await.len(), 3);
+    herald.stop().await.unwrap();
+}

@@ -41,7 +41,10 @@ async fn the_same_key_and_body_return_the_first_answer_and_send_once() {
     herald.wait_status(id, "delivered").await;
     // A retry after delivery still answers with the same message.
     let late = post_keyed(&herald, "order-42-receipt", body).await;
-    assert_eq!(late, first, "the first answer, word for word (status queued)");
+    assert_eq!(
+        late, first,
+        "the first answer, word for word (status queued)"
+    );
     assert_eq!(all_ids(&herald, "").await, [id]);
     assert_eq!(smtp.message_count(), 1);
     let (_, shown) = herald.get(&format!("/v1/messages/{id}")).await;
@@ -249,4 +252,65 @@ async fn concurrent_retries_with_one_key_store_one_message() {
         .stop()
         .await
         .unwrap();
+}
+
+/// Posts a batch with `Idempotency-Key: key`; returns status and answer.
+async fn post_batch_keyed(
+    herald: &Herald,
+    key: &str,
+    messages: Vec<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let (status, answer, _) = post_with(
+        herald,
+        "/v1/messages/batch",
+        json!({ "messages": messages }),
+        &[("Idempotency-Key", key)],
+    )
+    .await;
+    (status, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_batch_repeated_is_answered_again_and_sent_once() {
+    let smtp = relay().await;
+    let herald = Herald::start(Some(&smtp)).await;
+    let mut invalid = message(&["x@example.com"]);
+    invalid["to"] = json!(["not an address"]);
+    let items = vec![
+        message(&["a@example.com"]),
+        invalid,
+        message(&["b@example.com"]),
+    ];
+    let (status, first) = post_batch_keyed(&herald, "nightly-2026-12-01", items.clone()).await;
+    assert_eq!(status, 200, "{first:#}");
+    let ids: Vec<String> = [0, 2]
+        .iter()
+        .map(|&i| first["results"][i]["id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &ids {
+        herald.wait_status(id, "delivered").await;
+    }
+
+    // The client lost the answer and sends the same batch again.
+    let (status, again) = post_batch_keyed(&herald, "nightly-2026-12-01", items.clone()).await;
+    assert_eq!(status, 200, "{again:#}");
+    assert_eq!(again, first, "the same answer, item by item");
+    assert_eq!(all_ids(&herald, "").await.len(), 2);
+
+    // Another batch under the key, even one with a new item, is 409 and
+    // stores nothing.
+    let mut other = items;
+    other.push(message(&["c@example.com"]));
+    other[0] = message(&["changed@example.com"]);
+    let (status, conflict) = post_batch_keyed(&herald, "nightly-2026-12-01", other).await;
+    assert_eq!(status, 409, "{conflict:#}");
+    assert_eq!(conflict["type"], "/problems/conflict", "{conflict:#}");
+    assert_eq!(all_ids(&herald, "").await.len(), 2);
+    assert_eq!(smtp.message_count(), 2, "each message went out once");
+
+    // The batch's key does not answer for a single message, nor the
+    // reverse: they are separate requests.
+    let single = post_keyed(&herald, "nightly-2026-12-01", message(&["a@example.com"])).await;
+    assert!(!ids.contains(&single["id"].as_str().unwrap().to_owned()));
+    herald.stop().await.unwrap();
 }

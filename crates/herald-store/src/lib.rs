@@ -81,6 +81,18 @@ pub trait Store: Send + Sync + 'static {
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError>;
 
+    /// Stores a batch of keyed messages as one unit: each message is
+    /// stored or, its key already answered for the same request hash,
+    /// replayed (`created: false`); but if any key was used for another
+    /// hash, nothing is stored and the answer is
+    /// [`StoreError::IdempotencyConflict`]. This is what makes a keyed
+    /// batch request safe to repeat whole. (A message without a key is
+    /// simply stored, as by [`Store::enqueue_batch`].)
+    async fn enqueue_batch_once(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Enqueued>, StoreError>;
+
     /// Claims up to `limit` messages that are due at `now` (queued,
     /// deferred or scheduled with their time reached, or `sending` with an
     /// expired lease), oldest due first, marking them `sending` under a

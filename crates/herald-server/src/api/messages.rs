@@ -88,7 +88,11 @@ async fn create_in_trace(
         let Some(first) = replay else {
             return Err(full);
         };
-        return Ok((StatusCode::ACCEPTED, TraceHeader(trace), Json(created(first))));
+        return Ok((
+            StatusCode::ACCEPTED,
+            TraceHeader(trace),
+            Json(created(first)),
+        ));
     }
     let enqueued = state.store.enqueue(new).await?;
     if enqueued.created {
@@ -127,7 +131,7 @@ pub(crate) async fn create_batch(
 ) -> Result<(TraceHeader, Json<BatchView>), Problem> {
     // One request, one trace: every message of the batch carries it.
     let (trace, span) = accept_span(&headers, true);
-    let answer = create_batch_in_trace(state, body, trace)
+    let answer = create_batch_in_trace(state, &headers, body, trace)
         .instrument(span.clone())
         .await;
     match &answer {
@@ -142,10 +146,12 @@ pub(crate) async fn create_batch(
 
 async fn create_batch_in_trace(
     state: AppState,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     trace: TraceId,
 ) -> Result<(TraceHeader, Json<BatchView>), Problem> {
     let body = body_bytes(body)?;
+    let key = idempotency_key(headers)?;
     let batch: BatchRequest = json_object(&body)?;
     if batch.messages.len() > state.limits.max_batch {
         return Err(Problem::too_large(format!(
@@ -155,19 +161,40 @@ async fn create_batch_in_trace(
         )));
     }
     let now = OffsetDateTime::now_utc();
-    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(batch.messages.len());
+    // With a key, the batch is one request: every item it stores is keyed
+    // by the batch's key and its position, under the hash of the whole
+    // batch, so a repeat replays every item and any other body conflicts.
+    let requests: Vec<Result<MessageRequest, Problem>> = batch
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            raw.is_object()
+                .then_some(raw)
+                .ok_or_else(|| Problem::malformed(format!("messages[{i}]: not a JSON object")))
+                .and_then(|raw| {
+                    serde_json::from_value::<MessageRequest>(raw)
+                        .map_err(|e| Problem::malformed(format!("messages[{i}]: {e}")))
+                })
+        })
+        .collect();
+    let batch_hash = match &key {
+        Some(_) => Some(batch_hash(&requests)?),
+        None => None,
+    };
+    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(requests.len());
     let mut valid = Vec::new();
     let mut positions = Vec::new();
-    for (i, raw) in batch.messages.into_iter().enumerate() {
-        let prepared = raw
-            .is_object()
-            .then_some(raw)
-            .ok_or_else(|| Problem::malformed(format!("messages[{i}]: not a JSON object")))
-            .and_then(|raw| {
-                serde_json::from_value::<MessageRequest>(raw)
-                    .map_err(|e| Problem::malformed(format!("messages[{i}]: {e}")))
-            })
-            .and_then(|request| prepare(&state, &request, None, now, &trace));
+    for (i, request) in requests.into_iter().enumerate() {
+        let idempotency = key
+            .as_ref()
+            .zip(batch_hash.as_ref())
+            .map(|(key, hash)| Idempotency {
+                key: batch_item_key(key, i),
+                request_hash: hash.clone(),
+            });
+        let prepared =
+            request.and_then(|request| prepare(&state, &request, idempotency, now, &trace));
         match prepared {
             Ok(new) => {
                 valid.push(new);
@@ -178,8 +205,27 @@ async fn create_batch_in_trace(
         }
     }
     if !valid.is_empty() {
-        admit(&state, valid.len() as u64).await?;
-        let stored = state.store.enqueue_batch(valid).await?;
+        let stored = match key {
+            None => {
+                admit(&state, valid.len() as u64).await?;
+                state.store.enqueue_batch(valid).await?
+            }
+            Some(_) => {
+                if let Err(full) = admit(&state, valid.len() as u64).await {
+                    // A repeat of an answered batch needs no room (one
+                    // item replaying means all of them do: same hash).
+                    let replay = match &valid[0].idempotency {
+                        Some(idempotency) => state.store.replay(idempotency, now).await?,
+                        None => None,
+                    };
+                    if replay.is_none() {
+                        return Err(full);
+                    }
+                }
+                let stored = state.store.enqueue_batch_once(valid).await?;
+                stored.into_iter().map(Ok).collect()
+            }
+        };
         state.metrics.accepted_batch(&stored);
         for (position, outcome) in positions.into_iter().zip(stored) {
             results[position] = Some(match outcome {
@@ -400,6 +446,32 @@ fn prepare(
         trace_id: Some(trace.to_string()),
         idempotency,
     })
+}
+
+/// The request hash of a keyed batch: of every item as parsed (so key
+/// order and white space do not matter), or of its problem where it did
+/// not parse.
+fn batch_hash(requests: &[Result<MessageRequest, Problem>]) -> Result<String, Problem> {
+    let mut hasher = Sha256::new();
+    for request in requests {
+        let item = match request {
+            Ok(request) => serde_json::to_vec(request),
+            Err(problem) => serde_json::to_vec(&problem.detail),
+        }
+        .map_err(|_| Problem::internal())?;
+        // Length-prefixed, so no two lists of items hash alike by
+        // concatenation.
+        hasher.update((item.len() as u64).to_be_bytes());
+        hasher.update(&item);
+    }
+    Ok(crate::hex(&hasher.finalize()))
+}
+
+/// The key a keyed batch's item `position` is stored under. A space
+/// cannot occur in an `Idempotency-Key` (visible characters only), so no
+/// single message's key can be the same.
+fn batch_item_key(key: &str, position: usize) -> String {
+    format!("{key} #{position}")
 }
 
 /// Backpressure: refuse (429) when `more` messages would overfill the queue.

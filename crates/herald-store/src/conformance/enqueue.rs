@@ -302,6 +302,60 @@ pub async fn batch_commits_valid_items_and_reports_each_conflict<S: Store>(store
     );
 }
 
+/// A keyed batch is one unit: repeated, every item replays its first
+/// answer; with another hash under any of its keys, nothing of it is
+/// stored, not even the items whose keys are new.
+pub async fn keyed_batch_replays_whole_or_conflicts_whole<S: Store>(store: S) {
+    let batch = |first: u32, created, hash: &str, items: u32| -> Vec<crate::NewMessage> {
+        (0..items)
+            .map(|i| keyed(first + i, created, &format!("batch-9#{i}"), hash))
+            .collect()
+    };
+    let first = store
+        .enqueue_batch_once(batch(1, at(0), "hash-a", 2))
+        .await
+        .expect("first batch");
+    assert_eq!(first.iter().filter(|e| e.created).count(), 2, "{first:?}");
+
+    let again = store
+        .enqueue_batch_once(batch(11, at(5), "hash-a", 2))
+        .await
+        .expect("repeat");
+    let ids = |answers: &[Enqueued]| answers.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&first));
+    assert!(
+        again
+            .iter()
+            .all(|e| !e.created && e.status == MessageStatus::Queued)
+    );
+
+    // Another body under the same key, with one item more: a conflict,
+    // and the third item (a new key) is not stored either.
+    let other = batch(21, at(6), "hash-b", 3);
+    let answer = store.enqueue_batch_once(other.clone()).await;
+    assert!(
+        matches!(answer, Err(StoreError::IdempotencyConflict)),
+        "expected IdempotencyConflict, got {answer:?}"
+    );
+    for item in &other {
+        assert_eq!(store.get(&item.id).await.expect("get"), None);
+    }
+    assert_eq!(store.depth().await.expect("depth"), 2);
+    // The third key is still free.
+    let third = crate::Idempotency {
+        key: "batch-9#2".to_owned(),
+        request_hash: "hash-b".to_owned(),
+    };
+    assert_eq!(store.replay(&third, at(7)).await.expect("look-up"), None);
+    assert!(
+        store
+            .enqueue_batch_once(Vec::new())
+            .await
+            .expect("empty batch")
+            .is_empty()
+    );
+}
+
 /// A message with `send_at` ahead waits as `scheduled` and cannot be
 /// claimed before its time; at its time it can. `send_at` in the past is
 /// an ordinary queued message.

@@ -43,7 +43,7 @@ pub use claim::{
 pub use enqueue::{
     batch_commits_valid_items_and_reports_each_conflict, enqueue_then_get_round_trips,
     idempotency_key_expires_after_the_window, idempotency_key_with_another_body_conflicts,
-    idempotent_repeat_returns_the_first_message,
+    idempotent_repeat_returns_the_first_message, keyed_batch_replays_whole_or_conflicts_whole,
     replay_answers_with_the_first_answer_and_stores_nothing, scheduled_message_waits_for_send_at,
 };
 pub use outcome::{
@@ -78,6 +78,7 @@ where
         idempotency_key_expires_after_the_window,
         replay_answers_with_the_first_answer_and_stores_nothing,
         batch_commits_valid_items_and_reports_each_conflict,
+        keyed_batch_replays_whole_or_conflicts_whole,
         scheduled_message_waits_for_send_at,
         claim_is_exclusive_under_concurrency,
         claim_takes_oldest_due_first_within_limit,

@@ -9,10 +9,11 @@ use crate::{Enqueued, IDEMPOTENCY_WINDOW, Idempotency, MessageStatus, NewMessage
 
 /// One enqueue request (a single message or a batch): each item's answer,
 /// or `Err` if the database failed (the writer then rolls back the whole
-/// request).
+/// request), as it does for any idempotency conflict when `whole`.
 pub(super) fn enqueue(
     conn: &Connection,
     messages: Vec<NewMessage>,
+    whole: bool,
 ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
     // Keys older than the window can never match again; dropping them
     // whenever keys are added keeps the table at one day of traffic, and
@@ -25,10 +26,16 @@ pub(super) fn enqueue(
             .and_then(|mut prune| prune.execute([horizon]))
             .map_err(db("prune idempotency keys"))?;
     }
-    messages
+    let answers = messages
         .into_iter()
         .map(|message| enqueue_one(conn, message))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    let conflict =
+        |a: &Result<Enqueued, StoreError>| matches!(a, Err(StoreError::IdempotencyConflict));
+    if whole && answers.iter().any(conflict) {
+        return Err(StoreError::IdempotencyConflict);
+    }
+    Ok(answers)
 }
 
 fn window_ms() -> i64 {

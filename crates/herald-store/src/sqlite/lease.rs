@@ -245,7 +245,7 @@ mod tests {
                 idempotency: None,
             })
             .collect();
-        for answer in enqueue(&conn, messages).unwrap() {
+        for answer in enqueue(&conn, messages, false).unwrap() {
             answer.unwrap();
         }
         conn

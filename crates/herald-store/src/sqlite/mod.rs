@@ -124,6 +124,7 @@ impl Store for SqliteStore {
         let mut results = self
             .write(|reply| Op::Enqueue {
                 messages: vec![message],
+                whole: false,
                 reply,
             })
             .await?;
@@ -152,7 +153,29 @@ impl Store for SqliteStore {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|reply| Op::Enqueue { messages, reply }).await
+        self.write(|reply| Op::Enqueue {
+            messages,
+            whole: false,
+            reply,
+        })
+        .await
+    }
+
+    async fn enqueue_batch_once(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| Op::Enqueue {
+            messages,
+            whole: true,
+            reply,
+        })
+        .await?
+        .into_iter()
+        .collect()
     }
 
     async fn claim(

@@ -47,6 +47,9 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(super) enum Op {
     Enqueue {
         messages: Vec<NewMessage>,
+        /// One idempotency conflict fails the whole request (and stores
+        /// nothing) rather than only its item.
+        whole: bool,
         reply: Reply<Vec<Result<Enqueued, StoreError>>>,
     },
     Claim {
@@ -246,7 +249,11 @@ fn run_op(conn: &Connection, op: Op) -> (Pending, Option<String>) {
         return (Box::new(|_| {}), Some(reason));
     }
     match op {
-        Op::Enqueue { messages, reply } => settle(conn, reply, enqueue::enqueue(conn, messages)),
+        Op::Enqueue {
+            messages,
+            whole,
+            reply,
+        } => settle(conn, reply, enqueue::enqueue(conn, messages, whole)),
         Op::Claim {
             owner,
             limit,
