@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension as _, params};
 use time::OffsetDateTime;
 
-use super::codec::{NewEvent, db, message_status, ms, ms_after, recipient_status, unsigned};
+use super::codec::{NewEvent, db, message_status, ms, ms_after, recipient_status, rows, unsigned};
 use super::lease::lease_failure;
 use super::query::get_existing;
 use crate::{AttemptRecord, MessageRecord, MessageStatus, NextStep, RecipientStatus, StoreError};
@@ -19,20 +19,15 @@ struct Tally {
 }
 
 fn tally(conn: &Connection, id: &str) -> Result<Tally, StoreError> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT status, COUNT(*) FROM recipients WHERE message_id = ? GROUP BY status",
-        )
-        .and_then(|mut select| {
-            select
-                .query_map([id], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(db("count recipients"))?;
+    let counts = rows(
+        conn,
+        "SELECT status, COUNT(*) FROM recipients WHERE message_id = ? GROUP BY status",
+        [id],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+        "count recipients",
+    )?;
     let mut tally = Tally::default();
-    for (status, n) in rows {
+    for (status, n) in counts {
         let n: u64 = unsigned(n, "recipient count")?;
         match recipient_status(&status)? {
             RecipientStatus::Pending | RecipientStatus::Deferred => tally.open += n,

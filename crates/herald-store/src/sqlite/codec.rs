@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, Params, Row, params};
 use time::OffsetDateTime;
 
 use crate::{Event, MessageRecord, MessageStatus, RecipientRecord, RecipientStatus, StoreError};
@@ -41,6 +41,20 @@ pub(super) fn opt_time(ms: Option<i64>) -> Result<Option<OffsetDateTime>, StoreE
 /// Maps a SQLite error to `Unavailable`, naming what was being done.
 pub(super) fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| StoreError::Unavailable(format!("sqlite: {context}: {e}"))
+}
+
+/// Every row `sql` (prepared once per connection) returns for `params`,
+/// each read by `read`; errors name `context`.
+pub(super) fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    context: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut select| select.query_map(params, read)?.collect())
+        .map_err(db(context))
 }
 
 /// A row that the schema's checks should have made impossible.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use time::OffsetDateTime;
 
-use super::codec::{NewEvent, db, ms, ms_after, time, unsigned};
+use super::codec::{NewEvent, db, ms, ms_after, rows, time, unsigned};
 use crate::{Claimed, StoreError};
 
 /// The claimable messages, oldest due first: two index range scans (due
@@ -48,16 +48,13 @@ pub(super) fn claim(
     let now_ms = ms(now);
     let until = ms_after(now, lease);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let candidates = conn
-        .prepare_cached(CLAIMABLE)
-        .and_then(|mut select| {
-            select
-                .query_map(params![now_ms, limit], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(db("select due messages"))?;
+    let candidates = rows(
+        conn,
+        CLAIMABLE,
+        params![now_ms, limit],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)),
+        "select due messages",
+    )?;
 
     let mut claimed = Vec::with_capacity(candidates.len());
     for (id, previous_owner) in candidates {
@@ -109,17 +106,14 @@ fn mark_sending(
         .prepare_cached("SELECT rendered FROM message_bodies WHERE message_id = ?")
         .and_then(|mut select| select.query_row([&id], |row| row.get::<_, Vec<u8>>(0)))
         .map_err(db("read message body"))?;
-    let recipients = conn
-        .prepare_cached(
-            "SELECT address FROM recipients \
-             WHERE message_id = ? AND status IN ('pending', 'deferred') ORDER BY position",
-        )
-        .and_then(|mut select| {
-            select
-                .query_map([&id], |row| row.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(db("read open recipients"))?;
+    let recipients = rows(
+        conn,
+        "SELECT address FROM recipients \
+         WHERE message_id = ? AND status IN ('pending', 'deferred') ORDER BY position",
+        [&id],
+        |row| row.get::<_, String>(0),
+        "read open recipients",
+    )?;
     Ok(Claimed {
         id,
         message_id,

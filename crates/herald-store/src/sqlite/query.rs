@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::codec::{
     EVENT_COLUMNS, EventRow, MESSAGE_COLUMNS, MessageRow, RECIPIENT_COLUMNS, RecipientRow, db,
-    message_status, ms, unsigned,
+    message_status, ms, rows, unsigned,
 };
 use crate::{
     ListFilter, MessageRecord, MessageStatus, Page, QueueStats, RecipientRecord, StoreError,
@@ -34,32 +34,28 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<MessageRecord>, 
     else {
         return Ok(None);
     };
-    let recipients = conn
-        .prepare_cached(&format!(
+    let recipients = rows(
+        conn,
+        &format!(
             "SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? ORDER BY position"
-        ))
-        .and_then(|mut select| {
-            select
-                .query_map([id], RecipientRow::read)?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(db("read recipients"))?
-        .into_iter()
-        .map(RecipientRow::into_record)
-        .collect::<Result<Vec<_>, _>>()?;
-    let events = conn
-        .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE message_id = ? ORDER BY id"
-        ))
-        .and_then(|mut select| {
-            select
-                .query_map([id], EventRow::read)?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(db("read events"))?
-        .into_iter()
-        .map(EventRow::into_event)
-        .collect::<Result<Vec<_>, _>>()?;
+        ),
+        [id],
+        RecipientRow::read,
+        "read recipients",
+    )?
+    .into_iter()
+    .map(RecipientRow::into_record)
+    .collect::<Result<Vec<_>, _>>()?;
+    let events = rows(
+        conn,
+        &format!("SELECT {EVENT_COLUMNS} FROM events WHERE message_id = ? ORDER BY id"),
+        [id],
+        EventRow::read,
+        "read events",
+    )?
+    .into_iter()
+    .map(EventRow::into_event)
+    .collect::<Result<Vec<_>, _>>()?;
     row.into_record(recipients, events).map(Some)
 }
 
@@ -175,17 +171,14 @@ fn recipients_of(
 pub(super) fn stats(conn: &Connection, now: OffsetDateTime) -> Result<QueueStats, StoreError> {
     let mut by_status: BTreeMap<MessageStatus, u64> =
         MessageStatus::ALL.into_iter().map(|s| (s, 0)).collect();
-    let rows = conn
-        .prepare_cached("SELECT status, n FROM status_counts")
-        .and_then(|mut select| {
-            select
-                .query_map([], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(db("read status counts"))?;
-    for (status, n) in rows {
+    let counts = rows(
+        conn,
+        "SELECT status, n FROM status_counts",
+        [],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+        "read status counts",
+    )?;
+    for (status, n) in counts {
         by_status.insert(message_status(&status)?, unsigned(n, "status count")?);
     }
     let now_ms = ms(now);
