@@ -305,6 +305,16 @@ async fn a_keyed_batch_repeated_is_answered_again_and_sent_once() {
     let (status, conflict) = post_batch_keyed(&herald, "nightly-2026-12-01", other).await;
     assert_eq!(status, 409, "{conflict:#}");
     assert_eq!(conflict["type"], "/problems/conflict", "{conflict:#}");
+    // Even one whose valid items sit where the first batch's did not.
+    let mut shifted_invalid = message(&["y@example.com"]);
+    shifted_invalid["to"] = json!(["still not an address"]);
+    let shifted = vec![
+        shifted_invalid,
+        message(&["d@example.com"]),
+        message(&["e@example.com"]),
+    ];
+    let (status, conflict) = post_batch_keyed(&herald, "nightly-2026-12-01", shifted).await;
+    assert_eq!(status, 409, "{conflict:#}");
     assert_eq!(all_ids(&herald, "").await.len(), 2);
     assert_eq!(smtp.message_count(), 2, "each message went out once");
 

@@ -81,17 +81,30 @@ pub trait Store: Send + Sync + 'static {
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError>;
 
-    /// Stores a batch of keyed messages as one unit: each message is
-    /// stored or, its key already answered for the same request hash,
-    /// replayed (`created: false`); but if any key was used for another
-    /// hash, nothing is stored and the answer is
-    /// [`StoreError::IdempotencyConflict`]. This is what makes a keyed
-    /// batch request safe to repeat whole. (A message without a key is
-    /// simply stored, as by [`Store::enqueue_batch`].)
+    /// Stores `messages` as one request made under `batch` (the batch's
+    /// idempotency key and the hash of the whole request; the messages'
+    /// own `idempotency` is not used). If the key answered a batch within
+    /// the [`IDEMPOTENCY_WINDOW`] for the same hash, nothing is stored and
+    /// the first answers are returned (`created: false`), in order; for
+    /// another hash, nothing is stored and the answer is
+    /// [`StoreError::IdempotencyConflict`]. Batch keys and single-message
+    /// keys never answer for each other. This is what makes a keyed batch
+    /// request safe to repeat whole.
     async fn enqueue_batch_once(
         &self,
+        batch: &Idempotency,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Enqueued>, StoreError>;
+
+    /// The look-up of [`Store::enqueue_batch_once`], changing nothing: the
+    /// first answers of the batch stored under `batch` within the window
+    /// before `now`, [`StoreError::IdempotencyConflict`] if it was stored
+    /// for another hash, `None` if the key is free.
+    async fn replay_batch(
+        &self,
+        batch: &Idempotency,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<Enqueued>>, StoreError>;
 
     /// Claims up to `limit` messages that are due at `now` (queued,
     /// deferred or scheduled with their time reached, or `sending` with an

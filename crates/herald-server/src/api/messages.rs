@@ -161,9 +161,8 @@ async fn create_batch_in_trace(
         )));
     }
     let now = OffsetDateTime::now_utc();
-    // With a key, the batch is one request: every item it stores is keyed
-    // by the batch's key and its position, under the hash of the whole
-    // batch, so a repeat replays every item and any other body conflicts.
+    // With a key, the batch is one request, under the hash of all of it:
+    // a repeat replays every item, any other body conflicts.
     let requests: Vec<Result<MessageRequest, Problem>> = batch
         .messages
         .into_iter()
@@ -178,23 +177,18 @@ async fn create_batch_in_trace(
                 })
         })
         .collect();
-    let batch_hash = match &key {
-        Some(_) => Some(batch_hash(&requests)?),
+    let batch_key = match key {
+        Some(key) => Some(Idempotency {
+            key,
+            request_hash: batch_hash(&requests)?,
+        }),
         None => None,
     };
     let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(requests.len());
     let mut valid = Vec::new();
     let mut positions = Vec::new();
     for (i, request) in requests.into_iter().enumerate() {
-        let idempotency = key
-            .as_ref()
-            .zip(batch_hash.as_ref())
-            .map(|(key, hash)| Idempotency {
-                key: batch_item_key(key, i),
-                request_hash: hash.clone(),
-            });
-        let prepared =
-            request.and_then(|request| prepare(&state, &request, idempotency, now, &trace));
+        let prepared = request.and_then(|request| prepare(&state, &request, None, now, &trace));
         match prepared {
             Ok(new) => {
                 valid.push(new);
@@ -205,24 +199,19 @@ async fn create_batch_in_trace(
         }
     }
     if !valid.is_empty() {
-        let stored = match key {
+        let stored = match batch_key {
             None => {
                 admit(&state, valid.len() as u64).await?;
                 state.store.enqueue_batch(valid).await?
             }
-            Some(_) => {
+            Some(batch_key) => {
                 if let Err(full) = admit(&state, valid.len() as u64).await {
-                    // A repeat of an answered batch needs no room (one
-                    // item replaying means all of them do: same hash).
-                    let replay = match &valid[0].idempotency {
-                        Some(idempotency) => state.store.replay(idempotency, now).await?,
-                        None => None,
-                    };
-                    if replay.is_none() {
+                    // A repeat of an answered batch needs no room.
+                    if state.store.replay_batch(&batch_key, now).await?.is_none() {
                         return Err(full);
                     }
                 }
-                let stored = state.store.enqueue_batch_once(valid).await?;
+                let stored = state.store.enqueue_batch_once(&batch_key, valid).await?;
                 stored.into_iter().map(Ok).collect()
             }
         };
@@ -465,13 +454,6 @@ fn batch_hash(requests: &[Result<MessageRequest, Problem>]) -> Result<String, Pr
         hasher.update(&item);
     }
     Ok(crate::hex(&hasher.finalize()))
-}
-
-/// The key a keyed batch's item `position` is stored under. A space
-/// cannot occur in an `Idempotency-Key` (visible characters only), so no
-/// single message's key can be the same.
-fn batch_item_key(key: &str, position: usize) -> String {
-    format!("{key} #{position}")
 }
 
 /// Backpressure: refuse (429) when `more` messages would overfill the queue.

@@ -302,54 +302,103 @@ pub async fn batch_commits_valid_items_and_reports_each_conflict<S: Store>(store
     );
 }
 
-/// A keyed batch is one unit: repeated, every item replays its first
-/// answer; with another hash under any of its keys, nothing of it is
-/// stored, not even the items whose keys are new.
+/// A keyed batch is one request: repeated, it replays its first answers
+/// and stores nothing; under another hash nothing of it is stored, however
+/// many items either batch had; batch and single-message keys are apart.
 pub async fn keyed_batch_replays_whole_or_conflicts_whole<S: Store>(store: S) {
-    let batch = |first: u32, created, hash: &str, items: u32| -> Vec<crate::NewMessage> {
-        (0..items)
-            .map(|i| keyed(first + i, created, &format!("batch-9#{i}"), hash))
+    let window = i64::try_from(IDEMPOTENCY_WINDOW.as_secs()).expect("window fits");
+    let key = |hash: &str| crate::Idempotency {
+        key: "nightly-9".to_owned(),
+        request_hash: hash.to_owned(),
+    };
+    let items = |first: u32, created, count: u32| -> Vec<crate::NewMessage> {
+        (0..count)
+            .map(|i| message(first + i, created, &[BOB]))
             .collect()
     };
+    assert_eq!(
+        store
+            .replay_batch(&key("hash-a"), at(0))
+            .await
+            .expect("look-up"),
+        None
+    );
     let first = store
-        .enqueue_batch_once(batch(1, at(0), "hash-a", 2))
+        .enqueue_batch_once(&key("hash-a"), items(1, at(0), 2))
         .await
         .expect("first batch");
-    assert_eq!(first.iter().filter(|e| e.created).count(), 2, "{first:?}");
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|e| e.created), "{first:?}");
 
+    let replayed: Vec<Enqueued> = first
+        .iter()
+        .map(|e| Enqueued {
+            created: false,
+            ..e.clone()
+        })
+        .collect();
     let again = store
-        .enqueue_batch_once(batch(11, at(5), "hash-a", 2))
+        .enqueue_batch_once(&key("hash-a"), items(11, at(5), 2))
         .await
         .expect("repeat");
-    let ids = |answers: &[Enqueued]| answers.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&again), ids(&first));
-    assert!(
-        again
-            .iter()
-            .all(|e| !e.created && e.status == MessageStatus::Queued)
+    assert_eq!(again, replayed, "the first answers, in order");
+    assert_eq!(
+        store
+            .replay_batch(&key("hash-a"), at(6))
+            .await
+            .expect("look-up"),
+        Some(replayed.clone())
     );
 
-    // Another body under the same key, with one item more: a conflict,
-    // and the third item (a new key) is not stored either.
-    let other = batch(21, at(6), "hash-b", 3);
-    let answer = store.enqueue_batch_once(other.clone()).await;
-    assert!(
-        matches!(answer, Err(StoreError::IdempotencyConflict)),
-        "expected IdempotencyConflict, got {answer:?}"
-    );
-    for item in &other {
-        assert_eq!(store.get(&item.id).await.expect("get"), None);
+    // Another body under the key: with one item more, one fewer, or as
+    // many, nothing is stored.
+    for count in [3, 1, 2] {
+        let other = items(21 + 10 * count, at(6), count);
+        let answer = store
+            .enqueue_batch_once(&key("hash-b"), other.clone())
+            .await;
+        assert!(
+            matches!(answer, Err(StoreError::IdempotencyConflict)),
+            "{count} items: expected IdempotencyConflict, got {answer:?}"
+        );
+        for item in &other {
+            assert_eq!(store.get(&item.id).await.expect("get"), None);
+        }
     }
+    let looked = store.replay_batch(&key("hash-b"), at(7)).await;
+    assert!(
+        matches!(looked, Err(StoreError::IdempotencyConflict)),
+        "{looked:?}"
+    );
     assert_eq!(store.depth().await.expect("depth"), 2);
-    // The third key is still free.
-    let third = crate::Idempotency {
-        key: "batch-9#2".to_owned(),
-        request_hash: "hash-b".to_owned(),
-    };
-    assert_eq!(store.replay(&third, at(7)).await.expect("look-up"), None);
+
+    // The batch's key is not a single message's key, nor the reverse.
+    assert_eq!(
+        store.replay(&key("hash-a"), at(8)).await.expect("look-up"),
+        None
+    );
+    let single = store
+        .enqueue(keyed(90, at(8), "nightly-9", "hash-s"))
+        .await
+        .expect("single");
+    assert!(single.created);
+    assert_eq!(
+        store
+            .replay_batch(&key("hash-a"), at(9))
+            .await
+            .expect("look-up"),
+        Some(replayed)
+    );
+
+    // Past the window the key is free again.
+    let later = store
+        .enqueue_batch_once(&key("hash-c"), items(60, at(window + 1), 1))
+        .await
+        .expect("after the window");
+    assert!(later[0].created);
     assert!(
         store
-            .enqueue_batch_once(Vec::new())
+            .enqueue_batch_once(&key("hash-d"), Vec::new())
             .await
             .expect("empty batch")
             .is_empty()

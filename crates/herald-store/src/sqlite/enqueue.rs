@@ -4,16 +4,15 @@
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::codec::{db, json, message_status, ms};
+use super::codec::{db, json, message_status, ms, rows};
 use crate::{Enqueued, IDEMPOTENCY_WINDOW, Idempotency, MessageStatus, NewMessage, StoreError};
 
 /// One enqueue request (a single message or a batch): each item's answer,
 /// or `Err` if the database failed (the writer then rolls back the whole
-/// request), as it does for any idempotency conflict when `whole`.
+/// request).
 pub(super) fn enqueue(
     conn: &Connection,
     messages: Vec<NewMessage>,
-    whole: bool,
 ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
     // Keys older than the window can never match again; dropping them
     // whenever keys are added keeps the table at one day of traffic, and
@@ -26,16 +25,94 @@ pub(super) fn enqueue(
             .and_then(|mut prune| prune.execute([horizon]))
             .map_err(db("prune idempotency keys"))?;
     }
-    let answers = messages
+    messages
         .into_iter()
         .map(|message| enqueue_one(conn, message))
-        .collect::<Result<Vec<_>, _>>()?;
-    let conflict =
-        |a: &Result<Enqueued, StoreError>| matches!(a, Err(StoreError::IdempotencyConflict));
-    if whole && answers.iter().any(conflict) {
-        return Err(StoreError::IdempotencyConflict);
+        .collect()
+}
+
+/// A keyed batch (see [`crate::Store::enqueue_batch_once`]). Its items
+/// are stored under `"{key} #{position}"`: a space cannot occur in an
+/// `Idempotency-Key`, so the range of keys from `"{key} #"` up to
+/// `"{key} $"` holds exactly this batch's items and nothing of any other
+/// request. Any item left from an earlier batch under the key decides:
+/// the same hash replays, another conflicts, even where the two batches
+/// stored different numbers of items.
+pub(super) fn enqueue_batch_once(
+    conn: &Connection,
+    batch: &Idempotency,
+    messages: Vec<NewMessage>,
+) -> Result<Vec<Enqueued>, StoreError> {
+    let created = messages.iter().map(|m| ms(m.created_at)).min().unwrap_or(0);
+    match replay_batch(conn, batch, created)? {
+        Some(Ok(first)) if first.len() == messages.len() => return Ok(first),
+        // Same hash, other items: not the same request after all.
+        Some(Ok(_)) | Some(Err(_)) => return Err(StoreError::IdempotencyConflict),
+        None => {}
     }
-    Ok(answers)
+    let keyed = messages
+        .into_iter()
+        .enumerate()
+        .map(|(position, message)| NewMessage {
+            idempotency: Some(Idempotency {
+                key: batch_item_key(&batch.key, position),
+                request_hash: batch.request_hash.clone(),
+            }),
+            ..message
+        })
+        .collect();
+    enqueue(conn, keyed)?.into_iter().collect()
+}
+
+/// The key item `position` of a batch under `key` is stored with; zero
+/// padded so that the keys sort in batch order.
+fn batch_item_key(key: &str, position: usize) -> String {
+    format!("{key} #{position:010}")
+}
+
+/// What a batch key already answers for a request made at `created` (see
+/// [`replay`], of which this is the batch's form). Reads only.
+pub(super) fn replay_batch(
+    conn: &Connection,
+    batch: &Idempotency,
+    created: i64,
+) -> Result<Option<Result<Vec<Enqueued>, StoreError>>, StoreError> {
+    let (from, to) = (format!("{} #", batch.key), format!("{} $", batch.key));
+    let seen = rows(
+        conn,
+        "SELECT i.request_hash, m.id, m.message_id, \
+             CASE WHEN m.send_at > m.created_at THEN 'scheduled' ELSE 'queued' END \
+         FROM idempotency i JOIN messages m ON m.id = i.message_id \
+         WHERE i.key >= ?1 AND i.key < ?2 AND i.created_at > ?3 ORDER BY i.key",
+        params![from, to, created.saturating_sub(window_ms())],
+        |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ))
+        },
+        "read batch idempotency keys",
+    )?;
+    if seen.is_empty() {
+        return Ok(None);
+    }
+    if seen.iter().any(|(hash, ..)| *hash != batch.request_hash) {
+        return Ok(Some(Err(StoreError::IdempotencyConflict)));
+    }
+    let first = seen
+        .into_iter()
+        .map(|(_, id, message_id, status)| {
+            Ok(Enqueued {
+                id,
+                message_id,
+                status: message_status(&status)?,
+                created: false,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Some(Ok(first)))
 }
 
 fn window_ms() -> i64 {

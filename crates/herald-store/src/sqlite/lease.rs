@@ -239,7 +239,7 @@ mod tests {
                 idempotency: None,
             })
             .collect();
-        for answer in enqueue(&conn, messages, false).unwrap() {
+        for answer in enqueue(&conn, messages).unwrap() {
             answer.unwrap();
         }
         conn

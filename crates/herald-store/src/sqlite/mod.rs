@@ -124,7 +124,7 @@ impl Store for SqliteStore {
         let mut results = self
             .write(|reply| Op::Enqueue {
                 messages: vec![message],
-                whole: false,
+                batch: None,
                 reply,
             })
             .await?;
@@ -155,7 +155,7 @@ impl Store for SqliteStore {
         }
         self.write(|reply| Op::Enqueue {
             messages,
-            whole: false,
+            batch: None,
             reply,
         })
         .await
@@ -163,19 +163,34 @@ impl Store for SqliteStore {
 
     async fn enqueue_batch_once(
         &self,
+        batch: &Idempotency,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Enqueued>, StoreError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
+        let batch = Some(batch.clone());
         self.write(|reply| Op::Enqueue {
             messages,
-            whole: true,
+            batch,
             reply,
         })
         .await?
         .into_iter()
         .collect()
+    }
+
+    async fn replay_batch(
+        &self,
+        batch: &Idempotency,
+        now: OffsetDateTime,
+    ) -> Result<Option<Vec<Enqueued>>, StoreError> {
+        let batch = batch.clone();
+        let at = codec::ms(now);
+        self.reads
+            .with(move |conn| enqueue::replay_batch(conn, &batch, at))
+            .await?
+            .transpose()
     }
 
     async fn claim(

@@ -28,7 +28,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{attempt, enqueue, lease, query};
 use crate::{
-    AttemptRecord, Claimed, Enqueued, MessageRecord, MessageStatus, NewMessage, StoreError,
+    AttemptRecord, Claimed, Enqueued, Idempotency, MessageRecord, MessageStatus, NewMessage,
+    StoreError,
 };
 
 /// Most messages (or other operations) committed together. Bounds the
@@ -47,9 +48,9 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(super) enum Op {
     Enqueue {
         messages: Vec<NewMessage>,
-        /// One idempotency conflict fails the whole request (and stores
-        /// nothing) rather than only its item.
-        whole: bool,
+        /// The key and request hash of a keyed batch: the messages are then
+        /// one request, replayed or conflicting as a whole.
+        batch: Option<Idempotency>,
         reply: Reply<Vec<Result<Enqueued, StoreError>>>,
     },
     Claim {
@@ -251,9 +252,16 @@ fn run_op(conn: &Connection, op: Op) -> (Pending, Option<String>) {
     match op {
         Op::Enqueue {
             messages,
-            whole,
+            batch,
             reply,
-        } => settle(conn, reply, enqueue::enqueue(conn, messages, whole)),
+        } => {
+            let result = match batch {
+                None => enqueue::enqueue(conn, messages),
+                Some(batch) => enqueue::enqueue_batch_once(conn, &batch, messages)
+                    .map(|answers| answers.into_iter().map(Ok).collect()),
+            };
+            settle(conn, reply, result)
+        }
         Op::Claim {
             owner,
             limit,
