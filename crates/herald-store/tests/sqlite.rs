@@ -265,7 +265,17 @@ async fn a_database_migrated_by_the_sqlx_era_herald_opens_with_its_data() {
             |row| row.get(0),
         )
         .unwrap();
-    assert_eq!(sqlx_tables, 0, "sqlx's bookkeeping is gone");
+    assert_eq!(
+        sqlx_tables, 1,
+        "sqlx's bookkeeping stays for the older herald"
+    );
+    drop(conn);
+    // Opened again, nothing is applied twice (which would fail: the
+    // tables exist), and the claim held.
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let record = store.get("01OLD").await.unwrap().unwrap();
+    assert_eq!(record.status, MessageStatus::Sending);
+    store.close().await;
 }
 
 #[tokio::test]
@@ -318,6 +328,25 @@ async fn mode_rw_does_not_create_a_missing_file() {
     let store = SqliteStore::open(&url).await.unwrap();
     assert_eq!(store.depth().await.unwrap(), 1);
     store.close().await;
+}
+
+#[tokio::test]
+async fn a_url_path_is_percent_decoded_and_unknown_parameters_refused() {
+    let dir = TempDir::new("percent");
+    let url = format!("sqlite://{}/mail%20queue.db", dir.path().display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.enqueue(message(1)).await.unwrap();
+    store.close().await;
+    assert!(dir.path().join("mail queue.db").exists());
+
+    let error = SqliteStore::open(&format!("{url}?cache=shared"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("cache=shared"), "{error}");
+    let error = SqliteStore::open("sqlite://bad%zzname.db")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("%-escape"), "{error}");
 }
 
 #[tokio::test]

@@ -55,19 +55,21 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("sqlite: create {}: {e}", dir.display()))
             })?;
         }
-        let opening = location.clone();
-        let conn = tokio::task::spawn_blocking(move || opening.open_writer())
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("sqlite: open task failed: {e}")))??;
-
         let shared = Arc::new(Shared::default());
-        writer::refresh_depth(&conn, &shared);
         let (ops, rx) = mpsc::channel(writer::QUEUE);
-        let thread_shared = Arc::clone(&shared);
-        let writer = std::thread::Builder::new()
-            .name("herald-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, &thread_shared))
-            .map_err(|e| StoreError::Unavailable(format!("sqlite: start writer thread: {e}")))?;
+        let (opening, thread_shared) = (location.clone(), Arc::clone(&shared));
+        // Opening, migrating and the first depth reading are SQLite calls:
+        // off the runtime, like everything the writer does after.
+        let writer = tokio::task::spawn_blocking(move || {
+            let conn = opening.open_writer()?;
+            writer::refresh_depth(&conn, &thread_shared);
+            std::thread::Builder::new()
+                .name("herald-sqlite-writer".into())
+                .spawn(move || writer::run(conn, rx, &thread_shared))
+                .map_err(|e| StoreError::Unavailable(format!("sqlite: start writer thread: {e}")))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("sqlite: open task failed: {e}")))??;
         Ok(Self {
             ops,
             reads: Readers::new(location, READERS),
@@ -89,7 +91,7 @@ impl SqliteStore {
         if !matches!(joined, Ok(Ok(()))) {
             tracing::warn!("sqlite writer thread ended abnormally");
         }
-        reads.close_idle();
+        reads.close_idle().await;
     }
 
     /// Transactions the writer has committed (for tests and benchmarks of

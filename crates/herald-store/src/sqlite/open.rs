@@ -54,12 +54,21 @@ impl Location {
             });
         };
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        // A URL's path is percent-encoded (`mail%20queue.db`); a plain path
+        // above is not.
+        let path = percent_decode(path)
+            .ok_or_else(|| unavailable(format!("a bad %-escape in the path of {url:?}")))?;
         let mut mode = None;
         let mut params = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("mode", value)) => mode = Some(value),
-                _ => params.push(pair.to_owned()),
+                Some(("vfs", _)) => params.push(pair.to_owned()),
+                _ => {
+                    return Err(unavailable(format!(
+                        "unknown parameter {pair:?} in {url:?} (mode and vfs are known)"
+                    )));
+                }
             }
         }
         if path == ":memory:" || mode == Some("memory") {
@@ -167,6 +176,25 @@ impl Location {
     }
 }
 
+/// Decodes `%XX` escapes; `None` for a bad escape or a result that is not
+/// UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        if first == b'%' {
+            let hex = tail.get(..2)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(first);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// `path` as an SQLite `file:` URI, with `params` appended.
 fn file_uri(path: &Path, params: &[String]) -> String {
     let mut uri = String::from("file:");
@@ -212,8 +240,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// Databases made by herald before it used `user_version` recorded their
 /// migrations in sqlx's `_sqlx_migrations` table: carry the version over
-/// and drop the table, so the same schema is not applied twice.
-fn adopt_sqlx_history(conn: &mut Connection) -> Result<(), StoreError> {
+/// (once, while `user_version` is still 0), so the same schema is not
+/// applied twice. The table stays, so that the older herald still opens
+/// the file should it be brought back.
+fn adopt_sqlx_history(conn: &Connection) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(db("read schema version"))?;
     let has_table = conn
         .query_row(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
@@ -223,20 +256,17 @@ fn adopt_sqlx_history(conn: &mut Connection) -> Result<(), StoreError> {
         .optional()
         .map_err(db("look for sqlx migrations"))?
         .is_some();
-    if !has_table {
+    if current != 0 || !has_table {
         return Ok(());
     }
-    let tx = conn.transaction().map_err(db("begin migration"))?;
-    let applied: i64 = tx
+    let applied: i64 = conn
         .query_row(
             "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
             [],
             |row| row.get(0),
         )
         .map_err(db("read sqlx migrations"))?;
-    tx.pragma_update(None, "user_version", applied)
-        .and_then(|()| tx.execute_batch("DROP TABLE _sqlx_migrations"))
-        .and_then(|()| tx.commit())
+    conn.pragma_update(None, "user_version", applied)
         .map_err(db("adopt sqlx migrations"))
 }
 

@@ -4,6 +4,7 @@
 //! WAL lets them read while the writer writes.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
@@ -11,6 +12,10 @@ use tokio::sync::Semaphore;
 use super::codec::db;
 use super::open::Location;
 use crate::StoreError;
+
+/// How long a question waits for a free read connection before the store
+/// answers that it is unavailable (as a busy database would).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The pool; cheap to clone.
 #[derive(Debug, Clone)]
@@ -23,7 +28,7 @@ struct Inner {
     location: Location,
     idle: Mutex<Vec<Connection>>,
     /// One permit per connection that may exist.
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl Readers {
@@ -33,7 +38,7 @@ impl Readers {
             inner: Arc::new(Inner {
                 location,
                 idle: Mutex::new(Vec::new()),
-                permits: Semaphore::new(size),
+                permits: Arc::new(Semaphore::new(size)),
             }),
         }
     }
@@ -60,14 +65,22 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("sqlite: the read pool is closed".into()))?;
+        // Held by the blocking task, not by this future: a caller that stops
+        // waiting must not let more connections than permits exist.
+        let permit = tokio::time::timeout(
+            ACQUIRE_TIMEOUT,
+            Arc::clone(&self.inner.permits).acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "sqlite: no read connection free within {ACQUIRE_TIMEOUT:?}"
+            ))
+        })?
+        .map_err(|_| StoreError::Unavailable("sqlite: the read pool is closed".into()))?;
         let inner = Arc::clone(&self.inner);
-        let answer = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let idle = inner
                 .idle
                 .lock()
@@ -90,17 +103,21 @@ impl Readers {
             answer
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("sqlite: read task failed: {e}")));
-        drop(permit);
-        answer?
+        .map_err(|e| StoreError::Unavailable(format!("sqlite: read task failed: {e}")))?
     }
 
-    /// Closes the idle connections; later questions open new ones.
-    pub(super) fn close_idle(&self) {
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+    /// Closes the idle connections (on a blocking thread: closing a
+    /// connection is a SQLite call); later questions open new ones.
+    pub(super) async fn close_idle(&self) {
+        let idle = std::mem::take(
+            &mut *self
+                .inner
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if let Err(e) = tokio::task::spawn_blocking(move || drop(idle)).await {
+            tracing::warn!(error = %e, "closing sqlite read connections");
+        }
     }
 }

@@ -182,7 +182,14 @@ pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Op>, shared: &Shared)
                 Err(_) => break,
             }
         }
-        run_group(&conn, group, shared);
+        if !run_group(&conn, group, shared) {
+            // Stopping makes every later change fail at once (and
+            // /readyz report it), rather than each one at BEGIN.
+            tracing::error!(
+                "the sqlite write connection is stuck inside a transaction; the writer stops"
+            );
+            break;
+        }
     }
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the sqlite write connection");
@@ -190,14 +197,17 @@ pub(super) fn run(conn: Connection, mut rx: mpsc::Receiver<Op>, shared: &Shared)
 }
 
 /// One transaction for the whole group; answers after the commit.
-fn run_group(conn: &Connection, group: Vec<Op>, shared: &Shared) {
+/// Returns whether the connection is fit for the next group (it is not if
+/// it is still inside a transaction that neither committed nor rolled
+/// back).
+fn run_group(conn: &Connection, group: Vec<Op>, shared: &Shared) -> bool {
     let group: Vec<Op> = group.into_iter().filter(|op| !op.abandoned()).collect();
     if group.is_empty() {
-        return;
+        return true;
     }
     if let Err(reason) = execute(conn, "BEGIN IMMEDIATE") {
         group.into_iter().for_each(|op| op.fail(&reason));
-        return;
+        return conn.is_autocommit();
     }
     let mut done: Vec<Pending> = Vec::with_capacity(group.len());
     let mut broken: Option<String> = None;
@@ -230,6 +240,7 @@ fn run_group(conn: &Connection, group: Vec<Op>, shared: &Shared) {
     for answer in done {
         answer(commit);
     }
+    conn.is_autocommit()
 }
 
 /// Reads the committed queue depth into `shared` (at open, and after each
