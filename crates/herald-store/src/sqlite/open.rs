@@ -3,6 +3,7 @@
 //! and the schema migrations applied at start.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ const STATEMENT_CACHE: usize = 64;
 const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_queue.sql")];
 
 /// The database a store URL names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(super) enum Location {
     /// A file; `create` unless the URL said `mode=rw`.
     File {
@@ -33,15 +34,52 @@ pub(super) enum Location {
         /// Other URI parameters (`vfs=…`, …), passed to SQLite as they are.
         params: Vec<String>,
     },
-    /// A private in-memory database shared by this store's connections
-    /// (tests only: it ends with the store).
-    Memory { name: String },
+    /// `sqlite::memory:`: a throw-away database in a private temporary
+    /// file, removed once the store and its connections are gone (tests
+    /// only). A file rather than SQLite's shared-cache memory, so that its
+    /// readers and writer are isolated exactly as on a real file (shared
+    /// cache has table locks, which can fail a reader with `SQLITE_LOCKED`).
+    Scratch(Arc<ScratchFile>),
+}
+
+/// A temporary database file, removed (with its WAL) when dropped.
+#[derive(Debug)]
+pub(super) struct ScratchFile {
+    path: PathBuf,
+}
+
+impl ScratchFile {
+    fn new() -> Self {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "herald-scratch-{}-{}.db",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let scratch = Self { path };
+        scratch.remove();
+        scratch
+    }
+
+    fn remove(&self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = self.path.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 impl Location {
-    /// Parses `sqlite:///abs/path`, `sqlite://relative`, `sqlite:relative`,
-    /// `sqlite::memory:` (optionally with `?mode=…` and other SQLite URI
-    /// parameters), or a plain path, taken as it is.
+    /// Parses `sqlite:///abs/path`, `sqlite://relative`, `sqlite:relative`
+    /// (optionally with `?mode=…` and `vfs=…`), `sqlite::memory:`, or a
+    /// plain path, taken as it is.
     pub(super) fn parse(url: &str) -> Result<Self, StoreError> {
         let Some(rest) = url
             .strip_prefix("sqlite://")
@@ -72,13 +110,7 @@ impl Location {
             }
         }
         if path == ":memory:" || mode == Some("memory") {
-            static SEQ: AtomicU64 = AtomicU64::new(0);
-            let name = format!(
-                "herald-memory-{}-{}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            );
-            return Ok(Self::Memory { name });
+            return Ok(Self::Scratch(Arc::new(ScratchFile::new())));
         }
         if path.is_empty() {
             return Err(unavailable(format!("no database file in {url:?}")));
@@ -110,35 +142,26 @@ impl Location {
         }
     }
 
-    fn is_memory(&self) -> bool {
-        matches!(self, Self::Memory { .. })
-    }
-
-    /// Opens a connection: read-write for the writer, read-only otherwise
-    /// (for a file; an in-memory database has no read-only connections).
+    /// Opens a connection: read-write for the writer, read-only otherwise.
     fn connect(&self, write: bool) -> rusqlite::Result<Connection> {
         let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let uri = match self {
+        let (path, create, params) = match self {
             Self::File {
                 path,
                 create,
                 params,
-            } => {
-                if write {
-                    flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
-                    if *create {
-                        flags |= OpenFlags::SQLITE_OPEN_CREATE;
-                    }
-                } else {
-                    flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
-                }
-                file_uri(path, params)
-            }
-            Self::Memory { name } => {
-                flags |= OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
-                format!("file:{name}?mode=memory&cache=shared")
-            }
+            } => (path, *create, params.as_slice()),
+            Self::Scratch(file) => (&file.path, true, &[][..]),
         };
+        if write {
+            flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
+            if create {
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
+        } else {
+            flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
+        }
+        let uri = file_uri(path, params);
         let conn = Connection::open_with_flags(uri, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -150,19 +173,22 @@ impl Location {
     /// migrated.
     pub(super) fn open_writer(&self) -> Result<Connection, StoreError> {
         let mut conn = self.connect(true).map_err(db("open database"))?;
-        if !self.is_memory() {
-            // WAL: readers never block the writer nor it them; FULL: a
-            // commit is on disk (the WAL fsynced) before anyone hears of it.
-            let mode: String = conn
-                .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-                .map_err(db("set WAL journal mode"))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                return Err(unavailable(format!(
-                    "the database refused WAL mode (journal_mode is {mode})"
-                )));
-            }
+        // WAL: readers never block the writer nor it them; FULL: a commit
+        // is on disk (the WAL fsynced) before anyone hears of it. A scratch
+        // database is thrown away anyway: it skips the fsyncs.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(db("set WAL journal mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(unavailable(format!(
+                "the database refused WAL mode (journal_mode is {mode})"
+            )));
         }
-        conn.pragma_update(None, "synchronous", "FULL")
+        let synchronous = match self {
+            Self::File { .. } => "FULL",
+            Self::Scratch(_) => "OFF",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)
             .and_then(|()| conn.pragma_update(None, "temp_store", "MEMORY"))
             .map_err(db("set pragmas"))?;
         migrate(&mut conn)?;
