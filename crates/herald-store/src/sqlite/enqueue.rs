@@ -2,7 +2,7 @@
 //! idempotency check, the message with its body, recipients and tags, and
 //! its first event.
 
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, params};
 
 use super::codec::{db, json, message_status, ms, rows};
 use crate::{Enqueued, IDEMPOTENCY_WINDOW, Idempotency, MessageStatus, NewMessage, StoreError};
@@ -78,6 +78,22 @@ pub(super) fn replay_batch(
     created: i64,
 ) -> Result<Option<Result<Vec<Enqueued>, StoreError>>, StoreError> {
     let (from, to) = (format!("{} #", batch.key), format!("{} $", batch.key));
+    first_answers(conn, &from, &to, &batch.request_hash, created)
+}
+
+/// The first answers stored under the idempotency keys from `from` up to
+/// (not including) `to` and used within the window before `created`, in
+/// key order: `None` if there are none, a conflict if any of them was
+/// stored for another request hash. The status is the one first given:
+/// scheduled for a send_at still ahead then, queued otherwise (see
+/// enqueue_one).
+fn first_answers(
+    conn: &Connection,
+    from: &str,
+    to: &str,
+    request_hash: &str,
+    created: i64,
+) -> Result<Option<Result<Vec<Enqueued>, StoreError>>, StoreError> {
     let seen = rows(
         conn,
         "SELECT i.request_hash, m.id, m.message_id, \
@@ -93,12 +109,12 @@ pub(super) fn replay_batch(
                 row.get::<_, String>(3)?,
             ))
         },
-        "read batch idempotency keys",
+        "read idempotency keys",
     )?;
     if seen.is_empty() {
         return Ok(None);
     }
-    if seen.iter().any(|(hash, ..)| *hash != batch.request_hash) {
+    if seen.iter().any(|(hash, ..)| hash != request_hash) {
         return Ok(Some(Err(StoreError::IdempotencyConflict)));
     }
     let first = seen
@@ -214,41 +230,14 @@ pub(super) fn replay(
     idem: &Idempotency,
     created: i64,
 ) -> Result<Option<Result<Enqueued, StoreError>>, StoreError> {
-    // The first answer's status is the one it was given: scheduled for a
-    // send_at still ahead then, queued otherwise (see enqueue_one).
-    let seen = conn
-        .prepare_cached(
-            "SELECT i.request_hash, m.id, m.message_id, \
-                 CASE WHEN m.send_at > m.created_at THEN 'scheduled' ELSE 'queued' END \
-             FROM idempotency i JOIN messages m ON m.id = i.message_id \
-             WHERE i.key = ? AND i.created_at > ?",
-        )
-        .and_then(|mut select| {
-            select
-                .query_row(
-                    params![idem.key, created.saturating_sub(window_ms())],
-                    |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, String>(2)?,
-                            row.get::<_, String>(3)?,
-                        ))
-                    },
-                )
-                .optional()
-        })
-        .map_err(db("read idempotency key"))?;
-    let Some((hash, id, message_id, status)) = seen else {
-        return Ok(None);
-    };
-    if hash != idem.request_hash {
-        return Ok(Some(Err(StoreError::IdempotencyConflict)));
-    }
-    Ok(Some(Ok(Enqueued {
-        id,
-        message_id,
-        status: message_status(&status)?,
-        created: false,
-    })))
+    // The range from the key to the key followed by NUL holds the key
+    // alone: nothing else sorts between them, and no key holds a NUL.
+    let to = format!("{}\0", idem.key);
+    Ok(
+        match first_answers(conn, &idem.key, &to, &idem.request_hash, created)? {
+            Some(Ok(first)) => first.into_iter().next().map(Ok),
+            Some(Err(conflict)) => Some(Err(conflict)),
+            None => None,
+        },
+    )
 }
