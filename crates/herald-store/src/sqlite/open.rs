@@ -299,3 +299,93 @@ fn adopt_sqlx_history(conn: &Connection) -> Result<(), StoreError> {
 fn unavailable(reason: String) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {reason}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn file(url: &str) -> (PathBuf, bool, Vec<String>) {
+        match Location::parse(url).unwrap() {
+            Location::File {
+                path,
+                create,
+                params,
+            } => (path, create, params),
+            Location::Scratch(_) => panic!("{url} is not a file"),
+        }
+    }
+
+    #[test]
+    fn urls_name_files() {
+        let abs = (PathBuf::from("/var/lib/herald/herald.db"), true, vec![]);
+        assert_eq!(file("sqlite:///var/lib/herald/herald.db"), abs);
+        assert_eq!(file("sqlite:/var/lib/herald/herald.db"), abs);
+        assert_eq!(file("sqlite://herald.db").0, PathBuf::from("herald.db"));
+        assert_eq!(file("sqlite:herald.db").0, PathBuf::from("herald.db"));
+        assert!(!file("sqlite://herald.db?mode=rw").1, "rw never creates");
+        assert!(file("sqlite://herald.db?mode=rwc").1);
+        assert_eq!(
+            file("sqlite://herald.db?vfs=unix-dotfile").2,
+            vec!["vfs=unix-dotfile".to_owned()]
+        );
+        // A plain path is a path: no decoding, no parameters.
+        assert_eq!(
+            file("/tmp/50%25 off?.db").0,
+            PathBuf::from("/tmp/50%25 off?.db")
+        );
+        assert!(matches!(
+            Location::parse("sqlite::memory:").unwrap(),
+            Location::Scratch(_)
+        ));
+    }
+
+    #[test]
+    fn url_paths_are_percent_decoded() {
+        assert_eq!(
+            file("sqlite:///srv/mail%20queue.db").0,
+            PathBuf::from("/srv/mail queue.db")
+        );
+        assert_eq!(
+            file("sqlite://%E9%82%AE%E4%BB%B6.db").0,
+            PathBuf::from("邮件.db")
+        );
+        for bad in [
+            "sqlite://a%2",
+            "sqlite://a%",
+            "sqlite://a%zz.db",
+            "sqlite://%ff.db",
+        ] {
+            let error = Location::parse(bad).unwrap_err().to_string();
+            assert!(error.contains("%-escape"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn file_uris_escape_what_a_uri_would_read() {
+        assert_eq!(
+            file_uri(Path::new("/tmp/a%b?c#d.db"), &[]),
+            "file:/tmp/a%25b%3Fc%23d.db"
+        );
+        assert_eq!(
+            file_uri(Path::new("x.db"), &["vfs=unix".to_owned()]),
+            "file:x.db?vfs=unix"
+        );
+    }
+
+    #[test]
+    fn a_scratch_file_is_removed_with_its_last_owner() {
+        let Location::Scratch(scratch) = Location::parse("sqlite::memory:").unwrap() else {
+            panic!("not a scratch location");
+        };
+        let location = Location::Scratch(Arc::clone(&scratch));
+        let path = scratch.path.clone();
+        drop(scratch);
+        let conn = location.open_writer().unwrap();
+        assert!(path.exists());
+        drop(conn);
+        drop(location);
+        assert!(!path.exists(), "{} is left behind", path.display());
+    }
+}
