@@ -14,21 +14,26 @@ pub(super) fn enqueue(
     conn: &Connection,
     messages: Vec<NewMessage>,
 ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
-    // Keys older than the window can never match again; dropping them
-    // whenever keys are added keeps the table at one day of traffic, and
-    // costs requests without a key nothing. (The oldest item's clock, so no
-    // key is dropped that any item of this request could still match.)
     let keyed = messages.iter().filter(|m| m.idempotency.is_some());
     if let Some(oldest) = keyed.map(|m| m.created_at).min() {
-        let horizon = ms(oldest).saturating_sub(window_ms());
-        conn.prepare_cached("DELETE FROM idempotency WHERE created_at <= ?")
-            .and_then(|mut prune| prune.execute([horizon]))
-            .map_err(db("prune idempotency keys"))?;
+        prune_keys(conn, ms(oldest))?;
     }
     messages
         .into_iter()
         .map(|message| enqueue_one(conn, message))
         .collect()
+}
+
+/// Keys older than the window before `oldest` can never match again;
+/// dropping them whenever keys are added keeps the table at one day of
+/// traffic, and costs requests without a key nothing. (`oldest` is the
+/// oldest item's clock, so no key is dropped that any item of the request
+/// could still match.)
+fn prune_keys(conn: &Connection, oldest: i64) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM idempotency WHERE created_at <= ?")
+        .and_then(|mut prune| prune.execute([oldest.saturating_sub(window_ms())]))
+        .map(drop)
+        .map_err(db("prune idempotency keys"))
 }
 
 /// A keyed batch (see [`crate::Store::enqueue_batch_once`]). Its items
@@ -50,18 +55,25 @@ pub(super) fn enqueue_batch_once(
         Some(Ok(_)) | Some(Err(_)) => return Err(StoreError::IdempotencyConflict),
         None => {}
     }
-    let keyed = messages
+    // No key of the range is in use, so every item is new: stored
+    // without looking its own key up again.
+    prune_keys(conn, created)?;
+    messages
         .into_iter()
         .enumerate()
-        .map(|(position, message)| NewMessage {
-            idempotency: Some(Idempotency {
-                key: batch_item_key(&batch.key, position),
-                request_hash: batch.request_hash.clone(),
-            }),
-            ..message
+        .map(|(position, message)| {
+            insert_new(
+                conn,
+                NewMessage {
+                    idempotency: Some(Idempotency {
+                        key: batch_item_key(&batch.key, position),
+                        request_hash: batch.request_hash.clone(),
+                    }),
+                    ..message
+                },
+            )
         })
-        .collect();
-    enqueue(conn, keyed)?.into_iter().collect()
+        .collect()
 }
 
 /// The key item `position` of a batch under `key` is stored with; zero
@@ -147,6 +159,12 @@ fn enqueue_one(
     {
         return Ok(answer);
     }
+    insert_new(conn, message).map(Ok)
+}
+
+/// Stores a message whose key, if it has one, answers for nothing yet.
+fn insert_new(conn: &Connection, message: NewMessage) -> Result<Enqueued, StoreError> {
+    let created = ms(message.created_at);
 
     let send_at = message.send_at.map(ms);
     let (status, due) = match send_at {
@@ -212,12 +230,12 @@ fn enqueue_one(
         .and_then(|mut insert| insert.execute(params![idem.key, idem.request_hash, id, created]))
         .map_err(db("insert idempotency key"))?;
     }
-    Ok(Ok(Enqueued {
+    Ok(Enqueued {
         id: message.id,
         message_id: message.message_id,
         status,
         created: true,
-    }))
+    })
 }
 
 /// What an idempotency key already answers for a request made at

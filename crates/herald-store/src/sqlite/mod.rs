@@ -123,14 +123,8 @@ fn stopped() -> StoreError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn enqueue(&self, message: NewMessage) -> Result<Enqueued, StoreError> {
-        let mut results = self
-            .write(|reply| Op::Enqueue {
-                messages: vec![message],
-                batch: None,
-                reply,
-            })
-            .await?;
-        results
+        self.enqueue_batch(vec![message])
+            .await?
             .pop()
             .unwrap_or_else(|| Err(StoreError::Unavailable("sqlite: no enqueue result".into())))
     }
