@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use herald_message::{
     HeaderName, HeaderValue, MessageRequest, RenderOptions, message_id_for, new_id,
 };
-use herald_store::{Enqueued, Idempotency, ListFilter, MessageStatus, NewMessage};
+use herald_store::{Enqueued, Idempotency, ListFilter, MessageStatus, NewMessage, StoreError};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -78,16 +78,13 @@ async fn create_in_trace(
         OffsetDateTime::now_utc(),
         &trace,
     )?;
-    if let Err(full) = admit(&state, 1).await {
-        // A repeat of a request already answered needs no room: it gets
-        // its first answer, full queue or not.
-        let replay = match &new.idempotency {
-            Some(idempotency) => state.store.replay(idempotency, new.created_at).await?,
-            None => None,
-        };
-        let Some(first) = replay else {
-            return Err(full);
-        };
+    let replay = async {
+        match &new.idempotency {
+            Some(idempotency) => state.store.replay(idempotency, new.created_at).await,
+            None => Ok(None),
+        }
+    };
+    if let Some(first) = admit_or_replay(&state, 1, replay).await? {
         return Ok((
             StatusCode::ACCEPTED,
             TraceHeader(trace),
@@ -205,12 +202,9 @@ async fn create_batch_in_trace(
                 state.store.enqueue_batch(valid).await?
             }
             Some(batch_key) => {
-                if let Err(full) = admit(&state, valid.len() as u64).await {
-                    // A repeat of an answered batch needs no room.
-                    if state.store.replay_batch(&batch_key, now).await?.is_none() {
-                        return Err(full);
-                    }
-                }
+                // A repeat is answered by enqueue_batch_once itself.
+                let replay = state.store.replay_batch(&batch_key, now);
+                admit_or_replay(&state, valid.len() as u64, replay).await?;
                 let stored = state.store.enqueue_batch_once(&batch_key, valid).await?;
                 stored.into_iter().map(Ok).collect()
             }
@@ -454,6 +448,20 @@ fn batch_hash(requests: &[Result<MessageRequest, Problem>]) -> Result<String, Pr
         hasher.update(&item);
     }
     Ok(crate::hex(&hasher.finalize()))
+}
+
+/// Backpressure that a repeat passes: when `more` messages would overfill
+/// the queue, `replay` (the idempotency look-up, run only then) decides: a
+/// request already answered gets its first answer (`Some`), new work 429.
+async fn admit_or_replay<T>(
+    state: &AppState,
+    more: u64,
+    replay: impl Future<Output = Result<Option<T>, StoreError>>,
+) -> Result<Option<T>, Problem> {
+    match admit(state, more).await {
+        Ok(()) => Ok(None),
+        Err(full) => replay.await?.map(Some).ok_or(full),
+    }
 }
 
 /// Backpressure: refuse (429) when `more` messages would overfill the queue.
