@@ -160,7 +160,7 @@ pub async fn a_message_whose_leases_keep_ending_is_failed_as_poison<S: Store>(st
     let taken: Vec<String> = taken.into_iter().map(|c| c.id).collect();
     assert_eq!(
         taken,
-        [healthy.id.clone()],
+        std::slice::from_ref(&healthy.id),
         "the poison message is not sent"
     );
 
