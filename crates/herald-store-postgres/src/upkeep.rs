@@ -1,0 +1,107 @@
+//! Housekeeping off a message's path: retention (deleting finished
+//! messages and old idempotency keys in small batches), the leader row
+//! that lets one holder at a time run a role, and the readiness ping.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use time::OffsetDateTime;
+
+use super::Shared;
+use super::codec::{get, interval, unsigned};
+use super::pipeline::{Conn, Tx, step};
+use herald_store::{Purged, Retention, StoreError};
+
+/// Deletes one batch of what retention lets go (see
+/// [`herald_store::Store::purge`]). Bodies, recipients, events and keys of
+/// a deleted message go with it (`ON DELETE CASCADE`). Rows another purge
+/// is deleting are skipped, not waited for.
+pub(crate) async fn purge(shared: &Shared, retention: &Retention) -> Result<Purged, StoreError> {
+    let limit = i64::try_from(retention.limit).unwrap_or(i64::MAX);
+    let tx = Tx::begin(&shared.pool).await?;
+    let rows = tx
+        .commit(
+            &[
+                step!(
+                    "WITH doomed AS ( \
+                         SELECT id FROM messages \
+                         WHERE status IN ('delivered', 'partial', 'failed', 'cancelled') \
+                             AND updated_at < $1 \
+                         ORDER BY updated_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                     gone AS (DELETE FROM messages m USING doomed WHERE m.id = doomed.id \
+                         RETURNING 1) \
+                     SELECT count(*) FROM gone",
+                    retention.messages_before,
+                    limit,
+                ),
+                step!(
+                    "WITH doomed AS ( \
+                         SELECT key, kind, position FROM idempotency WHERE created_at < $1 \
+                         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                     gone AS (DELETE FROM idempotency i USING doomed d \
+                         WHERE (i.key, i.kind, i.position) = (d.key, d.kind, d.position) \
+                         RETURNING 1) \
+                     SELECT count(*) FROM gone",
+                    retention.keys_before,
+                    limit,
+                ),
+            ],
+            "purge",
+        )
+        .await?;
+    let count = |i: usize| -> Result<u64, StoreError> {
+        match rows.get(i).and_then(|rows| rows.first()) {
+            Some(row) => unsigned(get::<i64>(row, 0)?, "purged"),
+            None => Ok(0),
+        }
+    };
+    Ok(Purged {
+        messages: count(0)?,
+        keys: count(1)?,
+    })
+}
+
+/// Takes or renews `role` for `holder` (see [`herald_store::Store::lead`]).
+pub(crate) async fn lead(
+    shared: &Shared,
+    role: &str,
+    holder: &str,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let (now, ttl) = (shared.now(now), interval(ttl));
+    let conn = Conn::get(&shared.pool).await?;
+    let rows = conn
+        .pipeline(
+            &[step!(
+                "WITH taken AS ( \
+                     INSERT INTO leaders AS l (role, holder, until) \
+                     VALUES ($1, $2, coalesce($3::timestamptz, now()) \
+                         + $4::bigint * interval '1 microsecond') \
+                     ON CONFLICT (role) DO UPDATE \
+                         SET holder = EXCLUDED.holder, until = EXCLUDED.until \
+                         WHERE l.holder = EXCLUDED.holder \
+                             OR l.until <= coalesce($3::timestamptz, now()) \
+                     RETURNING 1) \
+                 SELECT count(*) FROM taken",
+                role,
+                holder,
+                now,
+                ttl,
+            )],
+            "take leadership",
+        )
+        .await?;
+    match rows.first().and_then(|rows| rows.first()) {
+        Some(row) => Ok(get::<i64>(row, 0)? > 0),
+        None => Ok(false),
+    }
+}
+
+/// Whether the database answers, with herald's schema in place.
+pub(crate) async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let conn = Conn::get(pool).await?;
+    conn.pipeline(&[step!("SELECT 1 FROM herald_schema LIMIT 1")], "ping")
+        .await?;
+    Ok(())
+}
