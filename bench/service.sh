@@ -10,6 +10,10 @@
 #   1. MESSAGES messages of ~SIZE bytes as fast as CLIENTS clients get
 #      answers: accept rate, p50/p99 accept latency, end-to-end delivered/s
 #      (first post until nothing is queued, sending or deferred), peak RSS.
+#      On SQLite; then, with PG=1, on PostgreSQL (fsync and
+#      synchronous_commit on, as by default) with one node, and with two
+#      nodes sharing the queue (the clients post to the first; both
+#      deliver).
 #   2. RATE_MESSAGES messages at a fixed offered load of RATE msg/s (open
 #      loop; latency counted from when each message was due): p99.
 #   3. QUEUED messages posted while the relay stalls (smtp-sink -w 3600
@@ -24,7 +28,9 @@
 #   RELAY_CONNECTIONS (20, the relay's max_connections; Postfix's
 #   default_destination_concurrency_limit is 20),
 #   RATE (500), RATE_MESSAGES (10000), QUEUED (100000; 0 skips phase 3),
-#   POSTFIX (1; 0 skips phase 4), OUT (a fresh directory under /tmp).
+#   POSTFIX (1; 0 skips phase 4), PG (1; 0 skips PostgreSQL),
+#   PG_SERVER (postgres://postgres@127.0.0.1:5432, trust auth),
+#   OUT (a fresh directory under /tmp).
 #
 # Usage: bench/service.sh                        (builds --release first)
 #        MESSAGES=2000 RATE_MESSAGES=1000 QUEUED=5000 bench/service.sh
@@ -43,6 +49,9 @@ RATE=${RATE:-500}
 RATE_MESSAGES=${RATE_MESSAGES:-10000}
 QUEUED=${QUEUED:-100000}
 POSTFIX=${POSTFIX:-1}
+PG=${PG:-1}
+PG_SERVER=${PG_SERVER:-postgres://postgres@127.0.0.1:5432}
+PG_DB=herald_bench_$$
 OUT=${OUT:-$(mktemp -d /tmp/herald-service-bench.XXXXXX)}
 KEY=bench-key-0123456789abcdef0123456789
 FROM=from@example.com
@@ -81,6 +90,10 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     rm -f "$OUT"/*/herald.db* 2>/dev/null || true
+    if [[ $PG -eq 1 ]]; then
+        psql -X -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" \
+            >/dev/null 2>&1 || true
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -127,9 +140,11 @@ now() { date +%s.%N; }
 
 HERALD_PID=
 HERALD_ADDR=
-# start_herald NAME RELAY_PORT: a fresh herald on a fresh database.
+# start_herald NAME RELAY_PORT [STORE_URL]: a herald on STORE_URL, by
+# default a fresh SQLite database of its own.
 start_herald() {
     local name=$1 relay_port=$2 dir=$OUT/$1 port
+    local url=${3:-sqlite://$dir/herald.db}
     port=$(free_port)
     mkdir -p "$dir"
     rm -f "$dir"/herald.db*
@@ -139,7 +154,7 @@ http_listen = "127.0.0.1:$port"
 drain_timeout = "5s"
 
 [store]
-url = "sqlite://$dir/herald.db"
+url = "$url"
 
 [auth]
 api_keys = ["$KEY"]
@@ -169,6 +184,13 @@ EOF
 stop_herald() {
     kill -TERM "$HERALD_PID"
     wait "$HERALD_PID" || log "herald exited with status $?"
+}
+
+# A fresh PostgreSQL database for the next phase; prints its URL.
+fresh_pg() {
+    psql -X -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
+    psql -X -q "$PG_SERVER/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null
+    echo "$PG_SERVER/$PG_DB?sslmode=disable"
 }
 
 load() {
@@ -248,6 +270,34 @@ FIXED=$(load --phase fixed-rate --messages "$RATE_MESSAGES" --concurrency "$CLIE
 record "$FIXED"
 stop_herald
 
+# 1 and 2 again on PostgreSQL: one node, then two nodes on one queue.
+PG_E2E=
+PG_FIXED=
+PG2_E2E=
+if [[ $PG -eq 1 ]]; then
+    command -v psql >/dev/null || die "psql not found (apt-get install postgresql-client)"
+    PG_SETTINGS=$(psql -X -A -t "$PG_SERVER/postgres" \
+        -c "SELECT 'fsync=' || current_setting('fsync') || ' synchronous_commit=' || current_setting('synchronous_commit') || ' ' || split_part(version(), ' ', 2)")
+    log "phase 1+2 on PostgreSQL ($PG_SETTINGS), one node"
+    url=$(fresh_pg)
+    start_herald pg1 "$MAIN_SINK_PORT" "$url"
+    PG_E2E=$(load --phase e2e --messages "$MESSAGES" --concurrency "$CLIENTS" --wait-delivered)
+    record "$PG_E2E"
+    PG_FIXED=$(load --phase fixed-rate --messages "$RATE_MESSAGES" --concurrency "$CLIENTS" --rate "$RATE" --wait-delivered)
+    record "$PG_FIXED"
+    stop_herald
+    log "phase 1 on PostgreSQL, two nodes on one queue"
+    url=$(fresh_pg)
+    start_herald pg2b "$MAIN_SINK_PORT" "$url"
+    SECOND_PID=$HERALD_PID
+    start_herald pg2a "$MAIN_SINK_PORT" "$url"
+    PG2_E2E=$(load --phase e2e --messages "$MESSAGES" --concurrency "$CLIENTS" --wait-delivered)
+    record "$PG2_E2E"
+    stop_herald
+    HERALD_PID=$SECOND_PID
+    stop_herald
+fi
+
 # 3. Memory with a deep queue: the relay never answers DATA.
 QUEUE_LINE=
 if [[ $QUEUED -gt 0 ]]; then
@@ -306,6 +356,23 @@ rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else 
 H_E2E_RATE=$(field e2e_rate "$E2E")
 P_E2E_RATE=$([[ -n $PF_E2E ]] && rate "$MESSAGES" "$PF_E2E" || echo -)
 RATIO=$(awk -v h="$H_E2E_RATE" -v p="$P_E2E_RATE" 'BEGIN { if (p > 0) printf "%.2f", h / p; else print "-" }')
+
+if [[ -n $PG_E2E ]]; then
+    echo
+    echo "herald on PostgreSQL ($PG_SETTINGS), same load; Postfix's rate from this run"
+    printf '%-44s | %12s | %12s\n' figure "1 node" "2 nodes"
+    printf '%-44s-|-%12s-|-%12s\n' -------------------------------------------- ------------ ------------
+    printf '%-44s | %12s | %12s\n' "accept rate, msgs/s" "$(field accept_rate "$PG_E2E")" "$(field accept_rate "$PG2_E2E")"
+    printf '%-44s | %12s | %12s\n' "accept latency p50 / p99, ms" "$(field p50_ms "$PG_E2E") / $(field p99_ms "$PG_E2E")" "$(field p50_ms "$PG2_E2E") / $(field p99_ms "$PG2_E2E")"
+    printf '%-44s | %12s | %12s\n' "end to end, delivered msgs/s" "$(field e2e_rate "$PG_E2E")" "$(field e2e_rate "$PG2_E2E")"
+    printf '%-44s | %12s | %12s\n' "herald CPU per message (posting node), us" "$(field herald_cpu_us_per_msg_total "$PG_E2E")" "$(field herald_cpu_us_per_msg_total "$PG2_E2E")"
+    printf '%-44s | %12s | %12s\n' "p50 / p99 accept latency at $RATE msg/s, ms" "$(field p50_ms "$PG_FIXED") / $(field p99_ms "$PG_FIXED")" -
+    for line in "$PG_E2E" "$PG2_E2E"; do
+        r=$(field e2e_rate "$line")
+        awk -v h="$r" -v p="$P_E2E_RATE" 'BEGIN { if (p > 0) printf "%.2f | ", h / p; else printf "- | " }'
+    done | sed 's/^/herald on PostgreSQL \/ Postfix e2e (1 | 2 nodes): /; s/ | $//'
+    echo
+fi
 
 echo
 echo "herald service vs Postfix: $MESSAGES messages of ~$SIZE bytes, $CLIENTS clients, -> smtp-sink on loopback; $(nproc) cores"

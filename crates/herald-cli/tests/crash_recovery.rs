@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_testkit::{ServerConfig, TestServer};
-use support::{Herald, Posted, Setup};
+use support::{Herald, PgDatabase, Posted, Setup};
 
 /// Messages the clients try to post in all.
 const MESSAGES: usize = 300;
@@ -32,17 +32,31 @@ const LEASE: &str = "5m";
 /// How long the restarted node gets to deliver everything.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Where the queue is.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 #[test]
 fn kill_9_after_50_acknowledgements_loses_nothing() {
-    crash_and_recover(50);
+    crash_and_recover(50, Backend::Sqlite);
 }
 
 #[test]
 fn kill_9_after_200_acknowledgements_loses_nothing() {
-    crash_and_recover(200);
+    crash_and_recover(200, Backend::Sqlite);
 }
 
-fn crash_and_recover(kill_after: usize) {
+/// On PostgreSQL the restarted node finds its leases by its node id (the
+/// same host and port, so the same default id) and takes them back.
+#[test]
+fn kill_9_on_postgres_loses_nothing_and_the_restart_takes_its_leases_back() {
+    crash_and_recover(100, Backend::Postgres);
+}
+
+fn crash_and_recover(kill_after: usize, backend: Backend) {
     let started = Instant::now();
     // The relay lives in this process, on a runtime of its own; the test
     // itself is plain blocking code.
@@ -68,7 +82,11 @@ fn crash_and_recover(kill_after: usize) {
         drain_timeout: "1s",
         data_timeout: "1s",
     };
-    let config = support::write_config(dir.path(), &setup);
+    let pg = matches!(backend, Backend::Postgres).then(|| PgDatabase::create("crash"));
+    let config = match &pg {
+        None => support::write_config(dir.path(), &setup),
+        Some(db) => support::write_config_on(dir.path(), "herald.toml", &setup, &db.url),
+    };
     let log1 = dir.path().join("first.log");
     let log2 = dir.path().join("second.log");
     let herald = Herald::start(&config, setup.http_port, &log1);
@@ -200,7 +218,7 @@ fn crash_and_recover(kill_after: usize) {
         "the restarted node did not log taking its leases back:\n{second_log}"
     );
     eprintln!(
-        "restart: {} acked, {} distinct relayed, {} duplicates, {} unacknowledged relayed, {taken_over} leases taken over; {:.1} s",
+        "{backend:?} restart: {} acked, {} distinct relayed, {} duplicates, {} unacknowledged relayed, {taken_over} leases taken over; {:.1} s",
         acked.len(),
         received.len(),
         duplicates.len(),
@@ -209,4 +227,5 @@ fn crash_and_recover(kill_after: usize) {
     );
     drop(herald);
     drop(relay);
+    drop(pg);
 }

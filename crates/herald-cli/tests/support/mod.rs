@@ -38,14 +38,20 @@ pub struct Setup {
 /// Writes `herald.toml` into `dir` (the queue is `dir/herald.db`) and
 /// returns its path.
 pub fn write_config(dir: &Path, setup: &Setup) -> PathBuf {
-    let db = dir.join("herald.db");
+    let url = format!("sqlite://{}", dir.join("herald.db").display());
+    write_config_on(dir, "herald.toml", setup, &url)
+}
+
+/// Writes the configuration `name` into `dir` for a store at `url`, and
+/// returns its path.
+pub fn write_config_on(dir: &Path, name: &str, setup: &Setup, url: &str) -> PathBuf {
     let text = format!(
         r#"[server]
 http_listen = "127.0.0.1:{http}"
 drain_timeout = "{drain}"
 
 [store]
-url = "sqlite://{db}"
+url = "{url}"
 
 [auth]
 api_keys = ["{API_KEY}"]
@@ -76,15 +82,63 @@ max_connections = {concurrency}
 "#,
         http = setup.http_port,
         drain = setup.drain_timeout,
-        db = db.display(),
         concurrency = setup.concurrency,
         data = setup.data_timeout,
         lease = setup.lease,
         relay = setup.relay_port,
     );
-    let path = dir.join("herald.toml");
+    let path = dir.join(name);
     std::fs::write(&path, text).expect("write the configuration");
     path
+}
+
+/// A database of its own on the machine's PostgreSQL (127.0.0.1:5432,
+/// user postgres, or `HERALD_TEST_POSTGRES_URL`'s server), dropped with
+/// everything in it when this is dropped.
+#[derive(Debug)]
+pub struct PgDatabase {
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub fn create(prefix: &str) -> PgDatabase {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "herald_{prefix}_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        psql(&format!("DROP DATABASE IF EXISTS {name}"));
+        psql(&format!("CREATE DATABASE {name}"));
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable");
+        PgDatabase { name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// Runs one statement as the `postgres` user on the `test` database.
+pub fn psql(sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c", sql])
+        .output()
+        .expect("run psql (PostgreSQL's client)");
+    assert!(
+        out.status.success(),
+        "psql {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// A running `herald serve`; killed (SIGKILL) and reaped on drop unless it

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Where herald serve's CPU goes per delivered message, on the embedded
+# store (SQLite), under the end-to-end load of bench/service.sh's phase 1.
+#
+#   herald-load --(HTTP)--> herald serve (release, SQLite) --(SMTP)--> smtp-sink
+#
+# perf samples the herald process (every thread, user and kernel) while
+# MESSAGES messages go through; each sample's function is put in a bucket
+# (HTTP, JSON, validation, MIME, store writes, claim and store reads, SMTP,
+# runtime, allocation, kernel by thread) and the buckets are scaled to the
+# process's measured CPU per message. Self time, not call trees: a memcpy
+# counts as allocation/copies wherever it was called from.
+#
+# Environment: MESSAGES (20000), SIZE (2048), CLIENTS (64),
+#   HERALD_CONCURRENCY (64), FREQ (perf sampling Hz, 2000), OUT.
+# A benchmark: it reports figures and never judges them.
+
+set -euo pipefail
+MESSAGES=${MESSAGES:-20000}
+SIZE=${SIZE:-2048}
+CLIENTS=${CLIENTS:-64}
+HERALD_CONCURRENCY=${HERALD_CONCURRENCY:-64}
+FREQ=${FREQ:-2000}
+OUT=${OUT:-$(mktemp -d /tmp/herald-profile.XXXXXX)}
+KEY=bench-key-0123456789abcdef0123456789
+export PATH="$PATH:/usr/sbin:/usr/local/sbin"
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+log() { printf '%s\n' "$*" >&2; }
+for tool in perf smtp-sink ss python3; do
+    command -v "$tool" >/dev/null || { log "profile.sh: $tool not found"; exit 1; }
+done
+
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+port_busy() { ss -Htln "sport = :$1" | grep -q .; }
+NEXT_PORT=${PORT:-2725}
+free_port() {
+    while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    echo "$NEXT_PORT"
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+wait_listening() {
+    for _ in $(seq 1 200); do port_busy "$1" && return 0; sleep 0.05; done
+    log "nothing listens on $1"; exit 1
+}
+
+log "building herald and herald-load (release) ..."
+cargo build --release -p herald-cli -p herald-bench --quiet
+
+SINK_PORT=$(free_port)
+smtp-sink -u root -m 1024 "127.0.0.1:$SINK_PORT" 1024 >"$OUT/sink.log" 2>&1 &
+PIDS+=($!)
+wait_listening "$SINK_PORT"
+
+HTTP_PORT=$(free_port)
+cat >"$OUT/herald.toml" <<TOML
+[server]
+http_listen = "127.0.0.1:$HTTP_PORT"
+[store]
+url = "sqlite://$OUT/herald.db"
+[auth]
+api_keys = ["$KEY"]
+[limits]
+max_queue_depth = 1000000
+[delivery]
+concurrency = $HERALD_CONCURRENCY
+helo_name = "bench.localhost"
+[[relays]]
+name = "sink"
+host = "127.0.0.1"
+port = $SINK_PORT
+tls = "none"
+max_connections = 20
+max_messages_per_connection = 1000
+TOML
+./target/release/herald serve --config "$OUT/herald.toml" >"$OUT/herald.log" 2>&1 &
+HERALD_PID=$!
+PIDS+=("$HERALD_PID")
+wait_listening "$HTTP_PORT"
+
+perf record -F "$FREQ" -p "$HERALD_PID" -o "$OUT/perf.data" >"$OUT/perf-record.log" 2>&1 &
+PERF_PID=$!
+sleep 0.5
+LINE=$(HERALD_API_KEY=$KEY ./target/release/herald-load --target "127.0.0.1:$HTTP_PORT" \
+    --size "$SIZE" --pid "$HERALD_PID" --phase e2e --messages "$MESSAGES" \
+    --concurrency "$CLIENTS" --wait-delivered)
+kill -INT "$PERF_PID"
+wait "$PERF_PID" || true
+log "$LINE"
+CPU_US=$(sed -n 's/.*"herald_cpu_us_per_msg_total":\([0-9.]*\).*/\1/p' <<<"$LINE")
+
+perf report -i "$OUT/perf.data" --stdio --no-children --sort comm,dso,sym \
+    -F overhead,comm,dso,sym 2>/dev/null >"$OUT/report.txt"
+python3 - "$OUT/report.txt" "${CPU_US:-0}" "$MESSAGES" <<'PY'
+import re, sys
+report, cpu_us, messages = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+# First match wins: (bucket, pattern over "comm dso symbol").
+RULES = [
+    ("store writes (SQLite writer thread)", r"^herald-sqlite-w"),
+    ("store reads and claims (SQLite)", r"sqlite3|rusqlite|herald_store"),
+    ("kernel: network, scheduling, fsync", r"\[kernel|\[k\]"),
+    ("MIME rendering", r"mail_builder|herald_message::render|mime|quoted_printable|base64"),
+    ("validation (addresses, headers)", r"herald_message|idna|unicode"),
+    ("JSON", r"serde_json|serde::|ryu|itoa"),
+    ("HTTP (axum, hyper)", r"hyper|axum|http::|httparse|tower|h1"),
+    ("SMTP client", r"herald_smtp|smtp_proto"),
+    ("dispatcher, API and bookkeeping", r"herald_server|herald_policy|metrics|tracing|ulid|sha2|time::"),
+    ("async runtime", r"tokio|futures|parking_lot|crossbeam"),
+    ("allocation and copies", r"malloc|free|realloc|memcpy|memmove|memset|alloc::|_int_|cfree"),
+]
+buckets, total = {}, 0.0
+for line in open(report, errors="replace"):
+    m = re.match(r"\s*([0-9.]+)%\s+(\S+)\s+(\S+)\s+(.*)", line)
+    if not m:
+        continue
+    pct, comm, dso, sym = float(m.group(1)), m.group(2), m.group(3), m.group(4)
+    text = f"{comm} {dso} {sym}"
+    name = next((b for b, p in RULES if re.search(p, text)), "other (libc, unresolved)")
+    buckets[name] = buckets.get(name, 0.0) + pct
+    total += pct
+print(f"\nherald serve (SQLite), {messages} messages: {cpu_us:.0f} us of CPU per delivered message")
+print(f"{'where':<40} | {'share':>6} | {'us/msg':>7}")
+print(f"{'-'*40}-|-{'-'*6}-|-{'-'*7}")
+for name, pct in sorted(buckets.items(), key=lambda kv: -kv[1]):
+    share = pct / total if total else 0
+    print(f"{name:<40} | {share*100:5.1f}% | {share*cpu_us:7.0f}")
+PY
+echo "raw: $OUT/report.txt"
