@@ -9,6 +9,7 @@
 mod api_key;
 mod build;
 mod error;
+mod keys;
 mod raw;
 
 /// Human-readable durations in TOML (`"30s"`), shared with `[alerts]`.
@@ -25,7 +26,7 @@ use std::time::Duration;
 use herald_policy::{BreakerConfig, RetryPolicy};
 use herald_smtp::{ClientConfig, PoolConfig, Timeouts};
 
-pub use api_key::ApiKey;
+pub use api_key::{ApiKey, Scope, Scopes};
 pub use error::ConfigError;
 
 /// The environment variable whose comma-separated keys are added to
@@ -98,9 +99,10 @@ impl fmt::Debug for StoreConfig {
 /// `[auth]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// Every accepted key: the file's, then those from `api_keys_env`, then
-    /// those from `HERALD_API_KEYS`. Empty when none is configured; whether
-    /// that is acceptable is the caller's decision.
+    /// Every accepted key: `[[auth.keys]]` (named, with their scopes),
+    /// then `api_keys`, then those from `api_keys_env`, then those from
+    /// `HERALD_API_KEYS` (every scope). Empty when none is configured;
+    /// whether that is acceptable is the caller's decision.
     pub api_keys: Vec<ApiKey>,
 }
 

@@ -10,7 +10,8 @@ use herald_smtp::{Timeouts, default_helo_name};
 use super::raw::{RawConfig, RawDelivery, RawLimits, RawRetry, RawServer, RawTracing};
 use super::{
     ApiKey, AuthConfig, Config, ConfigError, DeliveryConfig, ENV_API_KEYS, ENV_HTTP_LISTEN,
-    ENV_STORE_URL, LimitsConfig, OutboxConfig, ServerConfig, StoreConfig, TracingConfig, relay,
+    ENV_STORE_URL, LimitsConfig, OutboxConfig, Scopes, ServerConfig, StoreConfig, TracingConfig,
+    keys, relay,
 };
 
 /// The environment as the loader sees it.
@@ -20,7 +21,10 @@ pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError> {
     let server = server(raw.server, env)?;
     let store = store(raw.store.url, env)?;
-    let auth = auth(raw.auth.api_keys, raw.auth.api_keys_env, env)?;
+    let mut auth = auth(raw.auth.api_keys, raw.auth.api_keys_env, env)?;
+    let mut named = keys::named_keys(raw.auth.keys, env)?;
+    named.append(&mut auth.api_keys);
+    auth.api_keys = named;
     let retry = retry(raw.retry)?;
     let delivery = delivery(raw.delivery)?;
     let limits = limits(raw.limits)?;
@@ -148,7 +152,8 @@ fn auth(
 ) -> Result<AuthConfig, ConfigError> {
     let mut api_keys = Vec::new();
     for (i, key) in file_keys.iter().enumerate() {
-        api_keys.push(api_key(key, || format!("auth.api_keys[{i}]"))?);
+        let name = format!("auth.api_keys[{i}]");
+        api_keys.push(api_key(key, || name.clone())?.with_name_and_scopes(name, Scopes::ALL));
     }
     let mut variables = Vec::new();
     if let Some(var) = keys_env {
@@ -176,13 +181,14 @@ fn auth(
     for (var, value) in variables {
         let keys = value.split(',').map(str::trim).filter(|k| !k.is_empty());
         for (i, key) in keys.enumerate() {
-            api_keys.push(api_key(key, || format!("{var}[{i}]"))?);
+            let name = format!("{var}[{i}]");
+            api_keys.push(api_key(key, || name.clone())?.with_name_and_scopes(name, Scopes::ALL));
         }
     }
     Ok(AuthConfig { api_keys })
 }
 
-fn api_key(key: &str, field: impl FnOnce() -> String) -> Result<ApiKey, ConfigError> {
+pub(super) fn api_key(key: &str, field: impl FnOnce() -> String) -> Result<ApiKey, ConfigError> {
     ApiKey::new(key).map_err(|e| ConfigError::new(field(), e.message))
 }
 

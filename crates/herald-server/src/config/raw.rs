@@ -87,6 +87,25 @@ pub(crate) struct RawAuth {
     /// The name of an environment variable holding comma-separated keys.
     #[serde(default = "defaults::api_keys_env")]
     pub(crate) api_keys_env: Option<String>,
+    /// `[[auth.keys]]`: named keys with scopes.
+    #[serde(default)]
+    pub(crate) keys: Vec<RawKey>,
+}
+
+/// One `[[auth.keys]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKey {
+    /// Unique name, `[a-z0-9_-]+`.
+    pub(crate) name: String,
+    /// The key itself (secret); or `key_env`.
+    #[serde(default)]
+    pub(crate) key: Option<String>,
+    /// The environment variable holding the key.
+    #[serde(default)]
+    pub(crate) key_env: Option<String>,
+    /// What the key may do: `send`, `read`, `manage`, `admin`.
+    pub(crate) scopes: Vec<String>,
 }
 
 /// `[retry]`.
