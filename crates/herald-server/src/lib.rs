@@ -8,7 +8,9 @@ pub mod alerts;
 pub mod api;
 pub mod config;
 mod dispatch;
+mod http;
 pub mod observe;
+pub mod redact;
 mod service;
 pub mod trace;
 

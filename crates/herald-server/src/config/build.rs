@@ -85,10 +85,41 @@ fn server_from(raw: RawServer) -> ServerConfig {
     ServerConfig {
         http_listen: raw.http_listen,
         drain_timeout: raw.drain_timeout.0,
+        header_read_timeout: raw.header_read_timeout.0,
+        body_read_timeout: raw.body_read_timeout.0,
+        idle_timeout: raw.idle_timeout.0,
+        max_connections: raw.max_connections,
+        umask: u32::from_str_radix(raw.umask.trim_start_matches("0o"), 8).unwrap_or(0o077),
     }
 }
 
 fn server(raw: RawServer, env: Env<'_>) -> Result<ServerConfig, ConfigError> {
+    for (field, value) in [
+        ("header_read_timeout", raw.header_read_timeout.0),
+        ("body_read_timeout", raw.body_read_timeout.0),
+        ("idle_timeout", raw.idle_timeout.0),
+    ] {
+        positive(&format!("server.{field}"), value)?;
+    }
+    if raw.max_connections == 0 {
+        return Err(ConfigError::new(
+            "server.max_connections",
+            "must be at least 1",
+        ));
+    }
+    let umask = raw.umask.trim_start_matches("0o");
+    if umask.is_empty()
+        || umask.len() > 4
+        || u32::from_str_radix(umask, 8).map_or(true, |m| m > 0o777)
+    {
+        return Err(ConfigError::new(
+            "server.umask",
+            format!(
+                "{:?} is not an octal umask such as \"077\" or \"027\"",
+                raw.umask
+            ),
+        ));
+    }
     let mut server = server_from(raw);
     if let Some(listen) = env_override(env, ENV_HTTP_LISTEN) {
         server.http_listen = listen.parse::<SocketAddr>().map_err(|_| {
@@ -305,6 +336,15 @@ fn limits(raw: RawLimits) -> Result<LimitsConfig, ConfigError> {
             ));
         }
     }
+    if raw.max_recipients > herald_message::MAX_ITEMS {
+        return Err(ConfigError::new(
+            "limits.max_recipients",
+            format!(
+                "at most {} (no list of a request is read past that)",
+                herald_message::MAX_ITEMS
+            ),
+        ));
+    }
     Ok(limits_from(raw))
 }
 
@@ -343,22 +383,25 @@ fn tracing_section(mut raw: RawTracing) -> Result<TracingConfig, ConfigError> {
 
 /// The shape of an OTLP/HTTP base URL: scheme, a host, no query.
 fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
+    // Errors quote the endpoint as the redaction rule shows it: it may hold
+    // a password.
+    let shown = crate::redact::url(endpoint);
     let Some(rest) = endpoint
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))
     else {
         return Err(format!(
-            "{endpoint:?} is not an http:// or https:// URL (the OTLP/HTTP base, e.g. \
+            "{shown:?} is not an http:// or https:// URL (the OTLP/HTTP base, e.g. \
              \"http://127.0.0.1:4318\")"
         ));
     };
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() || authority.contains(char::is_whitespace) {
-        return Err(format!("{endpoint:?} names no host"));
+        return Err(format!("{shown:?} names no host"));
     }
     if rest.contains(['?', '#']) {
         return Err(format!(
-            "{endpoint:?} has a query or fragment; give the base URL only"
+            "{shown:?} has a query or fragment; give the base URL only"
         ));
     }
     Ok(())
