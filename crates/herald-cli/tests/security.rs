@@ -324,8 +324,13 @@ fn served_files_are_private_and_json_log_lines_have_unique_keys() {
         panic!("not accepted");
     };
     assert!(
-        support::wait_all_delivered(&agent, &herald.base, &[id.clone()], Duration::from_secs(15))
-            .is_empty()
+        support::wait_all_delivered(
+            &agent,
+            &herald.base,
+            std::slice::from_ref(&id),
+            Duration::from_secs(15)
+        )
+        .is_empty()
     );
     for (path, mode) in [
         (dir.path().join("herald.db"), 0o600),

@@ -2,9 +2,41 @@
 
 use std::collections::HashSet;
 
+use serde::Deserialize;
+
 use super::build::{Env, api_key};
-use super::raw::RawKey;
 use super::{ApiKey, ConfigError, Scope, Scopes};
+
+/// `[auth]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    /// API keys written in the file (secrets).
+    #[serde(default = "super::raw::defaults::api_keys")]
+    pub(crate) api_keys: Vec<String>,
+    /// The name of an environment variable holding comma-separated keys.
+    #[serde(default = "super::raw::defaults::api_keys_env")]
+    pub(crate) api_keys_env: Option<String>,
+    /// `[[auth.keys]]`: named keys with scopes.
+    #[serde(default)]
+    pub(crate) keys: Vec<RawKey>,
+}
+
+/// One `[[auth.keys]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKey {
+    /// Unique name, `[a-z0-9_-]+`.
+    pub(crate) name: String,
+    /// The key itself (secret); or `key_env`.
+    #[serde(default)]
+    pub(crate) key: Option<String>,
+    /// The environment variable holding the key.
+    #[serde(default)]
+    pub(crate) key_env: Option<String>,
+    /// What the key may do: `send`, `read`, `manage`, `admin`.
+    pub(crate) scopes: Vec<String>,
+}
 
 /// Validates every `[[auth.keys]]` entry, in file order.
 pub(super) fn named_keys(raw: Vec<RawKey>, env: Env<'_>) -> Result<Vec<ApiKey>, ConfigError> {

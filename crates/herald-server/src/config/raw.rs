@@ -22,7 +22,7 @@ pub(crate) struct RawConfig {
     /// `[store]`: where queued mail waits.
     pub(crate) store: RawStore,
     /// `[auth]`: who may call the API.
-    pub(crate) auth: RawAuth,
+    pub(crate) auth: super::keys::RawAuth,
     /// `[retry]`: the retry schedule.
     pub(crate) retry: RawRetry,
     /// `[delivery]`: the dispatcher and SMTP timeouts.
@@ -95,37 +95,6 @@ impl Default for RawStore {
             url: defaults::store_url(),
         }
     }
-}
-
-/// `[auth]`.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAuth {
-    /// API keys written in the file (secrets).
-    #[serde(default = "defaults::api_keys")]
-    pub(crate) api_keys: Vec<String>,
-    /// The name of an environment variable holding comma-separated keys.
-    #[serde(default = "defaults::api_keys_env")]
-    pub(crate) api_keys_env: Option<String>,
-    /// `[[auth.keys]]`: named keys with scopes.
-    #[serde(default)]
-    pub(crate) keys: Vec<RawKey>,
-}
-
-/// One `[[auth.keys]]` entry.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawKey {
-    /// Unique name, `[a-z0-9_-]+`.
-    pub(crate) name: String,
-    /// The key itself (secret); or `key_env`.
-    #[serde(default)]
-    pub(crate) key: Option<String>,
-    /// The environment variable holding the key.
-    #[serde(default)]
-    pub(crate) key_env: Option<String>,
-    /// What the key may do: `send`, `read`, `manage`, `admin`.
-    pub(crate) scopes: Vec<String>,
 }
 
 /// `[retry]`.
