@@ -5,6 +5,7 @@
 mod compose;
 mod exit;
 mod logging;
+mod migrate;
 mod otlp;
 mod queue;
 mod relay;
@@ -42,6 +43,9 @@ enum Command {
     CheckConfig(serve::CheckConfigArgs),
     /// Look at and act on a running herald's queue (list, show, retry, cancel).
     Queue(queue::QueueArgs),
+    /// Apply the store's schema migrations and print its version (ahead of
+    /// a rollout; `serve` also applies them at start).
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args, cli.log_format),
         Command::CheckConfig(args) => serve::check_config(args),
         Command::Queue(args) => queue::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(code) => code,

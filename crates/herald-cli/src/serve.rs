@@ -27,7 +27,7 @@ pub(crate) struct CheckConfigArgs {
     file: PathBuf,
 }
 
-fn load(path: Option<&std::path::Path>) -> Result<Config, Failure> {
+pub(crate) fn load(path: Option<&std::path::Path>) -> Result<Config, Failure> {
     match path {
         Some(path) => Config::load(path).map_err(Failure::input),
         None => Config::from_toml_str("", &|name| std::env::var(name).ok()).map_err(Failure::input),
@@ -75,7 +75,7 @@ fn run(config: Config) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let store = herald_server::open_store(&config.store.url)
+        let store = herald_server::open_store(&config)
             .await
             .map_err(|e| Failure::Fault(e.into()))?;
         let listener = tokio::net::TcpListener::bind(config.server.http_listen)

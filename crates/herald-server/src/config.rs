@@ -85,6 +85,11 @@ pub struct ServerConfig {
     /// The umask `herald serve` sets before it creates any file (default
     /// `0o077`: files 0600, directories 0700).
     pub umask: u32,
+    /// This node's stable name: the owner of its leases, and how a
+    /// restarted node recognises the leases it held (default
+    /// `HOSTNAME:PORT`, from the host name and the HTTP listen port, so
+    /// that nodes on one host differ and a restart keeps the name).
+    pub node_id: String,
 }
 
 /// `[store]`.
@@ -93,7 +98,13 @@ pub struct StoreConfig {
     /// `sqlite://relative/path`, `sqlite:///absolute/path`,
     /// `sqlite::memory:` or `postgres://…` (default `sqlite://herald.db`).
     /// May contain a password: log [`redacted_url`](Self::redacted_url).
+    /// Read from the variable `url_env` names when that is set.
     pub url: String,
+    /// PostgreSQL connections this node keeps (default 16).
+    pub pool_size: usize,
+    /// How long finished messages (bodies, recipients, events) are kept
+    /// before retention deletes them (default 30 days).
+    pub retention: Duration,
 }
 
 impl StoreConfig {
@@ -107,6 +118,8 @@ impl fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreConfig")
             .field("url", &self.redacted_url())
+            .field("pool_size", &self.pool_size)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -126,9 +139,15 @@ pub struct AuthConfig {
 pub struct DeliveryConfig {
     /// Deliveries in flight at once on this node (default 16).
     pub concurrency: usize,
-    /// How long a claimed message stays ours before another worker may
-    /// reclaim it (default 15 min; always longer than the DATA timeout).
+    /// How long a claimed message stays ours without a heartbeat before
+    /// another node may take it (default 60 s). The node renews its
+    /// leases every third of this while it works, so a DATA phase may
+    /// last longer than the lease.
     pub lease: Duration,
+    /// A message whose lease ends this many times in a row without an
+    /// attempt being recorded (its worker's node died each time) is
+    /// failed as a poison message (default 3).
+    pub max_lost_leases: u32,
     /// How often an idle dispatcher looks for due messages (default 1 s).
     pub poll_interval: Duration,
     /// SMTP timeouts: `connect_timeout` → connect and TLS;

@@ -13,8 +13,9 @@ pub mod observe;
 pub mod redact;
 mod service;
 pub mod trace;
+mod upkeep;
 
-pub use service::{ServeError, open_store, serve};
+pub use service::{ServeError, migrate, open_store, serve};
 
 /// Lower-case hex, for digests and ids.
 pub(crate) fn hex(bytes: &[u8]) -> String {

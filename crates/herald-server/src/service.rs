@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use herald_policy::CircuitBreaker;
 use herald_smtp::Pool;
-use herald_store::Store;
-use time::OffsetDateTime;
+use herald_store::{Store, StoreOptions, StoreUrl};
+use herald_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ use crate::api::{self, ApiLimits, AppState};
 use crate::config::Config;
 use crate::dispatch::{DispatchSettings, Dispatcher, Outbox, Relay};
 use crate::observe::Metrics;
+use crate::upkeep;
 
 /// How often histogram samples are folded into buckets when nobody scrapes.
 const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
@@ -38,14 +39,45 @@ pub enum ServeError {
     Config(String),
 }
 
-/// Opens the store named by `url`.
-pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, ServeError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(ServeError::Config(
+/// Opens (and migrates) the store `config` names, by its URL's scheme.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
+    let options = StoreOptions {
+        max_lost_leases: config.delivery.max_lost_leases,
+    };
+    match StoreUrl::parse(&config.store.url)? {
+        StoreUrl::Sqlite(_) => Ok(Arc::new(
+            SqliteStore::open_with(&config.store.url, options).await?,
+        )),
+        StoreUrl::Postgres(_) => Err(ServeError::Config(
             "store.url: PostgreSQL is not supported by this build yet".into(),
-        ));
+        )),
     }
-    Ok(Arc::new(herald_store::SqliteStore::open(url).await?))
+}
+
+/// Applies the store's migrations (as `serve` does at start, under the
+/// same lock) and returns the schema version it is at: for running ahead
+/// of a rollout, so that new nodes start on a ready schema.
+pub async fn migrate(config: &Config) -> Result<i64, ServeError> {
+    match StoreUrl::parse(&config.store.url)? {
+        StoreUrl::Sqlite(_) => {
+            let store = SqliteStore::open_with(&config.store.url, StoreOptions::default()).await?;
+            let version = store.schema_version().await;
+            store.close().await;
+            Ok(version?)
+        }
+        StoreUrl::Postgres(_) => Err(ServeError::Config(
+            "store.url: PostgreSQL is not supported by this build yet".into(),
+        )),
+    }
+}
+
+/// Whether the store `config` names belongs to one process (SQLite), so
+/// that every lease in it is this process's own at start-up.
+fn exclusive_store(config: &Config) -> bool {
+    matches!(
+        StoreUrl::parse(&config.store.url),
+        Ok(StoreUrl::Sqlite(_)) | Err(_)
+    )
 }
 
 /// Runs herald on `listener` until `shutdown` completes, then drains.
@@ -56,13 +88,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let reclaimed = store.reclaim_expired(OffsetDateTime::now_utc()).await?;
-    if reclaimed > 0 {
-        tracing::info!(
-            reclaimed,
-            "reclaimed messages whose lease expired (an earlier crash)"
-        );
-    }
+    let node_id = config.server.node_id.clone();
+    upkeep::reclaim_at_start(store.as_ref(), &node_id, exclusive_store(&config)).await?;
 
     // One recorder per server: never the process-wide one (tests run many
     // servers in one process).
@@ -78,19 +105,13 @@ pub async fn serve(
             breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
         })
         .collect();
-    let owner = format!(
-        "{}-{}-{}",
-        herald_smtp::default_helo_name(),
-        std::process::id(),
-        herald_message::new_id()
-    );
     let alerting = Arc::new(Alerting::new(config.alerts.clone()));
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         relays,
         Outbox::new(config.outbox.dir.clone()),
         DispatchSettings {
-            owner,
+            owner: node_id.clone(),
             concurrency: config.delivery.concurrency,
             lease: config.delivery.lease,
             poll_interval: config.delivery.poll_interval,
@@ -104,6 +125,20 @@ pub async fn serve(
     let stop_dispatch = CancellationToken::new();
     let dispatch_task = tokio::spawn(dispatcher.clone().run(stop_dispatch.clone()));
     let upkeep_task = tokio::spawn(upkeep(metrics.clone(), stop_dispatch.clone()));
+    // Heartbeats outlive the dispatcher: deliveries still draining keep
+    // their leases until they are recorded or released.
+    let stop_heartbeat = CancellationToken::new();
+    let heartbeat_task = tokio::spawn(upkeep::heartbeat(
+        store.clone(),
+        node_id,
+        config.delivery.lease,
+        stop_heartbeat.clone(),
+    ));
+    let retention_task = tokio::spawn(upkeep::retention(
+        store.clone(),
+        config.store.retention,
+        stop_dispatch.clone(),
+    ));
     // Alerts are evaluated and sent on their own tasks: a slow webhook never
     // holds up mail.
     let stop_alerts = CancellationToken::new();
@@ -138,6 +173,12 @@ pub async fn serve(
     stop_dispatch.cancel();
     if let Err(error) = dispatch_task.await {
         tracing::error!(error = %error, "dispatcher task failed");
+    }
+    stop_heartbeat.cancel();
+    for (task, name) in [(heartbeat_task, "heartbeat"), (retention_task, "retention")] {
+        if let Err(error) = task.await {
+            tracing::error!(error = %error, task = name, "task failed");
+        }
     }
     stop_alerts.cancel();
     if let Err(error) = alert_task.await {

@@ -1,26 +1,33 @@
-//! Where a mail waits. The [`Store`] trait is the whole contract between
-//! the service and its database: enqueue durably, claim with a lease,
-//! record an attempt and its consequences in one transaction, answer
-//! questions. Backends live in their own modules; one conformance suite
-//! ([`conformance`]) is run against each of them.
+//! Where a mail waits, as a contract. The [`Store`] trait is the whole
+//! contract between the service and its database: enqueue durably, claim
+//! with a lease, record an attempt and its consequences in one
+//! transaction, answer questions. The rules of a message's life are pure
+//! functions in [`lifecycle`]; [`StoreUrl`] says which backend a URL
+//! names. Backends live in their own crates (`herald-store-sqlite`,
+//! `herald-store-postgres`); one conformance suite ([`conformance`],
+//! behind the `conformance` feature) is run against each of them.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod lifecycle;
 mod model;
-mod sqlite;
+mod url;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+pub use lifecycle::{AttemptOutcome, EventKind};
 pub use model::{
-    AttemptRecord, Claimed, Enqueued, Event, Idempotency, ListFilter, MessageRecord, MessageStatus,
-    NewMessage, NextStep, Page, QueueStats, RecipientRecord, RecipientResult, RecipientStatus,
+    AttemptRecord, Claimed, Enqueued, Event, Idempotency, Leases, ListFilter, MessageRecord,
+    MessageStatus, NewMessage, NextStep, Page, Purged, QueueStats, RecipientRecord,
+    RecipientResult, RecipientStatus, Retention, StoreOptions,
 };
-pub use sqlite::SqliteStore;
+pub use url::{SqliteLocation, StoreUrl, redact as redact_url};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
@@ -43,9 +50,22 @@ pub enum StoreError {
     /// have it; the attempt was not recorded.
     #[error("lease lost")]
     LeaseLost,
-    /// The database failed or is unreachable; nothing was changed.
+    /// The database failed or is unreachable; nothing was changed. Worth
+    /// trying again.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store cannot be used as configured (a bad URL, a schema newer
+    /// than this herald knows, a corrupt row); trying again will not help.
+    #[error("store unusable: {0}")]
+    Unusable(String),
+}
+
+impl StoreError {
+    /// Whether the same operation may succeed if tried again later (the
+    /// database was down or busy), as opposed to an answer that stands.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 /// The queue's durable home. Every method either completes its change
@@ -127,6 +147,16 @@ pub trait Store: Send + Sync + 'static {
         until: OffsetDateTime,
     ) -> Result<(), StoreError>;
 
+    /// The heartbeat: extends every lease `owner` holds to `now + lease`,
+    /// so that a lease can be short while an attempt runs as long as it
+    /// must. Returns how many leases were renewed.
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        lease: Duration,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+
     /// Records an attempt by `owner` and its consequences in one
     /// transaction: each recipient's new state, an `attempt` event, the
     /// attempt count, the next state (`deferred` at the retry time while
@@ -170,10 +200,36 @@ pub trait Store: Send + Sync + 'static {
     /// backpressure).
     async fn depth(&self) -> Result<u64, StoreError>;
 
-    /// Turns every expired lease back into a due message (with a
-    /// `lease_expired` event) and returns how many. `claim` takes expired
-    /// leases anyway; this makes them visible as due at start-up.
-    async fn reclaim_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+    /// Ends the [`Leases`] chosen without an attempt: each message is due
+    /// at `now` again (event `lease_expired`, or `lease_reclaimed` for
+    /// leases taken back by their owner or at start-up), or failed as a
+    /// poison message once its leases were lost
+    /// [`StoreOptions::max_lost_leases`] times in a row. Returns how many
+    /// leases ended. `claim` takes expired leases anyway; this makes them
+    /// visible at start-up, and lets a restarted node take its own back
+    /// at once instead of waiting for them to expire.
+    async fn reclaim(&self, leases: Leases<'_>, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Deletes, in one small transaction, up to `retention.limit` final
+    /// messages last changed before `retention.messages_before` (with
+    /// their bodies, recipients, tags and events) and the idempotency
+    /// records made before `retention.keys_before`. Call it repeatedly
+    /// until it deletes fewer than the limit; it never touches a message
+    /// that is not final.
+    async fn purge(&self, retention: &Retention) -> Result<Purged, StoreError>;
+
+    /// Holds the role `role` (e.g. the alert evaluator's) for `holder`
+    /// until `now + ttl`, if nobody else holds it unexpired: true if
+    /// `holder` holds it now. One holder at a time across every node that
+    /// shares the store; a holder renews by calling again before `ttl`
+    /// runs out.
+    async fn lead(
+        &self,
+        role: &str,
+        holder: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -8,6 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::{AttemptOutcome, EventKind};
 use time::OffsetDateTime;
 
 /// A message's state (the API's `status`).
@@ -256,9 +258,9 @@ pub struct AttemptRecord {
     pub duration: Duration,
     /// The relay used (its configured name, or `outbox`).
     pub relay: String,
-    /// `delivered`, `transient`, `permanent` or `partial`: the attempt's
-    /// overall outcome, for the event.
-    pub outcome: String,
+    /// The attempt's overall outcome, for the event
+    /// ([`AttemptOutcome::of`] its recipients' results).
+    pub outcome: AttemptOutcome,
     /// The SMTP code that characterises the attempt, if any.
     pub smtp_code: Option<u16>,
     /// Its enhanced code, if any.
@@ -325,19 +327,18 @@ pub struct Event {
     /// When.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    /// `queued`, `scheduled`, `attempt`, `deferred`, `delivered`,
-    /// `partial`, `failed`, `cancelled`, `retried`, `lease_expired`.
+    /// What happened.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventKind,
     /// The relay, for attempts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<String>,
     /// The attempt number (1-based), for attempts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
-    /// `delivered`, `transient`, `permanent`, `partial`, for attempts.
+    /// The attempt's outcome, for attempts.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<AttemptOutcome>,
     /// The SMTP code, when there was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp_code: Option<u16>,
@@ -400,4 +401,51 @@ impl QueueStats {
             .map(|(_, n)| n)
             .sum()
     }
+}
+
+/// Which leases [`crate::Store::reclaim`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leases<'a> {
+    /// Those that ran out (event `lease_expired`).
+    Expired,
+    /// Every lease held by this owner, expired or not: a restarted node's
+    /// own, left by its previous run (event `lease_reclaimed`).
+    OwnedBy(&'a str),
+    /// Every lease: at the start of the only process that may use the
+    /// store (event `lease_reclaimed`).
+    All,
+}
+
+/// Settings a backend applies to every operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// A message whose lease ends this many times in a row without an
+    /// attempt being recorded is failed as a poison message.
+    pub max_lost_leases: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_lost_leases: 3 }
+    }
+}
+
+/// What [`crate::Store::purge`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Final messages last changed before this instant.
+    pub messages_before: OffsetDateTime,
+    /// Idempotency records made before this instant.
+    pub keys_before: OffsetDateTime,
+    /// At most this many messages (and this many keys) per call.
+    pub limit: usize,
+}
+
+/// What one [`crate::Store::purge`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Messages, with everything of theirs.
+    pub messages: u64,
+    /// Idempotency records.
+    pub keys: u64,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use herald_policy::RetryPolicy;
 use herald_smtp::{Timeouts, default_helo_name};
 
-use super::raw::{RawConfig, RawDelivery, RawLimits, RawRetry, RawServer, RawTracing};
+use super::raw::{RawConfig, RawDelivery, RawLimits, RawRetry, RawServer, RawStore, RawTracing};
 use super::{
     ApiKey, AuthConfig, Config, ConfigError, DeliveryConfig, ENV_API_KEYS, ENV_HTTP_LISTEN,
     ENV_STORE_URL, LimitsConfig, OutboxConfig, Scopes, ServerConfig, StoreConfig, TracingConfig,
@@ -20,7 +20,7 @@ pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// Validates `raw`, applying the environment overrides.
 pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError> {
     let server = server(raw.server, env)?;
-    let store = store(raw.store.url, env)?;
+    let store = store(raw.store, env)?;
     let mut auth = auth(raw.auth.api_keys, raw.auth.api_keys_env, env)?;
     let mut named = keys::named_keys(raw.auth.keys, env)?;
     named.append(&mut auth.api_keys);
@@ -59,7 +59,7 @@ pub(super) fn defaults() -> Config {
     let raw = RawConfig::default();
     Config {
         server: server_from(raw.server),
-        store: StoreConfig { url: raw.store.url },
+        store: store_from(raw.store.url.clone(), &raw.store),
         auth: AuthConfig::default(),
         retry: retry_from(raw.retry),
         delivery: delivery_from(raw.delivery),
@@ -82,6 +82,9 @@ fn env_override(env: Env<'_>, name: &str) -> Option<String> {
 }
 
 fn server_from(raw: RawServer) -> ServerConfig {
+    let node_id = raw
+        .node_id
+        .unwrap_or_else(|| default_node_id(raw.http_listen));
     ServerConfig {
         http_listen: raw.http_listen,
         drain_timeout: raw.drain_timeout.0,
@@ -90,7 +93,14 @@ fn server_from(raw: RawServer) -> ServerConfig {
         idle_timeout: raw.idle_timeout.0,
         max_connections: raw.max_connections,
         umask: u32::from_str_radix(raw.umask.trim_start_matches("0o"), 8).unwrap_or(0o077),
+        node_id,
     }
+}
+
+/// `HOSTNAME:PORT`: the host tells machines apart, the port the nodes of
+/// one machine, and both survive a restart.
+pub(crate) fn default_node_id(listen: SocketAddr) -> String {
+    format!("{}:{}", default_helo_name(), listen.port())
 }
 
 fn server(raw: RawServer, env: Env<'_>) -> Result<ServerConfig, ConfigError> {
@@ -120,6 +130,15 @@ fn server(raw: RawServer, env: Env<'_>) -> Result<ServerConfig, ConfigError> {
             ),
         ));
     }
+    if let Some(id) = &raw.node_id
+        && (id.is_empty() || id.len() > 200 || !id.chars().all(|c| c.is_ascii_graphic()))
+    {
+        return Err(ConfigError::new(
+            "server.node_id",
+            "must be 1 to 200 visible ASCII characters (no spaces)",
+        ));
+    }
+    let explicit_id = raw.node_id.is_some();
     let mut server = server_from(raw);
     if let Some(listen) = env_override(env, ENV_HTTP_LISTEN) {
         server.http_listen = listen.parse::<SocketAddr>().map_err(|_| {
@@ -128,17 +147,43 @@ fn server(raw: RawServer, env: Env<'_>) -> Result<ServerConfig, ConfigError> {
                 format!("{listen:?} is not an IP address and port such as 127.0.0.1:8080"),
             )
         })?;
+        if !explicit_id {
+            server.node_id = default_node_id(server.http_listen);
+        }
     }
     Ok(server)
 }
 
-fn store(url: String, env: Env<'_>) -> Result<StoreConfig, ConfigError> {
-    let (url, field) = match env_override(env, ENV_STORE_URL) {
-        Some(url) => (url, ENV_STORE_URL),
-        None => (url, "store.url"),
+fn store_from(url: String, raw: &RawStore) -> StoreConfig {
+    StoreConfig {
+        url,
+        pool_size: raw.pool_size,
+        retention: raw.retention.0,
+    }
+}
+
+fn store(raw: RawStore, env: Env<'_>) -> Result<StoreConfig, ConfigError> {
+    let (url, field) = if let Some(url) = env_override(env, ENV_STORE_URL) {
+        (url, ENV_STORE_URL.to_owned())
+    } else if let Some(var) = &raw.url_env {
+        let url = env_override(env, var).ok_or_else(|| {
+            ConfigError::new("store.url_env", format!("the variable {var} is not set"))
+        })?;
+        (url, format!("store.url_env ({var})"))
+    } else {
+        (raw.url.clone(), "store.url".to_owned())
     };
     check_store_url(&url).map_err(|message| ConfigError::new(field, message))?;
-    Ok(StoreConfig { url })
+    if raw.pool_size == 0 {
+        return Err(ConfigError::new("store.pool_size", "must be at least 1"));
+    }
+    if raw.retention.0 < Duration::from_secs(60 * 60) {
+        return Err(ConfigError::new(
+            "store.retention",
+            "must be at least 1h (finished messages are what the status API answers from)",
+        ));
+    }
+    Ok(store_from(url, &raw))
 }
 
 /// Checks the URL's shape only; whether the store is reachable is the
@@ -247,6 +292,7 @@ fn delivery_from(raw: RawDelivery) -> DeliveryConfig {
     DeliveryConfig {
         concurrency: raw.concurrency,
         lease: raw.lease.0,
+        max_lost_leases: raw.max_lost_leases,
         poll_interval: raw.poll_interval.0,
         timeouts: Timeouts::default().with_settings(
             Some(raw.connect_timeout.0),
@@ -273,14 +319,21 @@ fn delivery(raw: RawDelivery) -> Result<DeliveryConfig, ConfigError> {
     ] {
         positive(&format!("delivery.{field}"), value)?;
     }
-    if raw.lease.0 <= raw.data_timeout.0 {
+    // Heartbeats renew leases every third of the lease, so the lease
+    // only has to span a few of them, not the DATA phase.
+    if raw.lease.0 < MIN_LEASE {
         return Err(ConfigError::new(
             "delivery.lease",
             format!(
-                "must be longer than delivery.data_timeout ({}), or another worker could \
-                 reclaim a message while its body is still being sent",
-                humantime::format_duration(raw.data_timeout.0)
+                "must be at least {} (the node renews its leases every third of it)",
+                humantime::format_duration(MIN_LEASE)
             ),
+        ));
+    }
+    if raw.max_lost_leases == 0 {
+        return Err(ConfigError::new(
+            "delivery.max_lost_leases",
+            "must be at least 1",
         ));
     }
     if let Some(name) = &raw.helo_name {
@@ -288,6 +341,9 @@ fn delivery(raw: RawDelivery) -> Result<DeliveryConfig, ConfigError> {
     }
     Ok(delivery_from(raw))
 }
+
+/// The shortest lease accepted: a heartbeat every 1 s at most.
+const MIN_LEASE: Duration = Duration::from_secs(3);
 
 /// A zero duration would turn a timeout or an interval into a busy loop.
 pub(super) fn positive(field: &str, value: Duration) -> Result<(), ConfigError> {

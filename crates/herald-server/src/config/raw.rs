@@ -64,6 +64,10 @@ pub(crate) struct RawServer {
     /// The process umask for `herald serve`, as an octal string.
     #[serde(default = "defaults::umask")]
     pub(crate) umask: String,
+    /// This node's stable name; `None` derives it from the host name and
+    /// the HTTP listen address.
+    #[serde(default)]
+    pub(crate) node_id: Option<String>,
 }
 
 impl Default for RawServer {
@@ -76,6 +80,7 @@ impl Default for RawServer {
             idle_timeout: defaults::idle_timeout_http(),
             max_connections: defaults::max_connections_http(),
             umask: defaults::umask(),
+            node_id: None,
         }
     }
 }
@@ -87,12 +92,25 @@ pub(crate) struct RawStore {
     /// `sqlite://PATH` or `postgres://…`; may hold a password.
     #[serde(default = "defaults::store_url")]
     pub(crate) url: String,
+    /// The variable holding the URL instead (keeps its password out of
+    /// the file).
+    #[serde(default)]
+    pub(crate) url_env: Option<String>,
+    /// PostgreSQL connections this node keeps.
+    #[serde(default = "defaults::pool_size")]
+    pub(crate) pool_size: usize,
+    /// How long finished messages are kept.
+    #[serde(default = "defaults::retention")]
+    pub(crate) retention: Dur,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             url: defaults::store_url(),
+            url_env: None,
+            pool_size: defaults::pool_size(),
+            retention: defaults::retention(),
         }
     }
 }
@@ -154,9 +172,12 @@ pub(crate) struct RawDelivery {
     /// Timeout for the body and the reply to the final dot.
     #[serde(default = "defaults::data_timeout")]
     pub(crate) data_timeout: Dur,
-    /// How long a claimed message stays ours.
+    /// How long a claimed message stays ours without a heartbeat.
     #[serde(default = "defaults::lease")]
     pub(crate) lease: Dur,
+    /// Leases lost in a row after which a message is failed as poison.
+    #[serde(default = "defaults::max_lost_leases")]
+    pub(crate) max_lost_leases: u32,
     /// How often an idle dispatcher looks for due messages.
     #[serde(default = "defaults::poll_interval")]
     pub(crate) poll_interval: Dur,
@@ -173,6 +194,7 @@ impl Default for RawDelivery {
             command_timeout: defaults::command_timeout(),
             data_timeout: defaults::data_timeout(),
             lease: defaults::lease(),
+            max_lost_leases: defaults::max_lost_leases(),
             poll_interval: defaults::poll_interval(),
             helo_name: defaults::helo_name(),
         }
@@ -405,7 +427,16 @@ pub(crate) mod defaults {
         Dur(Duration::from_secs(10 * 60))
     }
     pub(crate) fn lease() -> Dur {
-        Dur(Duration::from_secs(15 * 60))
+        Dur(Duration::from_secs(60))
+    }
+    pub(crate) fn max_lost_leases() -> u32 {
+        3
+    }
+    pub(crate) fn pool_size() -> usize {
+        16
+    }
+    pub(crate) fn retention() -> Dur {
+        Dur(Duration::from_secs(30 * 24 * 60 * 60))
     }
     pub(crate) fn poll_interval() -> Dur {
         Dur(Duration::from_secs(1))

@@ -43,26 +43,6 @@ pub(crate) fn failed_result(address: &str, error: &Error) -> RecipientResult {
     }
 }
 
-/// The attempt in one word, for the event and the metrics: `delivered`
-/// (everyone), `permanent` (nobody, for good), `transient` (nobody, for
-/// now) or `partial` (a mix).
-pub(crate) fn outcome_word(results: &[RecipientResult]) -> &'static str {
-    let delivered = results
-        .iter()
-        .filter(|r| r.status == RecipientStatus::Delivered)
-        .count();
-    let deferred = results
-        .iter()
-        .filter(|r| r.status == RecipientStatus::Deferred)
-        .count();
-    match (delivered, deferred) {
-        (d, _) if d == results.len() => "delivered",
-        (0, 0) => "permanent",
-        (0, n) if n == results.len() => "transient",
-        _ => "partial",
-    }
-}
-
 /// The reply that best describes the attempt: the first failure's, or the
 /// acceptance when everyone was delivered.
 pub(crate) fn headline(results: &[RecipientResult]) -> (Option<u16>, Option<String>, String) {
@@ -128,25 +108,6 @@ mod tests {
             }),
             enhanced_code: None,
             response: Some("text".into()),
-        }
-    }
-
-    #[test]
-    fn attempts_are_summed_up_in_one_word() {
-        use RecipientStatus::{Deferred as T, Delivered as D, Failed as F};
-        let table: &[(&[RecipientStatus], &str)] = &[
-            (&[D], "delivered"),
-            (&[D, D], "delivered"),
-            (&[F], "permanent"),
-            (&[T], "transient"),
-            (&[T, T], "transient"),
-            (&[F, T], "partial"),
-            (&[D, F], "partial"),
-            (&[D, T], "partial"),
-        ];
-        for (statuses, want) in table {
-            let results: Vec<_> = statuses.iter().map(|s| result(*s)).collect();
-            assert_eq!(outcome_word(&results), *want, "{statuses:?}");
         }
     }
 

@@ -260,14 +260,14 @@ impl Dispatcher {
             OffsetDateTime::now_utc(),
             &mut rand::rng(),
         );
-        let outcome = attempt::outcome_word(&results);
+        let outcome = herald_store::AttemptOutcome::of(&results);
         let (smtp_code, enhanced_code, detail) = attempt::headline(&results);
         let duration = clock.elapsed();
         tracing::info!(
             id = %message.id,
             relay = %relay,
             attempt = attempts_made,
-            outcome,
+            outcome = outcome.as_str(),
             code = smtp_code.unwrap_or(0),
             duration_ms = duration.as_millis() as u64,
             "delivery attempt"
@@ -277,7 +277,7 @@ impl Dispatcher {
             started_at,
             duration,
             relay: relay.clone(),
-            outcome: outcome.to_owned(),
+            outcome,
             smtp_code,
             enhanced_code,
             detail,
@@ -304,7 +304,7 @@ impl Dispatcher {
 
     /// Counts an attempt that went to no relay or to the outbox.
     fn count_attempt(&self, relay: &str, results: &[RecipientResult], duration: Duration) {
-        let outcome = AttemptOutcome::from_word(attempt::outcome_word(results));
+        let outcome = AttemptOutcome::from(herald_store::AttemptOutcome::of(results));
         self.metrics.attempt(relay, outcome, duration);
     }
 
@@ -449,7 +449,7 @@ impl Dispatcher {
                             "recipient"
                         );
                     }
-                    let outcome = AttemptOutcome::from_word(attempt::outcome_word(&results));
+                    let outcome = AttemptOutcome::from(herald_store::AttemptOutcome::of(&results));
                     self.metrics.attempt(&relay.name, outcome, clock.elapsed());
                     for result in &results {
                         self.metrics.smtp_reply(&relay.name, result.smtp_code);

@@ -249,16 +249,15 @@ impl AttemptOutcome {
             Self::Error => "error",
         }
     }
+}
 
-    /// From the attempt's one-word summary (`delivered`, `partial`,
-    /// `transient`, `permanent`); anything else is an error.
-    pub fn from_word(word: &str) -> Self {
-        match word {
-            "delivered" => Self::Delivered,
-            "partial" => Self::Partial,
-            "transient" => Self::Transient,
-            "permanent" => Self::Permanent,
-            _ => Self::Error,
+impl From<herald_store::AttemptOutcome> for AttemptOutcome {
+    fn from(outcome: herald_store::AttemptOutcome) -> Self {
+        match outcome {
+            herald_store::AttemptOutcome::Delivered => Self::Delivered,
+            herald_store::AttemptOutcome::Partial => Self::Partial,
+            herald_store::AttemptOutcome::Transient => Self::Transient,
+            herald_store::AttemptOutcome::Permanent => Self::Permanent,
         }
     }
 }

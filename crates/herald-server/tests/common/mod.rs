@@ -91,7 +91,7 @@ impl Herald {
     pub(crate) async fn start_in(dir: PathBuf, text: &str) -> Herald {
         let text = text.replace("{DIR}", &dir.display().to_string());
         let config = Config::from_toml_str(&text, &|_| None).unwrap();
-        let store = open_store(&config.store.url).await.unwrap();
+        let store = open_store(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{BOB, LEASE, at, attempt, claim_one, deferred, delivered, event_kinds, get, message};
-use crate::{MessageStatus, NextStep, Store, StoreError};
+use crate::{Leases, MessageStatus, NextStep, Store, StoreError};
 
 /// Two workers claiming at once from 100 due messages get disjoint sets
 /// that together are all 100.
@@ -191,7 +191,7 @@ pub async fn release_makes_the_message_due_again<S: Store>(store: S) {
     assert!(matches!(twice, Err(StoreError::LeaseLost)), "got {twice:?}");
 }
 
-/// `reclaim_expired` turns expired leases (only those) back into due
+/// `reclaim(Leases::Expired)` turns expired leases (only those) back into due
 /// messages with a `lease_expired` event: `queued` if never attempted,
 /// `deferred` otherwise.
 pub async fn reclaim_expired_makes_leases_due_again<S: Store>(store: S) {
@@ -212,9 +212,21 @@ pub async fn reclaim_expired_makes_leases_due_again<S: Store>(store: S) {
     assert_eq!(claim_one(&store, "worker-2", at(10)).await.id, tried.id);
     // fresh: lease until 60; tried: lease until 70.
 
-    assert_eq!(store.reclaim_expired(at(30)).await.expect("reclaim"), 0);
+    assert_eq!(
+        store
+            .reclaim(Leases::Expired, at(30))
+            .await
+            .expect("reclaim"),
+        0
+    );
     assert_eq!(get(&store, &fresh.id).await.status, MessageStatus::Sending);
-    assert_eq!(store.reclaim_expired(at(65)).await.expect("reclaim"), 1);
+    assert_eq!(
+        store
+            .reclaim(Leases::Expired, at(65))
+            .await
+            .expect("reclaim"),
+        1
+    );
     let record = get(&store, &fresh.id).await;
     assert_eq!(record.status, MessageStatus::Queued);
     assert_eq!(record.next_attempt_at, Some(at(65)));
@@ -224,7 +236,13 @@ pub async fn reclaim_expired_makes_leases_due_again<S: Store>(store: S) {
     );
     assert_eq!(get(&store, &tried.id).await.status, MessageStatus::Sending);
 
-    assert_eq!(store.reclaim_expired(at(70)).await.expect("reclaim"), 1);
+    assert_eq!(
+        store
+            .reclaim(Leases::Expired, at(70))
+            .await
+            .expect("reclaim"),
+        1
+    );
     let record = get(&store, &tried.id).await;
     assert_eq!(
         (record.status, record.attempts),

@@ -14,6 +14,7 @@
 mod admin;
 mod claim;
 mod enqueue;
+mod nodes;
 mod outcome;
 mod query;
 
@@ -26,7 +27,8 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use crate::{
-    AttemptRecord, Idempotency, NewMessage, NextStep, RecipientResult, RecipientStatus, Store,
+    AttemptOutcome, AttemptRecord, EventKind, Idempotency, NewMessage, NextStep, RecipientResult,
+    RecipientStatus, Store,
 };
 
 pub use admin::{
@@ -45,6 +47,12 @@ pub use enqueue::{
     idempotency_key_expires_after_the_window, idempotency_key_with_another_body_conflicts,
     idempotent_repeat_returns_the_first_message, keyed_batch_replays_whole_or_conflicts_whole,
     replay_answers_with_the_first_answer_and_stores_nothing, scheduled_message_waits_for_send_at,
+};
+pub use nodes::{
+    a_message_whose_leases_keep_ending_is_failed_as_poison,
+    lead_gives_a_role_to_one_holder_at_a_time, purge_deletes_old_final_messages_in_batches,
+    reclaim_all_takes_back_every_lease, reclaim_owned_takes_back_that_owners_leases_at_once,
+    renew_leases_extends_the_owners_leases,
 };
 pub use outcome::{
     all_accepted_is_delivered, events_tell_the_story_in_order, give_up_fails_open_recipients,
@@ -103,6 +111,12 @@ where
         list_pages_cover_everything_exactly_once,
         stats_and_depth_count_by_status,
         ping_answers,
+        renew_leases_extends_the_owners_leases,
+        reclaim_owned_takes_back_that_owners_leases_at_once,
+        reclaim_all_takes_back_every_lease,
+        a_message_whose_leases_keep_ending_is_failed_as_poison,
+        purge_deletes_old_final_messages_in_batches,
+        lead_gives_a_role_to_one_holder_at_a_time,
     );
 }
 
@@ -260,20 +274,7 @@ fn attempt(
     recipients: Vec<RecipientResult>,
     next: NextStep,
 ) -> AttemptRecord {
-    let count = |s: RecipientStatus| recipients.iter().filter(|r| r.status == s).count();
-    let (ok, bad) = (
-        count(RecipientStatus::Delivered),
-        count(RecipientStatus::Failed),
-    );
-    let outcome = if ok == recipients.len() {
-        "delivered"
-    } else if ok > 0 {
-        "partial"
-    } else if bad == recipients.len() {
-        "permanent"
-    } else {
-        "transient"
-    };
+    let outcome = AttemptOutcome::of(&recipients);
     let first = recipients
         .iter()
         .find(|r| r.status != RecipientStatus::Delivered);
@@ -282,7 +283,7 @@ fn attempt(
         started_at: started,
         duration: Duration::from_millis(84),
         relay: "primary".to_owned(),
-        outcome: outcome.to_owned(),
+        outcome,
         smtp_code: shown.and_then(|r| r.smtp_code),
         enhanced_code: shown.and_then(|r| r.enhanced_code.clone()),
         detail: shown
@@ -324,7 +325,7 @@ async fn get<S: Store>(store: &S, id: &str) -> crate::MessageRecord {
 }
 
 /// The kinds of the message's events, oldest first.
-async fn event_kinds<S: Store>(store: &S, id: &str) -> Vec<String> {
+async fn event_kinds<S: Store>(store: &S, id: &str) -> Vec<EventKind> {
     get(store, id)
         .await
         .events

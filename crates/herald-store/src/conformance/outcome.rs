@@ -7,7 +7,7 @@ use super::{
     BOB, CAROL, DAVE, LEASE, at, attempt, claim_one, deferred, delivered, event_kinds, failed, get,
     message,
 };
-use crate::{MessageStatus, NextStep, RecipientStatus, Store, StoreError};
+use crate::{AttemptOutcome, MessageStatus, NextStep, RecipientStatus, Store, StoreError};
 
 /// Only the lease holder can record; anyone else gets `LeaseLost` and the
 /// message is exactly as before.
@@ -320,14 +320,14 @@ pub async fn events_tell_the_story_in_order<S: Store>(store: S) {
     assert_eq!(first.at, at(0));
     assert_eq!(first.attempt, Some(1));
     assert_eq!(first.relay.as_deref(), Some("primary"));
-    assert_eq!(first.outcome.as_deref(), Some("transient"));
+    assert_eq!(first.outcome, Some(AttemptOutcome::Transient));
     assert_eq!(first.smtp_code, Some(451));
     assert_eq!(first.enhanced_code.as_deref(), Some("4.7.1"));
     assert_eq!(first.detail.as_deref(), Some("451 4.7.1 try again later"));
     assert_eq!(first.duration_ms, Some(84));
     let second = &events[3];
     assert_eq!(second.attempt, Some(2));
-    assert_eq!(second.outcome.as_deref(), Some("delivered"));
+    assert_eq!(second.outcome, Some(AttemptOutcome::Delivered));
     assert_eq!(second.smtp_code, Some(250));
     assert!(events[4].at >= at(600) && events[4].at <= at(600) + Duration::from_secs(1));
 }

@@ -128,7 +128,7 @@ fn the_error_messages_shown_in_the_docs_are_real() {
     let shown: Vec<&str> = DOCS[start..end].lines().collect();
     let produced: Vec<String> = [
         format!("{RELAY}tls = \"ssl\"\n"),
-        "[delivery]\nlease = \"10m\"\n".to_owned(),
+        "[delivery]\nlease = \"2s\"\n".to_owned(),
         "[server]\nhttp_lisen = \"127.0.0.1:8080\"\n".to_owned(),
         "[server]\nhttp_listen = \"127.0.0.1:8080\"\n\n[store\n".to_owned(),
     ]

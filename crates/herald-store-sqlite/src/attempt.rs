@@ -8,17 +8,13 @@ use time::OffsetDateTime;
 use super::codec::{NewEvent, db, message_status, ms, ms_after, recipient_status, rows, unsigned};
 use super::lease::lease_failure;
 use super::query::get_existing;
-use crate::{AttemptRecord, MessageRecord, MessageStatus, NextStep, RecipientStatus, StoreError};
+use herald_store::lifecycle::{
+    self, AfterAttempt, Tally, after_attempt, deferral_detail, final_detail,
+};
+use herald_store::{AttemptRecord, EventKind, MessageRecord, MessageStatus, StoreError};
 
-/// Recipients per state, after an attempt.
-#[derive(Debug, Default)]
-struct Tally {
-    open: u64,
-    delivered: u64,
-    failed: u64,
-}
-
-fn tally(conn: &Connection, id: &str) -> Result<Tally, StoreError> {
+/// The message's recipients counted by state.
+pub(super) fn tally(conn: &Connection, id: &str) -> Result<Tally, StoreError> {
     let counts = rows(
         conn,
         "SELECT status, COUNT(*) FROM recipients WHERE message_id = ? GROUP BY status",
@@ -28,29 +24,12 @@ fn tally(conn: &Connection, id: &str) -> Result<Tally, StoreError> {
     )?;
     let mut tally = Tally::default();
     for (status, n) in counts {
-        let n: u64 = unsigned(n, "recipient count")?;
-        match recipient_status(&status)? {
-            RecipientStatus::Pending | RecipientStatus::Deferred => tally.open += n,
-            RecipientStatus::Delivered => tally.delivered += n,
-            RecipientStatus::Failed => tally.failed += n,
-            // Suppressed recipients were never meant to be sent: they
-            // neither make a message partial nor count as delivered.
-            RecipientStatus::Suppressed => {}
-        }
+        tally.add(recipient_status(&status)?, unsigned(n, "recipient count")?);
     }
     Ok(tally)
 }
 
-/// The final status once no recipient is open.
-fn final_status(tally: &Tally) -> MessageStatus {
-    match (tally.delivered, tally.failed) {
-        (0, _) => MessageStatus::Failed,
-        (_, 0) => MessageStatus::Delivered,
-        _ => MessageStatus::Partial,
-    }
-}
-
-/// Records `owner`'s attempt on `id` (see [`crate::Store::record_attempt`]).
+/// Records `owner`'s attempt on `id` (see [`herald_store::Store::record_attempt`]).
 pub(super) fn record_attempt(
     conn: &Connection,
     id: &str,
@@ -103,76 +82,65 @@ pub(super) fn record_attempt(
     let started = ms(attempt.started_at);
     let ended = ms_after(attempt.started_at, attempt.duration);
     NewEvent {
-        kind: "attempt",
-        at: started,
         relay: Some(&attempt.relay),
         attempt: Some(attempts),
-        outcome: Some(&attempt.outcome),
+        outcome: Some(attempt.outcome),
         smtp_code: attempt.smtp_code.map(i64::from),
         enhanced_code: attempt.enhanced_code.as_deref(),
         detail: Some(attempt.detail.clone()),
         duration_ms: Some(i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX)),
+        ..NewEvent::of(EventKind::Attempt, started)
     }
     .insert(conn, id)?;
 
-    let mut tally = tally(conn, id)?;
-    if let (true, NextStep::RetryAt(at)) = (tally.open > 0, attempt.next) {
-        conn.prepare_cached(
-            "UPDATE messages SET status = 'deferred', attempts = ?, next_attempt_at = ?, \
-             updated_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
-        )
-        .and_then(|mut update| update.execute(params![attempts, ms(at), ended, id]))
-        .map_err(db("defer message"))?;
-        NewEvent {
-            kind: "deferred",
-            at: ended,
-            detail: Some(format!(
-                "{} recipient(s) deferred; next attempt at {}",
-                tally.open,
-                rfc3339(at)
-            )),
-            ..NewEvent::default()
+    // An attempt was recorded: the message did not kill its worker, so
+    // the count of leases lost in a row starts again.
+    match after_attempt(tally(conn, id)?, attempt.next) {
+        AfterAttempt::Defer { at, open } => {
+            conn.prepare_cached(
+                "UPDATE messages SET status = 'deferred', attempts = ?, next_attempt_at = ?, \
+                 updated_at = ?, lease_owner = NULL, lease_until = NULL, lost_leases = 0 \
+                 WHERE id = ?",
+            )
+            .and_then(|mut update| update.execute(params![attempts, ms(at), ended, id]))
+            .map_err(db("defer message"))?;
+            NewEvent {
+                detail: Some(deferral_detail(open, at)),
+                ..NewEvent::of(EventKind::Deferred, ended)
+            }
+            .insert(conn, id)?;
+            Ok(MessageStatus::Deferred)
         }
-        .insert(conn, id)?;
-        return Ok(MessageStatus::Deferred);
+        AfterAttempt::Finish {
+            status,
+            given_up,
+            tally,
+        } => {
+            if given_up > 0 {
+                conn.prepare_cached(
+                    "UPDATE recipients SET status = 'failed', \
+                     response = COALESCE(response, 'retries exhausted') \
+                     WHERE message_id = ? AND status IN ('pending', 'deferred')",
+                )
+                .and_then(|mut update| update.execute([id]))
+                .map_err(db("fail open recipients"))?;
+            }
+            conn.prepare_cached(
+                "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = NULL, \
+                 updated_at = ?, lease_owner = NULL, lease_until = NULL, lost_leases = 0 \
+                 WHERE id = ?",
+            )
+            .and_then(|mut update| update.execute(params![status.as_str(), attempts, ended, id]))
+            .map_err(db("finish message"))?;
+            let kind = EventKind::entering(status).unwrap_or(EventKind::Failed);
+            NewEvent {
+                detail: Some(final_detail(&tally)),
+                ..NewEvent::of(kind, ended)
+            }
+            .insert(conn, id)?;
+            Ok(status)
+        }
     }
-
-    // Giving up, or nothing left to try: whoever is still open has failed.
-    if tally.open > 0 {
-        conn.prepare_cached(
-            "UPDATE recipients SET status = 'failed', \
-             response = COALESCE(response, 'retries exhausted') \
-             WHERE message_id = ? AND status IN ('pending', 'deferred')",
-        )
-        .and_then(|mut update| update.execute([id]))
-        .map_err(db("fail open recipients"))?;
-        tally.failed += tally.open;
-        tally.open = 0;
-    }
-    let status = final_status(&tally);
-    conn.prepare_cached(
-        "UPDATE messages SET status = ?, attempts = ?, next_attempt_at = NULL, updated_at = ?, \
-         lease_owner = NULL, lease_until = NULL WHERE id = ?",
-    )
-    .and_then(|mut update| update.execute(params![status.as_str(), attempts, ended, id]))
-    .map_err(db("finish message"))?;
-    NewEvent {
-        kind: status.as_str(),
-        at: ended,
-        detail: Some(format!(
-            "{} of {} recipient(s) delivered",
-            tally.delivered,
-            tally.delivered + tally.failed
-        )),
-        ..NewEvent::default()
-    }
-    .insert(conn, id)?;
-    Ok(status)
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 /// The message's status, or `NotFound`.
@@ -188,16 +156,14 @@ fn status_of(conn: &Connection, id: &str) -> Result<MessageStatus, StoreError> {
     message_status(&status.ok_or(StoreError::NotFound)?)
 }
 
-/// Stops a message that is not final (see [`crate::Store::cancel`]).
+/// Stops a message that is not final (see [`herald_store::Store::cancel`]).
 pub(super) fn cancel(
     conn: &Connection,
     id: &str,
     now: OffsetDateTime,
 ) -> Result<MessageRecord, StoreError> {
     let status = status_of(conn, id)?;
-    if status.is_final() {
-        return Err(StoreError::IllegalState(status));
-    }
+    lifecycle::check_cancel(status)?;
     let now_ms = ms(now);
     // The last reply codes belonged to a deferral that no longer matters;
     // the event history keeps them.
@@ -216,26 +182,22 @@ pub(super) fn cancel(
     .and_then(|mut update| update.execute(params![now_ms, id]))
     .map_err(db("cancel message"))?;
     NewEvent {
-        kind: "cancelled",
-        at: now_ms,
         detail: Some(format!("cancelled while {status}")),
-        ..NewEvent::default()
+        ..NewEvent::of(EventKind::Cancelled, now_ms)
     }
     .insert(conn, id)?;
     get_existing(conn, id)
 }
 
 /// Requeues a failed or partial message's failed recipients (see
-/// [`crate::Store::retry`]).
+/// [`herald_store::Store::retry`]).
 pub(super) fn retry(
     conn: &Connection,
     id: &str,
     now: OffsetDateTime,
 ) -> Result<MessageRecord, StoreError> {
     let status = status_of(conn, id)?;
-    if !matches!(status, MessageStatus::Failed | MessageStatus::Partial) {
-        return Err(StoreError::IllegalState(status));
-    }
+    lifecycle::check_retry(status)?;
     let now_ms = ms(now);
     // The last reply stays on the recipient until the next attempt
     // replaces it: it says why the recipient is being retried.
@@ -256,10 +218,8 @@ pub(super) fn retry(
     .and_then(|mut update| update.execute(params![now_ms, id]))
     .map_err(db("requeue message"))?;
     NewEvent {
-        kind: "retried",
-        at: now_ms,
         detail: Some(format!("{reopened} recipient(s) requeued")),
-        ..NewEvent::default()
+        ..NewEvent::of(EventKind::Retried, now_ms)
     }
     .insert(conn, id)?;
     get_existing(conn, id)

@@ -13,7 +13,7 @@ use super::codec::{
     EVENT_COLUMNS, EventRow, MESSAGE_COLUMNS, MessageRow, RECIPIENT_COLUMNS, RecipientRow, db,
     message_status, ms, rows, unsigned,
 };
-use crate::{
+use herald_store::{
     ListFilter, MessageRecord, MessageStatus, Page, QueueStats, RecipientRecord, StoreError,
 };
 

@@ -5,7 +5,9 @@
 use rusqlite::{Connection, params};
 
 use super::codec::{db, json, message_status, ms, rows};
-use crate::{Enqueued, IDEMPOTENCY_WINDOW, Idempotency, MessageStatus, NewMessage, StoreError};
+use herald_store::{
+    Enqueued, IDEMPOTENCY_WINDOW, Idempotency, MessageStatus, NewMessage, StoreError,
+};
 
 /// One enqueue request (a single message or a batch): each item's answer,
 /// or `Err` if the database failed (the writer then rolls back the whole
@@ -36,7 +38,7 @@ fn prune_keys(conn: &Connection, oldest: i64) -> Result<(), StoreError> {
         .map_err(db("prune idempotency keys"))
 }
 
-/// A keyed batch (see [`crate::Store::enqueue_batch_once`]). Its items
+/// A keyed batch (see [`herald_store::Store::enqueue_batch_once`]). Its items
 /// are stored under `"{key} #{position}"`: a space cannot occur in an
 /// `Idempotency-Key`, so the range of keys from `"{key} #"` up to
 /// `"{key} $"` holds exactly this batch's items and nothing of any other
@@ -241,7 +243,7 @@ fn insert_new(conn: &Connection, message: NewMessage) -> Result<Enqueued, StoreE
 /// What an idempotency key already answers for a request made at
 /// `created`: the first answer (same request hash), a conflict (another
 /// hash), or nothing (a key unknown, or used longer than the window ago).
-/// Reads only: it also serves [`crate::Store::replay`] on a read
+/// Reads only: it also serves [`herald_store::Store::replay`] on a read
 /// connection.
 pub(super) fn replay(
     conn: &Connection,

@@ -9,7 +9,10 @@ use std::time::Duration;
 use rusqlite::{Connection, Params, Row, params};
 use time::OffsetDateTime;
 
-use crate::{Event, MessageRecord, MessageStatus, RecipientRecord, RecipientStatus, StoreError};
+use herald_store::{
+    AttemptOutcome, Event, EventKind, MessageRecord, MessageStatus, RecipientRecord,
+    RecipientStatus, StoreError,
+};
 
 /// The columns [`MessageRow`] reads, for `SELECT … FROM messages m`.
 pub(super) const MESSAGE_COLUMNS: &str = "m.id, m.message_id, m.status, m.created_at, \
@@ -237,10 +240,13 @@ impl EventRow {
     pub(super) fn into_event(self) -> Result<Event, StoreError> {
         Ok(Event {
             at: time(self.at)?,
-            kind: self.kind,
+            kind: self.kind.parse().map_err(corrupt)?,
             relay: self.relay,
             attempt: self.attempt.map(|n| unsigned(n, "attempt")).transpose()?,
-            outcome: self.outcome,
+            outcome: self
+                .outcome
+                .map(|o| o.parse().map_err(corrupt))
+                .transpose()?,
             smtp_code: self
                 .smtp_code
                 .map(|c| unsigned(c, "smtp_code"))
@@ -256,13 +262,13 @@ impl EventRow {
 }
 
 /// An event to insert; fields not given stay NULL.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct NewEvent<'a> {
-    pub(super) kind: &'a str,
+    pub(super) kind: EventKind,
     pub(super) at: i64,
     pub(super) relay: Option<&'a str>,
     pub(super) attempt: Option<i64>,
-    pub(super) outcome: Option<&'a str>,
+    pub(super) outcome: Option<AttemptOutcome>,
     pub(super) smtp_code: Option<i64>,
     pub(super) enhanced_code: Option<&'a str>,
     pub(super) detail: Option<String>,
@@ -270,6 +276,21 @@ pub(super) struct NewEvent<'a> {
 }
 
 impl NewEvent<'_> {
+    /// An event of `kind` at `at` (Unix ms), its other fields empty.
+    pub(super) fn of(kind: EventKind, at: i64) -> Self {
+        Self {
+            kind,
+            at,
+            relay: None,
+            attempt: None,
+            outcome: None,
+            smtp_code: None,
+            enhanced_code: None,
+            detail: None,
+            duration_ms: None,
+        }
+    }
+
     /// Appends the event to `message`'s history.
     pub(super) fn insert(self, conn: &Connection, message: &str) -> Result<(), StoreError> {
         conn.prepare_cached(
@@ -280,10 +301,10 @@ impl NewEvent<'_> {
             insert.execute(params![
                 message,
                 self.at,
-                self.kind,
+                self.kind.as_str(),
                 self.relay,
                 self.attempt,
-                self.outcome,
+                self.outcome.map(AttemptOutcome::as_str),
                 self.smtp_code,
                 self.enhanced_code,
                 self.detail,

@@ -8,8 +8,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use time::OffsetDateTime;
 
+use super::attempt::tally;
 use super::codec::{NewEvent, db, ms, ms_after, rows, time, unsigned};
-use crate::{Claimed, StoreError};
+use herald_store::lifecycle::{
+    LostLease, POISON_RESPONSE, after_lost_lease, final_detail, lost_lease_detail,
+};
+use herald_store::{Claimed, EventKind, Leases, StoreError};
 
 /// The claimable messages, oldest due first: two index range scans (due
 /// messages, expired leases), each already limited, merged by due time.
@@ -34,13 +38,16 @@ const CLAIMABLE: &str = "\
             ORDER BY lease_until, id LIMIT ?2) \
         ORDER BY due, id LIMIT ?2)";
 
-/// Claims up to `limit` due messages for `owner` (see [`crate::Store::claim`]).
+/// Claims up to `limit` due messages for `owner` (see
+/// [`herald_store::Store::claim`]). A message whose lease ran out loses
+/// it first (and may be given up as a poison message instead).
 pub(super) fn claim(
     conn: &Connection,
     owner: &str,
     limit: usize,
     lease: Duration,
     now: OffsetDateTime,
+    max_lost: u32,
 ) -> Result<Vec<Claimed>, StoreError> {
     if limit == 0 {
         return Ok(Vec::new());
@@ -59,17 +66,77 @@ pub(super) fn claim(
     let mut claimed = Vec::with_capacity(candidates.len());
     for (id, previous_owner) in candidates {
         if let Some(previous) = previous_owner {
-            NewEvent {
-                kind: "lease_expired",
-                at: now_ms,
-                detail: Some(format!("lease of {previous} expired; claimed by {owner}")),
-                ..NewEvent::default()
+            let fate = lose_lease(
+                conn,
+                &id,
+                &previous,
+                EventKind::LeaseExpired,
+                now_ms,
+                max_lost,
+            )?;
+            if fate == LostLease::Poisoned {
+                continue;
             }
-            .insert(conn, &id)?;
         }
         claimed.push(mark_sending(conn, id, owner, now_ms, until)?);
     }
     Ok(claimed)
+}
+
+/// Ends `previous`'s lease on `id` without an attempt, recording `kind`:
+/// the message is due at `now_ms`, or given up as a poison message if
+/// its leases have now ended `max_lost` times in a row.
+fn lose_lease(
+    conn: &Connection,
+    id: &str,
+    previous: &str,
+    kind: EventKind,
+    now_ms: i64,
+    max_lost: u32,
+) -> Result<LostLease, StoreError> {
+    let (attempts, lost) = conn
+        .prepare_cached("SELECT attempts, lost_leases FROM messages WHERE id = ?")
+        .and_then(|mut select| {
+            select.query_row([id], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+            })
+        })
+        .map_err(db("read lease history"))?;
+    let expiries = unsigned::<u32>(lost, "lost_leases")?.saturating_add(1);
+    let fate = after_lost_lease(expiries, max_lost, unsigned(attempts, "attempts")?);
+    NewEvent {
+        detail: Some(lost_lease_detail(kind, previous, fate, expiries)),
+        ..NewEvent::of(kind, now_ms)
+    }
+    .insert(conn, id)?;
+    let status = match fate {
+        LostLease::Due(status) => status,
+        LostLease::Poisoned => {
+            conn.prepare_cached(
+                "UPDATE recipients SET status = 'failed', response = ? \
+                 WHERE message_id = ? AND status IN ('pending', 'deferred')",
+            )
+            .and_then(|mut update| update.execute(params![POISON_RESPONSE, id]))
+            .map_err(db("fail poison message"))?;
+            tally(conn, id)?.final_status()
+        }
+    };
+    let due = (!status.is_final()).then_some(now_ms);
+    conn.prepare_cached(
+        "UPDATE messages SET status = ?, next_attempt_at = ?, updated_at = ?, \
+         lease_owner = NULL, lease_until = NULL, lost_leases = ? WHERE id = ?",
+    )
+    .and_then(|mut update| update.execute(params![status.as_str(), due, now_ms, expiries, id]))
+    .map_err(db("end lease"))?;
+    if fate == LostLease::Poisoned {
+        let kind = EventKind::entering(status).unwrap_or(EventKind::Failed);
+        NewEvent {
+            detail: Some(final_detail(&tally(conn, id)?)),
+            ..NewEvent::of(kind, now_ms)
+        }
+        .insert(conn, id)?;
+    }
+    Ok(fate)
 }
 
 /// Puts `id` under `owner`'s lease until `until`, and reads what a worker
@@ -181,28 +248,83 @@ pub(super) fn release(conn: &Connection, id: &str, owner: &str) -> Result<(), St
     Ok(())
 }
 
-/// Turns every lease expired at `now` into a due message.
-pub(super) fn reclaim_expired(conn: &Connection, now: OffsetDateTime) -> Result<u64, StoreError> {
+/// Ends the chosen leases without an attempt (see
+/// [`herald_store::Store::reclaim`]).
+pub(super) fn reclaim(
+    conn: &Connection,
+    leases: &OwnedLeases,
+    now: OffsetDateTime,
+    max_lost: u32,
+) -> Result<u64, StoreError> {
     let now_ms = ms(now);
-    // The events first, while the expired leases can still be told apart.
-    conn.prepare_cached(
-        "INSERT INTO events (message_id, at, kind, detail) \
-         SELECT id, ?1, 'lease_expired', 'lease of ' || lease_owner || ' expired' \
-         FROM messages WHERE status = 'sending' AND lease_until <= ?1 \
-         ORDER BY lease_until, id",
-    )
-    .and_then(|mut insert| insert.execute([now_ms]))
-    .map_err(db("record expired leases"))?;
-    let reclaimed = conn
+    let held = match leases {
+        OwnedLeases::Expired => rows(
+            conn,
+            "SELECT id, lease_owner FROM messages INDEXED BY messages_leases \
+             WHERE status = 'sending' AND lease_until <= ? ORDER BY lease_until, id",
+            [now_ms],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            "select expired leases",
+        )?,
+        OwnedLeases::OwnedBy(owner) => rows(
+            conn,
+            "SELECT id, lease_owner FROM messages INDEXED BY messages_leases \
+             WHERE status = 'sending' AND lease_owner = ? ORDER BY lease_until, id",
+            [owner],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            "select owned leases",
+        )?,
+        OwnedLeases::All => rows(
+            conn,
+            "SELECT id, lease_owner FROM messages INDEXED BY messages_leases \
+             WHERE status = 'sending' ORDER BY lease_until, id",
+            [],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            "select leases",
+        )?,
+    };
+    let kind = match leases {
+        OwnedLeases::Expired => EventKind::LeaseExpired,
+        OwnedLeases::OwnedBy(_) | OwnedLeases::All => EventKind::LeaseReclaimed,
+    };
+    for (id, previous) in &held {
+        lose_lease(conn, id, previous, kind, now_ms, max_lost)?;
+    }
+    Ok(u64::try_from(held.len()).unwrap_or(u64::MAX))
+}
+
+/// [`Leases`], owned, to travel to the writer thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum OwnedLeases {
+    Expired,
+    OwnedBy(String),
+    All,
+}
+
+impl From<Leases<'_>> for OwnedLeases {
+    fn from(leases: Leases<'_>) -> Self {
+        match leases {
+            Leases::Expired => Self::Expired,
+            Leases::OwnedBy(owner) => Self::OwnedBy(owner.to_owned()),
+            Leases::All => Self::All,
+        }
+    }
+}
+
+/// Extends every lease `owner` holds to `now + lease` (the heartbeat).
+pub(super) fn renew_leases(
+    conn: &Connection,
+    owner: &str,
+    lease: Duration,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let renewed = conn
         .prepare_cached(
-            "UPDATE messages SET \
-                 status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END, \
-                 next_attempt_at = ?1, updated_at = ?1, lease_owner = NULL, lease_until = NULL \
-             WHERE status = 'sending' AND lease_until <= ?1",
+            "UPDATE messages SET lease_until = ? WHERE status = 'sending' AND lease_owner = ?",
         )
-        .and_then(|mut update| update.execute([now_ms]))
-        .map_err(db("reclaim expired leases"))?;
-    Ok(u64::try_from(reclaimed).unwrap_or(u64::MAX))
+        .and_then(|mut update| update.execute(params![ms_after(now, lease), owner]))
+        .map_err(db("renew leases"))?;
+    Ok(u64::try_from(renewed).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -213,9 +335,9 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::NewMessage;
-    use crate::sqlite::enqueue::enqueue;
-    use crate::sqlite::open::Location;
+    use crate::enqueue::enqueue;
+    use crate::open::Location;
+    use herald_store::NewMessage;
 
     fn queue_of(depth: u32) -> Connection {
         let conn = Location::parse("sqlite::memory:")
@@ -252,7 +374,7 @@ mod tests {
             .unwrap()
             .reset_status(StatementStatus::VmStep);
         let now = datetime!(2030-01-01 0:01 UTC);
-        let claimed = claim(conn, "w", 1, Duration::from_secs(60), now).unwrap();
+        let claimed = claim(conn, "w", 1, Duration::from_secs(60), now, 3).unwrap();
         assert_eq!(claimed.len(), 1);
         conn.prepare_cached(CLAIMABLE)
             .unwrap()

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use herald_store::{MessageStatus, NewMessage, SqliteStore, Store, conformance};
+use herald_store::{MessageStatus, NewMessage, Store, conformance};
+use herald_store_sqlite::SqliteStore;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -227,7 +228,7 @@ async fn a_database_migrated_by_the_sqlx_era_herald_opens_with_its_data() {
         // What herald before rusqlite left behind: the schema, sqlx's
         // bookkeeping table, user_version 0, and a queued message.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(include_str!("../migrations/sqlite/0001_queue.sql"))
+        conn.execute_batch(include_str!("../migrations/0001_queue.sql"))
             .unwrap();
         conn.execute_batch(
             "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
@@ -257,7 +258,7 @@ async fn a_database_migrated_by_the_sqlx_era_herald_opens_with_its_data() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2, "adopted as version 1, then migrated to 2");
     let sqlx_tables: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'",

@@ -11,6 +11,7 @@ mod lease;
 mod open;
 mod query;
 mod readers;
+mod upkeep;
 mod writer;
 
 use std::sync::Arc;
@@ -22,12 +23,16 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use rusqlite::Connection;
+
+use self::lease::OwnedLeases;
 use self::open::Location;
 use self::readers::Readers;
-use self::writer::{Op, Reply, Shared};
-use crate::{
-    AttemptRecord, Claimed, Enqueued, Idempotency, ListFilter, MessageRecord, MessageStatus,
-    NewMessage, Page, QueueStats, Store, StoreError,
+use self::writer::{Closure, Op, Reply, Shared};
+use herald_store::{
+    AttemptRecord, Claimed, Enqueued, Idempotency, Leases, ListFilter, MessageRecord,
+    MessageStatus, NewMessage, Page, Purged, QueueStats, Retention, Store, StoreError,
+    StoreOptions,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -41,6 +46,7 @@ pub struct SqliteStore {
     reads: Readers,
     shared: Arc<Shared>,
     writer: JoinHandle<()>,
+    options: StoreOptions,
 }
 
 impl SqliteStore {
@@ -49,6 +55,11 @@ impl SqliteStore {
     /// `sqlite://relative.db`, `sqlite:relative.db`, `sqlite::memory:`, or
     /// a plain path. Starts the writer thread.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, StoreOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with `options`.
+    pub async fn open_with(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let location = Location::parse(url)?;
         if let Some(dir) = location.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(|e| {
@@ -75,6 +86,7 @@ impl SqliteStore {
             reads: Readers::new(location, READERS),
             shared,
             writer,
+            options,
         })
     }
 
@@ -106,6 +118,22 @@ impl SqliteStore {
     #[doc(hidden)]
     pub async fn writer_pragma(&self, name: &'static str) -> Result<i64, StoreError> {
         self.write(|reply| Op::Pragma { name, reply }).await
+    }
+
+    /// Runs `work` on the write connection in the writer's next group and
+    /// waits for its committed answer.
+    async fn job<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write(|reply| Op::Job(Box::new(Closure { work, reply })))
+            .await
+    }
+
+    /// The schema version the database is at (`PRAGMA user_version`).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.writer_pragma("user_version").await
     }
 
     /// Hands an operation to the writer and waits for its committed answer.
@@ -202,6 +230,7 @@ impl Store for SqliteStore {
             limit,
             lease,
             now,
+            max_lost: self.options.max_lost_leases,
             reply,
         })
         .await
@@ -279,8 +308,38 @@ impl Store for SqliteStore {
         Ok(self.shared.depth.load(Ordering::Relaxed))
     }
 
-    async fn reclaim_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.write(|reply| Op::ReclaimExpired { now, reply }).await
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        lease: Duration,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.job(move |conn| lease::renew_leases(conn, &owner, lease, now))
+            .await
+    }
+
+    async fn reclaim(&self, leases: Leases<'_>, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let (leases, max_lost) = (OwnedLeases::from(leases), self.options.max_lost_leases);
+        self.job(move |conn| lease::reclaim(conn, &leases, now, max_lost))
+            .await
+    }
+
+    async fn purge(&self, retention: &Retention) -> Result<Purged, StoreError> {
+        let retention = *retention;
+        self.job(move |conn| upkeep::purge(conn, &retention)).await
+    }
+
+    async fn lead(
+        &self,
+        role: &str,
+        holder: &str,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (role, holder) = (role.to_owned(), holder.to_owned());
+        self.job(move |conn| upkeep::lead(conn, &role, &holder, ttl, now))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

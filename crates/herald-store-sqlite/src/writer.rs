@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{attempt, enqueue, lease, query};
-use crate::{
+use herald_store::{
     AttemptRecord, Claimed, Enqueued, Idempotency, MessageRecord, MessageStatus, NewMessage,
     StoreError,
 };
@@ -58,6 +58,8 @@ pub(super) enum Op {
         limit: usize,
         lease: Duration,
         now: OffsetDateTime,
+        /// The store's poison limit (see `StoreOptions`).
+        max_lost: u32,
         reply: Reply<Vec<Claimed>>,
     },
     ExtendLease {
@@ -87,10 +89,9 @@ pub(super) enum Op {
         now: OffsetDateTime,
         reply: Reply<MessageRecord>,
     },
-    ReclaimExpired {
-        now: OffsetDateTime,
-        reply: Reply<u64>,
-    },
+    /// Work off the message path (heartbeats, reclaims, retention,
+    /// leadership), carrying its own reply.
+    Job(Box<dyn Job>),
     /// Reads a setting of the write connection (diagnostics and tests:
     /// some pragmas, like `synchronous`, exist per connection only).
     Pragma {
@@ -117,7 +118,7 @@ impl Op {
             Op::ExtendLease { reply, .. } | Op::Release { reply, .. } => reply.is_closed(),
             Op::RecordAttempt { reply, .. } => reply.is_closed(),
             Op::Cancel { reply, .. } | Op::Retry { reply, .. } => reply.is_closed(),
-            Op::ReclaimExpired { reply, .. } => reply.is_closed(),
+            Op::Job(job) => job.abandoned(),
             Op::Pragma { reply, .. } => reply.is_closed(),
         }
     }
@@ -136,9 +137,56 @@ impl Op {
             Op::Cancel { reply, .. } | Op::Retry { reply, .. } => {
                 reply.send(Err(err())).map_err(drop)
             }
-            Op::ReclaimExpired { reply, .. } => reply.send(Err(err())).map_err(drop),
+            Op::Job(job) => {
+                job.fail(reason);
+                Ok(())
+            }
             Op::Pragma { reply, .. } => reply.send(Err(err())).map_err(drop),
         };
+    }
+}
+
+/// A change made by a closure on the write connection, with its reply
+/// (see [`Op::Job`]).
+pub(super) trait Job: Send {
+    /// Whether its caller stopped waiting.
+    fn abandoned(&self) -> bool;
+    /// Answers with `reason` without running.
+    fn fail(self: Box<Self>, reason: &str);
+    /// Runs in the group's transaction (inside the op's savepoint).
+    fn run(self: Box<Self>, conn: &Connection) -> (Pending, Option<String>);
+}
+
+impl std::fmt::Debug for dyn Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+/// A closure and where its answer goes.
+pub(super) struct Closure<T, F> {
+    pub(super) work: F,
+    pub(super) reply: Reply<T>,
+}
+
+impl<T, F> Job for Closure<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn fail(self: Box<Self>, reason: &str) {
+        let _ = self
+            .reply
+            .send(Err(StoreError::Unavailable(reason.to_owned())));
+    }
+
+    fn run(self: Box<Self>, conn: &Connection) -> (Pending, Option<String>) {
+        let result = (self.work)(conn);
+        settle(conn, self.reply, result)
     }
 }
 
@@ -278,8 +326,13 @@ fn run_op(conn: &Connection, op: Op) -> (Pending, Option<String>) {
             limit,
             lease,
             now,
+            max_lost,
             reply,
-        } => settle(conn, reply, lease::claim(conn, &owner, limit, lease, now)),
+        } => settle(
+            conn,
+            reply,
+            lease::claim(conn, &owner, limit, lease, now, max_lost),
+        ),
         Op::ExtendLease {
             id,
             owner,
@@ -299,7 +352,7 @@ fn run_op(conn: &Connection, op: Op) -> (Pending, Option<String>) {
         Op::Release { id, owner, reply } => settle(conn, reply, lease::release(conn, &id, &owner)),
         Op::Cancel { id, now, reply } => settle(conn, reply, attempt::cancel(conn, &id, now)),
         Op::Retry { id, now, reply } => settle(conn, reply, attempt::retry(conn, &id, now)),
-        Op::ReclaimExpired { now, reply } => settle(conn, reply, lease::reclaim_expired(conn, now)),
+        Op::Job(job) => job.run(conn),
         Op::Pragma { name, reply } => {
             let result = conn
                 .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))

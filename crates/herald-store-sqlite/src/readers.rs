@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::codec::db;
 use super::open::Location;
-use crate::StoreError;
+use herald_store::StoreError;
 
 /// How long a question waits for a free read connection before the store
 /// answers that it is unavailable (as a busy database would).

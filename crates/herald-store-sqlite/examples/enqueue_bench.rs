@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use herald_store::{NewMessage, SqliteStore, Store};
+use herald_store::{NewMessage, Store};
+use herald_store_sqlite::SqliteStore;
 use time::OffsetDateTime;
 
 /// A 2 KB message for two recipients, `seq` making its id unique.

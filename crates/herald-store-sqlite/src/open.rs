@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 
 use super::codec::db;
-use crate::StoreError;
+use herald_store::{SqliteLocation, StoreError, StoreUrl};
 
 /// How long a connection waits for a lock held by another process (a
 /// backup, an `sqlite3` shell) before the operation fails.
@@ -22,7 +22,10 @@ const STATEMENT_CACHE: usize = 64;
 
 /// The schema, in order; version N is the N-th entry. Applied by
 /// [`migrate`], which records the version in `PRAGMA user_version`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_queue.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_queue.sql"),
+    include_str!("../migrations/0002_nodes.sql"),
+];
 
 /// The database a store URL names.
 #[derive(Debug, Clone)]
@@ -77,59 +80,26 @@ impl Drop for ScratchFile {
 }
 
 impl Location {
-    /// Parses `sqlite:///abs/path`, `sqlite://relative`, `sqlite:relative`
-    /// (optionally with `?mode=…` and `vfs=…`), `sqlite::memory:`, or a
-    /// plain path, taken as it is.
+    /// The location a store URL names: `url` parsed by
+    /// [`herald_store::StoreUrl`], which must name SQLite.
     pub(super) fn parse(url: &str) -> Result<Self, StoreError> {
-        let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        else {
-            return Ok(Self::File {
-                path: PathBuf::from(url),
-                create: true,
-                params: Vec::new(),
-            });
-        };
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        // A URL's path is percent-encoded (`mail%20queue.db`); a plain path
-        // above is not.
-        let path = percent_decode(path)
-            .ok_or_else(|| unavailable(format!("a bad %-escape in the path of {url:?}")))?;
-        let mut mode = None;
-        let mut params = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("mode", value)) => mode = Some(value),
-                Some(("vfs", _)) => params.push(pair.to_owned()),
-                _ => {
-                    return Err(unavailable(format!(
-                        "unknown parameter {pair:?} in {url:?} (mode and vfs are known)"
-                    )));
-                }
+        match StoreUrl::parse(url)? {
+            StoreUrl::Sqlite(SqliteLocation::File {
+                path,
+                create,
+                params,
+            }) => Ok(Self::File {
+                path,
+                create,
+                params,
+            }),
+            StoreUrl::Sqlite(SqliteLocation::Memory) => {
+                Ok(Self::Scratch(Arc::new(ScratchFile::new())))
             }
+            StoreUrl::Postgres(_) => Err(StoreError::Unusable(
+                "sqlite: store.url names PostgreSQL, not SQLite".to_owned(),
+            )),
         }
-        if path == ":memory:" || mode == Some("memory") {
-            return Ok(Self::Scratch(Arc::new(ScratchFile::new())));
-        }
-        if path.is_empty() {
-            return Err(unavailable(format!("no database file in {url:?}")));
-        }
-        let create = match mode {
-            None | Some("rwc") => true,
-            Some("rw") => false,
-            Some(other) => {
-                return Err(unavailable(format!(
-                    "mode={other} in {url:?}: herald writes its queue, so only rw and rwc \
-                     (the default) are possible"
-                )));
-            }
-        };
-        Ok(Self::File {
-            path: PathBuf::from(path),
-            create,
-            params,
-        })
     }
 
     /// The directory the file goes in, if it has to exist first.
@@ -180,7 +150,7 @@ impl Location {
             .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
             .map_err(db("set WAL journal mode"))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(unavailable(format!(
+            return Err(unusable(format!(
                 "the database refused WAL mode (journal_mode is {mode})"
             )));
         }
@@ -200,25 +170,6 @@ impl Location {
     pub(super) fn open_reader(&self) -> Result<Connection, StoreError> {
         self.connect(false).map_err(db("open read connection"))
     }
-}
-
-/// Decodes `%XX` escapes; `None` for a bad escape or a result that is not
-/// UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&first, tail)) = rest.split_first() {
-        if first == b'%' {
-            let hex = tail.get(..2)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = &tail[2..];
-        } else {
-            bytes.push(first);
-            rest = tail;
-        }
-    }
-    String::from_utf8(bytes).ok()
 }
 
 /// `path` as an SQLite `file:` URI, with `params` appended.
@@ -246,7 +197,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(db("read schema version"))?;
     if current > newest {
-        return Err(unavailable(format!(
+        return Err(unusable(format!(
             "the database's schema is version {current}, newer than this herald knows \
              ({newest}): run a newer herald"
         )));
@@ -255,11 +206,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .zip(MIGRATIONS)
         .skip(usize::try_from(current).unwrap_or(0))
     {
-        let tx = conn.transaction().map_err(db("begin migration"))?;
+        // IMMEDIATE: the write lock is taken before the version is read
+        // again, so two processes opening one file cannot both migrate.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db("begin migration"))?;
         tx.execute_batch(sql)
             .and_then(|()| tx.pragma_update(None, "user_version", version))
             .and_then(|()| tx.commit())
-            .map_err(|e| unavailable(format!("migration {version}: {e}")))?;
+            .map_err(|e| unusable(format!("migration {version}: {e}")))?;
     }
     Ok(())
 }
@@ -296,8 +251,8 @@ fn adopt_sqlx_history(conn: &Connection) -> Result<(), StoreError> {
         .map_err(db("adopt sqlx migrations"))
 }
 
-fn unavailable(reason: String) -> StoreError {
-    StoreError::Unavailable(format!("sqlite: {reason}"))
+fn unusable(reason: String) -> StoreError {
+    StoreError::Unusable(format!("sqlite: {reason}"))
 }
 
 #[cfg(test)]
@@ -305,62 +260,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-
-    fn file(url: &str) -> (PathBuf, bool, Vec<String>) {
-        match Location::parse(url).unwrap() {
-            Location::File {
-                path,
-                create,
-                params,
-            } => (path, create, params),
-            Location::Scratch(_) => panic!("{url} is not a file"),
-        }
-    }
-
-    #[test]
-    fn urls_name_files() {
-        let abs = (PathBuf::from("/var/lib/herald/herald.db"), true, vec![]);
-        assert_eq!(file("sqlite:///var/lib/herald/herald.db"), abs);
-        assert_eq!(file("sqlite:/var/lib/herald/herald.db"), abs);
-        assert_eq!(file("sqlite://herald.db").0, PathBuf::from("herald.db"));
-        assert_eq!(file("sqlite:herald.db").0, PathBuf::from("herald.db"));
-        assert!(!file("sqlite://herald.db?mode=rw").1, "rw never creates");
-        assert!(file("sqlite://herald.db?mode=rwc").1);
-        assert_eq!(
-            file("sqlite://herald.db?vfs=unix-dotfile").2,
-            vec!["vfs=unix-dotfile".to_owned()]
-        );
-        // A plain path is a path: no decoding, no parameters.
-        assert_eq!(
-            file("/tmp/50%25 off?.db").0,
-            PathBuf::from("/tmp/50%25 off?.db")
-        );
-        assert!(matches!(
-            Location::parse("sqlite::memory:").unwrap(),
-            Location::Scratch(_)
-        ));
-    }
-
-    #[test]
-    fn url_paths_are_percent_decoded() {
-        assert_eq!(
-            file("sqlite:///srv/mail%20queue.db").0,
-            PathBuf::from("/srv/mail queue.db")
-        );
-        assert_eq!(
-            file("sqlite://%E9%82%AE%E4%BB%B6.db").0,
-            PathBuf::from("邮件.db")
-        );
-        for bad in [
-            "sqlite://a%2",
-            "sqlite://a%",
-            "sqlite://a%zz.db",
-            "sqlite://%ff.db",
-        ] {
-            let error = Location::parse(bad).unwrap_err().to_string();
-            assert!(error.contains("%-escape"), "{bad}: {error}");
-        }
-    }
 
     #[test]
     fn file_uris_escape_what_a_uri_would_read() {

@@ -1,0 +1,126 @@
+//! The node's share of looking after the queue: taking back at start-up
+//! the leases a crash left, renewing its own leases while it works (the
+//! heartbeat), and retention. Each loop runs until its token is
+//! cancelled and never holds up a delivery: a failure is logged and
+//! tried again on the next round.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_store::{Leases, Retention, Store, StoreError};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+/// How long idempotency records are kept (the window in which a repeat
+/// is answered).
+const KEYS_KEPT: Duration = herald_store::IDEMPOTENCY_WINDOW;
+
+/// Messages deleted per retention transaction: small, so the writer (or
+/// PostgreSQL's row locks) is never held for long.
+const PURGE_BATCH: usize = 500;
+
+/// How often retention looks for work.
+const RETENTION_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// Takes back, at start-up, the leases a crash left: with a store that
+/// one process owns, every lease (`exclusive`); with a shared one, those
+/// held under this node's own id, at once, and those that expired.
+pub(crate) async fn reclaim_at_start(
+    store: &dyn Store,
+    node_id: &str,
+    exclusive: bool,
+) -> Result<(), StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let own = if exclusive {
+        Leases::All
+    } else {
+        Leases::OwnedBy(node_id)
+    };
+    let reclaimed = store.reclaim(own, now).await?;
+    if reclaimed > 0 {
+        tracing::info!(
+            reclaimed,
+            node_id,
+            "took back the leases this node held when it stopped"
+        );
+    }
+    if !exclusive {
+        let expired = store.reclaim(Leases::Expired, now).await?;
+        if expired > 0 {
+            tracing::info!(expired, "made messages with expired leases due again");
+        }
+    }
+    Ok(())
+}
+
+/// The heartbeat: renews every lease `owner` holds, every third of
+/// `lease`, so a lease can be short while a delivery runs as long as its
+/// timeouts allow.
+pub(crate) async fn heartbeat(
+    store: Arc<dyn Store>,
+    owner: String,
+    lease: Duration,
+    stop: CancellationToken,
+) {
+    let every = lease / 3;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match store
+            .renew_leases(&owner, lease, OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(renewed) => tracing::trace!(renewed, "leases renewed"),
+            Err(error) => tracing::warn!(error = %error, "renewing leases failed"),
+        }
+    }
+}
+
+/// Retention: deletes finished messages older than `keep`, and
+/// idempotency records older than their window, a small batch at a time.
+pub(crate) async fn retention(store: Arc<dyn Store>, keep: Duration, stop: CancellationToken) {
+    // A first pass soon after start, then at a steady pace.
+    let mut wait = Duration::from_secs(30);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = RETENTION_EVERY;
+        if let Err(error) = purge_all(store.as_ref(), keep, &stop).await {
+            tracing::warn!(error = %error, "retention failed; trying again later");
+        }
+    }
+}
+
+/// Purges in batches until a batch comes back short (or `stop`).
+pub(crate) async fn purge_all(
+    store: &dyn Store,
+    keep: Duration,
+    stop: &CancellationToken,
+) -> Result<(u64, u64), StoreError> {
+    let (mut messages, mut keys) = (0, 0);
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let retention = Retention {
+            messages_before: now - keep,
+            keys_before: now - KEYS_KEPT,
+            limit: PURGE_BATCH,
+        };
+        let purged = store.purge(&retention).await?;
+        messages += purged.messages;
+        keys += purged.keys;
+        let limit = u64::try_from(PURGE_BATCH).unwrap_or(u64::MAX);
+        if (purged.messages < limit && purged.keys < limit) || stop.is_cancelled() {
+            break;
+        }
+        // Let deliveries' writes go first between two batches.
+        tokio::task::yield_now().await;
+    }
+    if messages > 0 || keys > 0 {
+        tracing::info!(messages, keys, "retention deleted finished messages");
+    }
+    Ok((messages, keys))
+}

@@ -1,0 +1,17 @@
+-- Leases that heal, retention, and one leader at a time.
+
+-- How many times in a row the message's lease ended without an attempt
+-- being recorded (expired, or taken back at start-up); reset by every
+-- recorded attempt. Reaching store's limit fails it as a poison message.
+ALTER TABLE messages ADD COLUMN lost_leases INTEGER NOT NULL DEFAULT 0;
+
+-- Retention: final messages by when they last changed.
+CREATE INDEX messages_finished ON messages (updated_at, id)
+    WHERE status IN ('delivered', 'partial', 'failed', 'cancelled');
+
+-- Roles that one holder at a time may take (the alert evaluator).
+CREATE TABLE leaders (
+    role   TEXT    PRIMARY KEY NOT NULL,
+    holder TEXT    NOT NULL,
+    until  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
