@@ -4,7 +4,7 @@
 
 use clap::ValueEnum;
 use herald_server::trace::export::EXPORT_TARGET;
-use tracing_subscriber::filter::Directive;
+use tracing_subscriber::filter::{Directive, FilterExt as _, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -17,6 +17,35 @@ pub(crate) enum LogFormat {
     Text,
     /// One JSON object per event (for log shippers).
     Json,
+}
+
+/// Libraries whose debug and trace output would print credentials: ureq
+/// logs every request line (alert webhook URLs with their tokens) and
+/// hex-dumps what it sends (the OTLP exporter's Authorization header);
+/// rustls, hyper and the OpenTelemetry SDK log connection and export
+/// internals. Their lines are kept at `info` and above, whatever
+/// `RUST_LOG` says.
+const QUIET_TARGETS: &[&str] = &[
+    "ureq",
+    "ureq_proto",
+    "rustls",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+    "opentelemetry_http",
+    "tracing_opentelemetry",
+];
+
+/// The ceiling on [`QUIET_TARGETS`], applied after the user's filter: a
+/// `RUST_LOG=ureq::unversioned=trace` still gets no more than `info`.
+fn ceiling() -> Targets {
+    QUIET_TARGETS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, target| t.with_target(*target, LevelFilter::INFO),
+    )
 }
 
 /// A layer of the global subscriber besides the log lines.
@@ -39,6 +68,14 @@ pub(crate) fn init_with(format: LogFormat, extra: Option<ExtraLayer>) {
     if let Ok(hidden) = format!("{EXPORT_TARGET}=off").parse::<Directive>() {
         filter = filter.add_directive(hidden);
     }
+    // After the user's directives, so that they win over a broad
+    // `RUST_LOG=trace`; the ceiling below also holds against narrower ones.
+    for target in QUIET_TARGETS {
+        if let Ok(quiet) = format!("{target}=info").parse::<Directive>() {
+            filter = filter.add_directive(quiet);
+        }
+    }
+    let filter = filter.and(ceiling());
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);

@@ -36,6 +36,12 @@ pub(crate) fn load(path: Option<&std::path::Path>) -> Result<Config, Failure> {
 
 pub(crate) fn serve(args: ServeArgs, log_format: LogFormat) -> Result<ExitCode, Failure> {
     let config = load(args.config.as_deref())?;
+    // Before any file is created (the database, its WAL, the outbox): what
+    // herald writes is for its own user only, unless the operator says
+    // otherwise (`server.umask`).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        config.server.umask,
+    ));
     if config.auth.api_keys.is_empty() {
         return Err(Failure::input(
             "auth.api_keys: no API key configured (set auth.api_keys in the config file or HERALD_API_KEYS)",
@@ -47,7 +53,7 @@ pub(crate) fn serve(args: ServeArgs, log_format: LogFormat) -> Result<ExitCode, 
     let exporting = export_layer.is_some();
     logging::init_with(log_format, export_layer);
     herald_server::trace::export::set_exporting(exporting);
-    if let Some(url) = config.tracing.traces_url() {
+    if let Some(url) = config.tracing.redacted_traces_url() {
         tracing::info!(
             endpoint = %url,
             sample_ratio = config.tracing.sample_ratio,
@@ -120,8 +126,14 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> Result<ExitCode, Failure> {
         .collect();
     println!("{}: ok", args.file.display());
     println!("listen      {}", config.server.http_listen);
-    println!("store       {}", config.store.url);
-    println!("api keys    {}", config.auth.api_keys.len());
+    println!("store       {}", config.store.redacted_url());
+    let keys: Vec<String> = config
+        .auth
+        .api_keys
+        .iter()
+        .map(|k| format!("{} {:?}", k.name(), k.scopes()))
+        .collect();
+    println!("api keys    {} ({})", keys.len(), keys.join(", "));
     if relays.is_empty() {
         println!(
             "relays      none: delivery goes to the file outbox {}",
@@ -130,12 +142,25 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> Result<ExitCode, Failure> {
     } else {
         println!("relays      {}", relays.join(", "));
     }
-    match config.tracing.traces_url() {
+    match config.tracing.redacted_traces_url() {
         Some(url) => println!(
             "tracing     OTLP/HTTP to {url} (sample ratio {})",
             config.tracing.sample_ratio
         ),
         None => println!("tracing     off"),
+    }
+    for channel in &config.alerts.channels {
+        println!(
+            "alerts      {} ({}) to {}{}",
+            channel.name,
+            channel.kind.as_str(),
+            channel.redacted_url(),
+            if channel.secret.is_some() {
+                ", signed with ***"
+            } else {
+                ""
+            }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

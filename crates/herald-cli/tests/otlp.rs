@@ -425,10 +425,10 @@ fn spans_continue_the_callers_trace_and_are_flushed_on_sigterm() {
         "accept is the caller's child"
     );
     assert_eq!(accept.service, "herald-test");
-    assert_eq!(accept.attributes["message"], json!(id));
+    assert_eq!(accept.attributes["id"], json!(id));
     let delivery = only(&spans, "delivery");
     assert_eq!(delivery.trace_id, trace, "{spans:#?}");
-    assert_eq!(delivery.attributes["message"], json!(id));
+    assert_eq!(delivery.attributes["id"], json!(id));
     assert!(
         !delivery.parent_span_id.is_empty(),
         "delivery joins the trace"

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::text::{TextError, check_header_text};
+use crate::text::{TextError, check_header_text, check_visible};
 
 /// RFC 5321 section 4.5.3.1.1.
 const MAX_LOCAL_PART: usize = 64;
@@ -241,6 +241,7 @@ fn parse_display_name(raw: &str) -> Result<Option<String>, AddressError> {
         raw.to_owned()
     };
     check_header_text(&name)?;
+    check_visible(&name)?;
     if name.chars().count() > MAX_DISPLAY_NAME {
         return Err(AddressError::DisplayNameTooLong);
     }

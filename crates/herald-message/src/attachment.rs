@@ -5,7 +5,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::text::{TextError, check_header_text};
+use crate::text::{TextError, check_header_text, check_visible};
 
 const MAX_FILENAME: usize = 255;
 const MAX_CONTENT_ID: usize = 250;
@@ -23,9 +23,16 @@ pub enum AttachmentError {
     /// A file name over 255 characters.
     #[error("longer than 255 characters")]
     FilenameTooLong,
-    /// Not `type/subtype` with optional `; name=value` parameters.
-    #[error("not a media type (expected type/subtype)")]
+    /// Not `type/subtype` (each a token of at most 127 characters) with an
+    /// optional `; charset=…`.
+    #[error("not a media type (expected type/subtype, optionally ; charset=NAME)")]
     MediaType,
+    /// A parameter other than `charset`.
+    #[error("parameter {0:?} is not allowed: only charset (herald writes name= itself)")]
+    Parameter(String),
+    /// A `charset` that is not a charset name, or given twice.
+    #[error("charset must be given once, as a charset name (RFC 2978) of at most 40 characters")]
+    Charset,
     /// A `multipart/*` type would break the message's MIME structure.
     #[error("multipart types cannot be attached")]
     Multipart,
@@ -42,6 +49,7 @@ impl Filename {
     /// Validates a file name.
     pub fn new(name: &str) -> Result<Self, AttachmentError> {
         check_header_text(name)?;
+        check_visible(name)?;
         let name = name.trim();
         if name.is_empty() {
             return Err(AttachmentError::Empty);
@@ -58,38 +66,51 @@ impl Filename {
     }
 }
 
-/// A validated media type, `type/subtype` with optional parameters, such as
-/// `application/pdf` or `text/csv; charset=utf-8`.
+/// A validated media type, `type/subtype` with at most a `charset`
+/// parameter, such as `application/pdf` or `text/csv; charset=utf-8`.
+///
+/// Other parameters are refused: herald writes `name=` itself, and a
+/// parameter of any length would let one header line grow past the 998
+/// octets RFC 5322 allows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MediaType(String);
 
 impl MediaType {
-    /// Parses and validates a media type (RFC 2045 section 5.1).
+    /// Parses and validates a media type (RFC 2045 section 5.1, with the
+    /// name lengths of RFC 6838 section 4.2 and the charset names of
+    /// RFC 2978).
     pub fn parse(raw: &str) -> Result<Self, AttachmentError> {
         check_header_text(raw)?;
         let mut pieces = raw.split(';');
         let essence = pieces.next().unwrap_or_default().trim();
         let (kind, subtype) = essence.split_once('/').ok_or(AttachmentError::MediaType)?;
-        if !is_token(kind) || !is_token(subtype) {
+        if !is_name(kind) || !is_name(subtype) {
             return Err(AttachmentError::MediaType);
         }
         if kind.eq_ignore_ascii_case("multipart") {
             return Err(AttachmentError::Multipart);
         }
         let mut normalized = essence.to_ascii_lowercase();
+        let mut charset = false;
         for param in pieces {
             let (name, value) = param
                 .trim()
                 .split_once('=')
                 .ok_or(AttachmentError::MediaType)?;
             let (name, value) = (name.trim(), value.trim());
-            if !is_token(name) || !(is_token(value) || is_quoted_string(value)) {
-                return Err(AttachmentError::MediaType);
+            if !name.eq_ignore_ascii_case("charset") {
+                return Err(AttachmentError::Parameter(printable(name)));
             }
-            normalized.push_str("; ");
-            normalized.push_str(&name.to_ascii_lowercase());
-            normalized.push('=');
-            normalized.push_str(value);
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            if charset || !is_charset(value) {
+                return Err(AttachmentError::Charset);
+            }
+            charset = true;
+            normalized.push_str("; charset=");
+            normalized.push_str(&value.to_ascii_lowercase());
         }
         Ok(Self(normalized))
     }
@@ -184,6 +205,11 @@ impl Attachment {
     }
 }
 
+/// Longest type or subtype name (RFC 6838 section 4.2).
+const MAX_NAME: usize = 127;
+/// Longest charset name (RFC 2978 section 2.3).
+const MAX_CHARSET: usize = 40;
+
 /// RFC 2045 token: printable ASCII except space and tspecials.
 fn is_token(s: &str) -> bool {
     !s.is_empty()
@@ -191,20 +217,22 @@ fn is_token(s: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?=".contains(c))
 }
 
-fn is_quoted_string(s: &str) -> bool {
-    let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
-        return false;
-    };
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if chars.next().is_none() => return false,
-            '"' => return false,
-            c if !(c == ' ' || c == '\t' || c.is_ascii_graphic()) => return false,
-            _ => {}
-        }
-    }
-    true
+/// A type or subtype name: a token of at most [`MAX_NAME`] characters.
+fn is_name(s: &str) -> bool {
+    s.len() <= MAX_NAME && is_token(s)
+}
+
+/// An RFC 2978 mime-charset: letters, digits and the marks it allows.
+fn is_charset(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_CHARSET
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'+-^_`{}~".contains(c))
+}
+
+/// A parameter name safe to quote in an error: at most 40 characters.
+fn printable(name: &str) -> String {
+    name.chars().take(40).collect()
 }
 
 #[cfg(test)]
@@ -223,14 +251,20 @@ mod tests {
                 .as_str(),
             "text/csv; charset=utf-8"
         );
-        assert!(MediaType::parse("text/plain; name=\"a b\"").is_ok());
+        assert_eq!(
+            MediaType::parse("text/plain; Charset=\"UTF-8\"")
+                .unwrap()
+                .as_str(),
+            "text/plain; charset=utf-8"
+        );
         for bad in [
             "pdf",
             "application/",
             "/pdf",
             "a b/c",
             "text/plain; charset",
-            "text/plain; x=\"a",
+            &format!("{}/pdf", "a".repeat(128)),
+            &format!("application/{}", "a".repeat(128)),
         ] {
             assert_eq!(
                 MediaType::parse(bad),
@@ -238,6 +272,31 @@ mod tests {
                 "{bad}"
             );
         }
+        assert!(MediaType::parse(&format!("{0}/{0}", "a".repeat(127))).is_ok());
+        for (bad, error) in [
+            (
+                "text/plain; name=\"a b\"",
+                AttachmentError::Parameter("name".into()),
+            ),
+            ("text/plain; x=\"a", AttachmentError::Parameter("x".into())),
+            (
+                "text/plain; format=flowed",
+                AttachmentError::Parameter("format".into()),
+            ),
+            ("text/plain; charset=\"a b\"", AttachmentError::Charset),
+            (
+                "text/plain; charset=utf-8; charset=latin1",
+                AttachmentError::Charset,
+            ),
+            ("text/plain; charset=", AttachmentError::Charset),
+        ] {
+            assert_eq!(MediaType::parse(bad), Err(error), "{bad}");
+        }
+        let long_charset = format!("text/plain; charset={}", "a".repeat(41));
+        assert_eq!(
+            MediaType::parse(&long_charset),
+            Err(AttachmentError::Charset)
+        );
         assert_eq!(
             MediaType::parse("multipart/mixed"),
             Err(AttachmentError::Multipart)

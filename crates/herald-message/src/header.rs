@@ -29,7 +29,20 @@ const RESERVED: &[&str] = &[
     "reply-to",
     "return-path",
     "received",
+    // Trace and authentication results that receivers add and trust: a
+    // sender-set one could fake a passed check (RFC 8601, 8617, 7208).
+    "authentication-results",
+    "dkim-signature",
+    "received-spf",
+    // Read receipts to an address the recipient never saw.
+    "disposition-notification-to",
+    "return-receipt-to",
 ];
+
+/// Prefixes of reserved names: the content headers of the MIME structure,
+/// herald's own, the ARC set (RFC 8617) and the resent block (RFC 5322
+/// section 3.6.6).
+const RESERVED_PREFIXES: &[&str] = &["content-", "x-herald-", "arc-", "resent-"];
 
 /// Why a header name or value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -88,9 +101,7 @@ impl HeaderName {
     /// Whether herald owns this header (see [`HeaderName::custom`]).
     pub fn is_reserved(&self) -> bool {
         let lower = self.0.to_ascii_lowercase();
-        RESERVED.contains(&lower.as_str())
-            || lower.starts_with("content-")
-            || lower.starts_with("x-herald-")
+        RESERVED.contains(&lower.as_str()) || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
     }
 
     /// The name as given.
@@ -176,6 +187,19 @@ mod tests {
             "Return-Path",
             "Received",
             "X-Herald-Trace-Id",
+            "Authentication-Results",
+            "DKIM-Signature",
+            "dkim-signature",
+            "ARC-Seal",
+            "ARC-Message-Signature",
+            "ARC-Authentication-Results",
+            "arc-anything-new",
+            "Received-SPF",
+            "Resent-From",
+            "Resent-Message-ID",
+            "resent-date",
+            "Disposition-Notification-To",
+            "Return-Receipt-To",
         ] {
             assert_eq!(
                 HeaderName::custom(name),
@@ -185,6 +209,10 @@ mod tests {
         }
         assert!(HeaderName::custom("X-Content").is_ok());
         assert!(HeaderName::custom("List-Unsubscribe-Post").is_ok());
+        // Only the prefixes are reserved, not every name that contains them.
+        assert!(HeaderName::custom("X-ARC-Note").is_ok());
+        assert!(HeaderName::custom("Archive").is_ok());
+        assert!(HeaderName::custom("X-Resent").is_ok());
     }
 
     #[test]

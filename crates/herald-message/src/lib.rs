@@ -25,8 +25,8 @@ pub use envelope::{Envelope, EnvelopeError};
 pub use header::{HeaderError, HeaderName, HeaderValue};
 pub use message::{FieldError, Limits, Message, ValidationErrors};
 pub use render::{RenderOptions, Rendered, message_id_for};
-pub use request::{AttachmentRequest, MessageRequest};
-pub use text::{TextError, check_header_text, normalize_line_endings};
+pub use request::{AttachmentRequest, MAX_ITEMS, MessageRequest};
+pub use text::{TextError, check_header_text, check_visible, normalize_line_endings};
 
 /// A new herald message id: a ULID, unique and sortable by creation time.
 pub fn new_id() -> String {

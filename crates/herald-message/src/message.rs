@@ -195,12 +195,13 @@ impl MessageRequest {
             Some(from) => c.check("from", EmailAddress::parse(from)),
             None => c.fail("from", "is required"),
         };
-        let to = c.addresses("to", &self.to);
-        let cc = c.addresses("cc", &self.cc);
-        let bcc = c.addresses("bcc", &self.bcc);
+        // Counted before any is parsed: a list over the limit is one error,
+        // not one per bad address (which would make the answer as large as
+        // the request, many times over).
         let recipients = self.to.len() + self.cc.len() + self.bcc.len();
-        if recipients == 0 {
+        let (to, cc, bcc) = if recipients == 0 {
             c.fail::<()>("to", "no recipient: give at least one of to, cc, bcc");
+            Default::default()
         } else if recipients > limits.max_recipients {
             c.fail::<()>(
                 "to",
@@ -209,7 +210,14 @@ impl MessageRequest {
                     limits.max_recipients
                 ),
             );
-        }
+            Default::default()
+        } else {
+            (
+                c.addresses("to", &self.to),
+                c.addresses("cc", &self.cc),
+                c.addresses("bcc", &self.bcc),
+            )
+        };
         let reply_to = self
             .reply_to
             .as_ref()

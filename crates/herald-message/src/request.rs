@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+mod bounded;
+
+pub use bounded::MAX_ITEMS;
+
 /// One message, exactly as the API's JSON carries it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,13 +20,25 @@ pub struct MessageRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// Primary recipients.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::list"
+    )]
     pub to: Vec<String>,
     /// Copied recipients.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::list"
+    )]
     pub cc: Vec<String>,
     /// Blind-copied recipients: in the envelope, never in the headers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::list"
+    )]
     pub bcc: Vec<String>,
     /// Where replies go, if not to `from`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,13 +60,25 @@ pub struct MessageRequest {
     )]
     pub attachments: Vec<AttachmentRequest>,
     /// Extra headers (not the ones herald sets itself).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "bounded::map"
+    )]
     pub headers: BTreeMap<String, String>,
     /// Labels for searching and metrics.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::list"
+    )]
     pub tags: Vec<String>,
     /// Free key/value data kept with the message, never sent.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "bounded::map"
+    )]
     pub metadata: BTreeMap<String, String>,
     /// Send no earlier than this instant (RFC 3339).
     #[serde(
@@ -95,7 +123,8 @@ mod objects {
     use serde::de::value::MapAccessDeserializer;
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-    /// A list whose every item must be an object.
+    /// A list whose every item must be an object, at most
+    /// [`MAX_ITEMS`](super::MAX_ITEMS) of them.
     pub(super) fn list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
     where
         D: Deserializer<'de>,
@@ -116,6 +145,7 @@ mod objects {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
             while let Some(item) = seq.next_element_seed(Object(PhantomData))? {
+                super::bounded::admit(items.len())?;
                 items.push(item);
             }
             Ok(items)

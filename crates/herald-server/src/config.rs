@@ -9,6 +9,7 @@
 mod api_key;
 mod build;
 mod error;
+mod keys;
 mod raw;
 
 /// Human-readable durations in TOML (`"30s"`), shared with `[alerts]`.
@@ -25,7 +26,7 @@ use std::time::Duration;
 use herald_policy::{BreakerConfig, RetryPolicy};
 use herald_smtp::{ClientConfig, PoolConfig, Timeouts};
 
-pub use api_key::ApiKey;
+pub use api_key::{ApiKey, Scope, Scopes};
 pub use error::ConfigError;
 
 /// The environment variable whose comma-separated keys are added to
@@ -67,8 +68,23 @@ pub struct ServerConfig {
     /// Address and port of the HTTP API (default `127.0.0.1:8080`).
     pub http_listen: SocketAddr,
     /// How long a graceful shutdown waits for in-flight deliveries before
-    /// releasing their leases (default 30 s).
+    /// releasing their leases, and for open HTTP connections before
+    /// closing them (default 30 s).
     pub drain_timeout: Duration,
+    /// How long a request's headers may take, from their first byte
+    /// (default 10 s).
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take, from the end of its headers
+    /// (default 60 s).
+    pub body_read_timeout: Duration,
+    /// How long a connection may wait for its next request (default 60 s).
+    pub idle_timeout: Duration,
+    /// HTTP connections open at once; more wait to be accepted (default
+    /// 1024).
+    pub max_connections: usize,
+    /// The umask `herald serve` sets before it creates any file (default
+    /// `0o077`: files 0600, directories 0700).
+    pub umask: u32,
     /// This node's stable name: the owner of its leases, and how a
     /// restarted node recognises the leases it held (default
     /// `HOSTNAME:PORT`, from the host name and the HTTP listen port, so
@@ -92,9 +108,9 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// The URL with any password replaced by `***`, for logs.
+    /// The URL as [`crate::redact::url`] shows it, for logs and output.
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.url)
+        crate::redact::url(&self.url)
     }
 }
 
@@ -111,9 +127,10 @@ impl fmt::Debug for StoreConfig {
 /// `[auth]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// Every accepted key: the file's, then those from `api_keys_env`, then
-    /// those from `HERALD_API_KEYS`. Empty when none is configured; whether
-    /// that is acceptable is the caller's decision.
+    /// Every accepted key: `[[auth.keys]]` (named, with their scopes),
+    /// then `api_keys`, then those from `api_keys_env`, then those from
+    /// `HERALD_API_KEYS` (every scope). Empty when none is configured;
+    /// whether that is acceptable is the caller's decision.
     pub api_keys: Vec<ApiKey>,
 }
 
@@ -191,8 +208,14 @@ pub struct TracingConfig {
 }
 
 impl TracingConfig {
+    /// Where spans are posted, as [`crate::redact::url`] shows it.
+    pub fn redacted_traces_url(&self) -> Option<String> {
+        self.traces_url().map(|url| crate::redact::url(&url))
+    }
+
     /// Where spans are posted: `<otlp_endpoint>/v1/traces`; `None` when
-    /// export is off.
+    /// export is off. May hold a password: show
+    /// [`redacted_traces_url`](Self::redacted_traces_url).
     pub fn traces_url(&self) -> Option<String> {
         self.otlp_endpoint
             .as_deref()
@@ -229,21 +252,5 @@ impl Config {
     /// The environment is not consulted.
     pub fn default_embedded() -> Self {
         build::defaults()
-    }
-}
-
-/// `scheme://user:password@host/…` → `scheme://user:***@host/…`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_owned(),
     }
 }

@@ -165,8 +165,8 @@ pub async fn serve(
     .with_alerting(alerting);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "herald listening");
-    let http = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown);
-    let served = http.await;
+    let served =
+        crate::http::serve(listener, api::router(state), http_limits(&config), shutdown).await;
 
     tracing::info!("shutting down: no new requests; draining deliveries");
     workers_running.store(false, Ordering::Relaxed);
@@ -189,6 +189,17 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     served.map_err(ServeError::from)
+}
+
+/// `[server]`'s bounds on HTTP connections.
+fn http_limits(config: &Config) -> crate::http::HttpLimits {
+    crate::http::HttpLimits {
+        header_read_timeout: config.server.header_read_timeout,
+        body_read_timeout: config.server.body_read_timeout,
+        idle_timeout: config.server.idle_timeout,
+        max_connections: config.server.max_connections,
+        drain_timeout: config.server.drain_timeout,
+    }
 }
 
 /// Keeps the recorder's memory bounded between scrapes, until `stop`.

@@ -470,3 +470,107 @@ async fn unknown_routes_and_methods_get_problems_too() {
     }
     herald.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_422_lists_at_most_20_field_errors_and_counts_the_rest() {
+    let smtp = relay().await;
+    let herald = Herald::start(Some(&smtp)).await;
+    // 100 recipients (the limit), every one of them invalid.
+    let bad: Vec<String> = (0..100).map(|i| format!("not-an-address-{i}")).collect();
+    let answer = post_with_body(&herald, with(|m| m["to"] = json!(bad))).await;
+    let problem = assert_invalid(&answer, "to[0]");
+    assert_eq!(
+        problem["errors"].as_array().unwrap().len(),
+        20,
+        "{problem:#}"
+    );
+    assert_eq!(problem["omitted_errors"], 80, "{problem:#}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("(and 99 more)"),
+        "{problem:#}"
+    );
+    // Few errors: all listed, nothing omitted.
+    let answer = post_with_body(&herald, with(|m| m["to"] = json!(["x", "y"]))).await;
+    let problem = assert_invalid(&answer, "to[1]");
+    assert!(problem.get("omitted_errors").is_none(), "{problem:#}");
+    still_works(&herald, &smtp).await;
+    herald.stop().await.unwrap();
+}
+
+async fn post_with_body(herald: &Herald, body: Value) -> Answer {
+    herald
+        .request("POST", "/v1/messages", Some(body), &[])
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_says_nosniff_and_no_store() {
+    let herald = Herald::start(None).await;
+    let id = {
+        let (status, created) = herald
+            .post("/v1/messages", message(&["a@example.com"]))
+            .await;
+        assert_eq!(status, 202);
+        created["id"].as_str().unwrap().to_owned()
+    };
+    let answers = [
+        (
+            "202",
+            post_with_body(&herald, message(&["b@example.com"])).await,
+        ),
+        (
+            "422",
+            post_with_body(&herald, with(|m| m["to"] = json!(["x"]))).await,
+        ),
+        (
+            "200 message",
+            get_full(&herald, &format!("/v1/messages/{id}")).await,
+        ),
+        ("200 list", get_full(&herald, "/v1/messages").await),
+        ("404 route", get_full(&herald, "/nowhere").await),
+        ("healthz", get_full(&herald, "/healthz").await),
+        ("metrics", get_full(&herald, "/metrics").await),
+        (
+            "401",
+            send(&herald, "GET", "/v1/messages", Auth::None, &[], None)
+                .await
+                .unwrap(),
+        ),
+    ];
+    for (what, (_, _, headers)) in &answers {
+        assert_eq!(
+            header(headers, "x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(header(headers, "cache-control"), Some("no-store"), "{what}");
+    }
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_never_show_the_outbox_path() {
+    let herald = Herald::start(None).await;
+    let (status, created) = herald
+        .post("/v1/messages", message(&["a@example.com"]))
+        .await;
+    assert_eq!(status, 202);
+    let id = created["id"].as_str().unwrap();
+    let delivered = herald.wait_status(id, "delivered").await;
+    assert!(herald.dir.join("outbox").join(format!("{id}.eml")).exists());
+    let (_, listed) = herald.get("/v1/messages").await;
+    let dir = herald.dir.display().to_string();
+    for answer in [&delivered, &listed] {
+        let text = answer.to_string();
+        assert!(!text.contains(&dir), "{answer:#}");
+        assert!(!text.contains("/outbox/"), "{answer:#}");
+    }
+    assert!(
+        delivered.to_string().contains(&format!("{id}.eml")),
+        "{delivered:#}"
+    );
+    herald.stop().await.unwrap();
+}

@@ -188,3 +188,20 @@ async fn the_default_max_batch_is_1000() {
     assert_nothing_stored(&herald).await;
     herald.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_refused_at_item_max_batch_plus_one_while_it_is_read() {
+    let herald = Herald::start_with(None, "[limits]\nmax_batch = 3\n").await;
+    // Four items, then what would be a parse error: the list is refused at
+    // the fourth, before the rest is read.
+    let item = message(&["u@example.com"]).to_string();
+    let raw = format!("{{\"messages\": [{item}, {item}, {item}, {item}, not json at all");
+    let answer = post_raw(&herald, "/v1/messages/batch", &raw).await;
+    let problem = assert_problem(&answer, 413);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("at most 3"),
+        "{problem:#}"
+    );
+    assert_nothing_stored(&herald).await;
+    herald.stop().await.unwrap();
+}

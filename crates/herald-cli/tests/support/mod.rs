@@ -160,6 +160,18 @@ impl Herald {
     /// As [`Herald::start`], with global flags (such as `--log-format json`)
     /// given before `serve`.
     pub fn start_with(flags: &[&str], config: &Path, port: u16, log: &Path) -> Herald {
+        Self::start_env(flags, &[("RUST_LOG", "info")], config, port, log)
+    }
+
+    /// As [`Herald::start_with`], with environment variables set for the
+    /// process (`RUST_LOG` among them; `info` unless given).
+    pub fn start_env(
+        flags: &[&str],
+        env: &[(&str, &str)],
+        config: &Path,
+        port: u16,
+        log: &Path,
+    ) -> Herald {
         let out = File::options()
             .create(true)
             .append(true)
@@ -175,6 +187,7 @@ impl Herald {
             .env_remove("HERALD_STORE_URL")
             .env_remove("HERALD_HTTP_LISTEN")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

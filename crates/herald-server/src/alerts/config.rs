@@ -124,8 +124,8 @@ impl SendPolicy {
     }
 }
 
-/// One channel, validated. `Debug` shows neither the URL's path and query
-/// (where the tokens are) nor the secret.
+/// One channel, validated. `Debug` shows the URL redacted (its tokens
+/// starred) and not the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ChannelConfig {
     /// Unique name that rules refer to.
@@ -139,16 +139,10 @@ pub struct ChannelConfig {
 }
 
 impl ChannelConfig {
-    /// The URL's scheme and host, for logs: `https://qyapi.weixin.qq.com`.
+    /// The URL as [`crate::redact::url`] shows it, for logs and output:
+    /// `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***`.
     pub fn redacted_url(&self) -> String {
-        let Some((scheme, rest)) = self.url.split_once("://") else {
-            return "***".to_owned();
-        };
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let host = rest.get(..end).unwrap_or_default();
-        // User info would be a credential too.
-        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-        format!("{scheme}://{host}")
+        crate::redact::url(&self.url)
     }
 }
 
@@ -157,7 +151,7 @@ impl fmt::Debug for ChannelConfig {
         f.debug_struct("ChannelConfig")
             .field("name", &self.name)
             .field("kind", &self.kind)
-            .field("url", &format_args!("{}/***", self.redacted_url()))
+            .field("url", &self.redacted_url())
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .finish()
     }

@@ -133,7 +133,9 @@ pub fn fingerprint(
 /// other run of digits by `<n>`; collapses white space; and keeps at most
 /// [`MAX_TEXT_CHARS`] characters.
 pub fn normalise(response: &str) -> String {
-    let lower = response.to_lowercase();
+    // Quoted local parts may hold spaces: blanked before the text is cut
+    // into words.
+    let lower = blank_quoted_addresses(&response.to_lowercase());
     let mut words = Vec::new();
     for token in lower.split_whitespace() {
         words.push(blank_ids(&blank_addresses(token)));
@@ -147,13 +149,78 @@ pub fn normalise(response: &str) -> String {
 
 /// Characters allowed in the local part of an address we recognise
 /// (RFC 5322 atext less the ones that usually quote or delimit: `'` `/`
-/// `` ` `` `{` `|` `}`).
+/// `` ` `` `{` `|` `}`), and the letters and digits of every script
+/// (RFC 6531 local parts are UTF-8).
 fn is_local_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || ".!#$%&*+=?^_~-".contains(c)
+    c.is_alphanumeric() || ".!#$%&*+=?^_~-".contains(c)
 }
 
+/// Letters and digits of every script (U-labels of internationalised
+/// domains), `.` and `-`.
 fn is_domain_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '.' || c == '-'
+    c.is_alphanumeric() || c == '.' || c == '-'
+}
+
+/// Replaces every address whose local part is a quoted string
+/// (`"john doe"@example.com`, RFC 5321 section 4.1.2), with its angle
+/// brackets if any, by [`ADDR`]. Other addresses are left for
+/// [`blank_addresses`].
+fn blank_quoted_addresses(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        match quoted_address_end(&chars, i) {
+            Some(end) => {
+                let bracketed = out.ends_with('<') && chars.get(end) == Some(&'>');
+                if bracketed {
+                    out.pop();
+                }
+                out.push_str(ADDR);
+                i = if bracketed { end + 1 } else { end };
+            }
+            None => {
+                if let Some(&c) = chars.get(i) {
+                    out.push(c);
+                }
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Where the address that starts with a quoted local part at `start` ends
+/// (one past its domain), if one does.
+fn quoted_address_end(chars: &[char], start: usize) -> Option<usize> {
+    if chars.get(start) != Some(&'"') {
+        return None;
+    }
+    let mut i = start + 1;
+    loop {
+        match chars.get(i)? {
+            '\\' => i += 2,
+            '"' => break,
+            '\r' | '\n' => return None,
+            _ => i += 1,
+        }
+    }
+    // `i` is the closing quote; an `@` and a domain must follow at once.
+    if chars.get(i + 1) != Some(&'@') {
+        return None;
+    }
+    let domain_start = i + 2;
+    let mut end = domain_start;
+    while chars.get(end).copied().is_some_and(is_domain_char) {
+        end += 1;
+    }
+    while end > domain_start && matches!(chars.get(end - 1), Some('.' | '-')) {
+        end -= 1;
+    }
+    let domain_has_alnum = chars
+        .get(domain_start..end)
+        .is_some_and(|d| d.iter().any(|c| c.is_alphanumeric()));
+    domain_has_alnum.then_some(end)
 }
 
 /// Replaces every `local@domain` in one white-space-free token.
@@ -188,7 +255,7 @@ fn blank_addresses(token: &str) -> String {
         let local_len = i - start;
         let domain_has_alnum = chars
             .get(i + 1..end)
-            .is_some_and(|d| d.iter().any(char::is_ascii_alphanumeric));
+            .is_some_and(|d| d.iter().any(|c| c.is_alphanumeric()));
         if local_len == 0 || !domain_has_alnum {
             out.push('@');
             i += 1;
@@ -299,6 +366,31 @@ mod tests {
                 "Mailbox FULL 收件人 邮箱已满 123",
                 "mailbox full 收件人 邮箱已满 <n>",
             ),
+            // Quoted local parts (RFC 5321), spaces and escapes included.
+            (
+                "<\"john doe\"@example.com>: user unknown",
+                "<addr>: user unknown",
+            ),
+            (
+                "mailbox \"john doe\"@example.com is full",
+                "mailbox <addr> is full",
+            ),
+            (
+                r#"rcpt "a\"b c"@example.org, "x@y"@mx.example. rejected"#,
+                "rcpt <addr>, <addr>. rejected",
+            ),
+            (r#"say "hello" @ noon"#, r#"say "hello" @ noon"#),
+            // UTF-8 local parts and domains (RFC 6531).
+            (
+                "<josé.garcía@example.com>: user unknown",
+                "<addr>: user unknown",
+            ),
+            (
+                "mailbox josé.garcía@example.com is full",
+                "mailbox <addr> is full",
+            ),
+            ("用户@例子.广告 unknown", "<addr> unknown"),
+            ("Ünïcödé@bücher.example full", "<addr> full"),
         ];
         for (input, want) in cases {
             assert_eq!(normalise(input), want, "input {input:?}");
@@ -333,6 +425,29 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.id.len(), 12);
         assert!(a.id.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn quoted_and_utf8_recipients_share_one_fingerprint() {
+        let of = |recipient: &str| {
+            fingerprint(
+                "primary",
+                FailureClass::Permanent,
+                Some(550),
+                Some("5.1.1"),
+                &format!("<{recipient}>: Recipient address rejected"),
+            )
+        };
+        let plain = of("alice@example.com");
+        for recipient in [
+            "\"john doe\"@example.com",
+            r#""very.(),:;<>[]\".unusual"@example.com"#,
+            "josé.garcía@example.com",
+            "用户@例子.广告",
+            "δοκιμή@παράδειγμα.δοκιμή",
+        ] {
+            assert_eq!(of(recipient), plain, "{recipient}");
+        }
     }
 
     #[test]

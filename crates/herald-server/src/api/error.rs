@@ -7,6 +7,10 @@ use herald_message::FieldError;
 use herald_store::StoreError;
 use serde::Serialize;
 
+/// The most field errors one problem lists; the rest are counted in
+/// `omitted_errors`.
+pub const MAX_FIELD_ERRORS: usize = 20;
+
 /// A failed request, as the client will see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -19,9 +23,13 @@ pub struct Problem {
     pub status: u16,
     /// What exactly went wrong.
     pub detail: String,
-    /// Field errors, for validation problems.
+    /// Field errors, for validation problems: at most
+    /// [`MAX_FIELD_ERRORS`], in field order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// How many more field errors there were than `errors` lists.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub omitted_errors: usize,
     /// Seconds to wait before retrying (429, 503).
     #[serde(skip)]
     pub retry_after: Option<u64>,
@@ -40,6 +48,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            omitted_errors: 0,
             retry_after: None,
         }
     }
@@ -61,6 +70,20 @@ impl Problem {
             "/problems/unauthorized",
             "Unauthorized",
             "a valid API key is required: Authorization: Bearer <key>",
+        )
+    }
+
+    /// 403: the key is valid but lacks the scope the route needs.
+    pub fn forbidden(needed: Option<crate::config::Scope>) -> Self {
+        let detail = match needed {
+            Some(scope) => format!("this API key lacks the {scope} scope this request needs"),
+            None => "this API key may not make this request".to_owned(),
+        };
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "/problems/forbidden",
+            "Forbidden",
+            detail,
         )
     }
 
@@ -114,15 +137,20 @@ impl Problem {
         )
     }
 
-    /// 422: well-formed but invalid; each field error listed.
-    pub fn validation(errors: Vec<FieldError>) -> Self {
+    /// 422: well-formed but invalid; the first [`MAX_FIELD_ERRORS`] field
+    /// errors listed, the rest counted, so that the answer stays small
+    /// whatever the request holds.
+    pub fn validation(mut errors: Vec<FieldError>) -> Self {
         let detail = match errors.as_slice() {
             [] => "invalid message".to_owned(),
             [one] => one.to_string(),
             [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
         };
+        let omitted_errors = errors.len().saturating_sub(MAX_FIELD_ERRORS);
+        errors.truncate(MAX_FIELD_ERRORS);
         Self {
             errors,
+            omitted_errors,
             ..Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "/problems/validation",
@@ -172,6 +200,10 @@ impl Problem {
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl From<StoreError> for Problem {

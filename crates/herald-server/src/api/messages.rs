@@ -13,7 +13,6 @@ use herald_message::{
     HeaderName, HeaderValue, MessageRequest, RenderOptions, message_id_for, new_id,
 };
 use herald_store::{Enqueued, Idempotency, ListFilter, MessageStatus, NewMessage, StoreError};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,7 +22,7 @@ use tracing::Instrument as _;
 use crate::trace::export::{EXPORT_TARGET, continue_request};
 use crate::trace::{TRACE_HEADER, TraceId, TraceParent};
 
-use super::views::{BatchItem, BatchView, Created, ListView, MessageView};
+use super::views::{Created, ListView, MessageView};
 use super::{AppState, Problem};
 use crate::observe::metrics::AcceptSource;
 
@@ -43,7 +42,7 @@ pub(crate) async fn create(
         .await;
     match &answer {
         Ok((status, _, Json(created))) => {
-            span.record("message", created.id.as_str());
+            span.record("id", created.id.as_str());
             span.record("http.response.status_code", status.as_u16());
         }
         Err(problem) => record_problem(&span, problem),
@@ -95,7 +94,7 @@ async fn create_in_trace(
     if enqueued.created {
         state.metrics.accepted(AcceptSource::Api, 1);
         state.wake.notify_one();
-        tracing::info!(message = %enqueued.id, trace_id = %trace, "message queued");
+        tracing::info!(id = %enqueued.id, trace_id = %trace, "message queued");
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -105,134 +104,12 @@ async fn create_in_trace(
 }
 
 /// The `202` body for a stored (or replayed) message.
-fn created(enqueued: Enqueued) -> Created {
+pub(super) fn created(enqueued: Enqueued) -> Created {
     Created {
         id: enqueued.id,
         status: enqueued.status.to_string(),
         message_id: enqueued.message_id,
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchRequest {
-    messages: Vec<serde_json::Value>,
-}
-
-/// `POST /v1/messages/batch`: every valid item is queued in one commit;
-/// invalid ones get their problem in place.
-pub(crate) async fn create_batch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<(TraceHeader, Json<BatchView>), Problem> {
-    // One request, one trace: every message of the batch carries it.
-    let (trace, span) = accept_span(&headers, true);
-    let answer = create_batch_in_trace(state, &headers, body, trace)
-        .instrument(span.clone())
-        .await;
-    match &answer {
-        Ok((_, Json(view))) => {
-            span.record("messages", view.results.len() as u64);
-            span.record("http.response.status_code", StatusCode::OK.as_u16());
-        }
-        Err(problem) => record_problem(&span, problem),
-    }
-    answer
-}
-
-async fn create_batch_in_trace(
-    state: AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    trace: TraceId,
-) -> Result<(TraceHeader, Json<BatchView>), Problem> {
-    let body = body_bytes(body)?;
-    let key = idempotency_key(headers)?;
-    let batch: BatchRequest = json_object(&body)?;
-    if batch.messages.len() > state.limits.max_batch {
-        return Err(Problem::too_large(format!(
-            "{} messages in one batch; at most {}",
-            batch.messages.len(),
-            state.limits.max_batch
-        )));
-    }
-    let now = OffsetDateTime::now_utc();
-    // With a key, the batch is one request, under the hash of all of it:
-    // a repeat replays every item, any other body conflicts.
-    let requests: Vec<Result<MessageRequest, Problem>> = batch
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            raw.is_object()
-                .then_some(raw)
-                .ok_or_else(|| Problem::malformed(format!("messages[{i}]: not a JSON object")))
-                .and_then(|raw| {
-                    serde_json::from_value::<MessageRequest>(raw)
-                        .map_err(|e| Problem::malformed(format!("messages[{i}]: {e}")))
-                })
-        })
-        .collect();
-    let batch_key = match key {
-        Some(key) => Some(Idempotency {
-            key,
-            request_hash: batch_hash(&requests)?,
-        }),
-        None => None,
-    };
-    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(requests.len());
-    let mut valid = Vec::new();
-    let mut positions = Vec::new();
-    for (i, request) in requests.into_iter().enumerate() {
-        let prepared = request.and_then(|request| prepare(&state, &request, None, now, &trace));
-        match prepared {
-            Ok(new) => {
-                valid.push(new);
-                positions.push(i);
-                results.push(None);
-            }
-            Err(problem) => results.push(Some(BatchItem::Error { error: problem })),
-        }
-    }
-    if !valid.is_empty() {
-        let stored = match batch_key {
-            None => {
-                admit(&state, valid.len() as u64).await?;
-                state.store.enqueue_batch(valid).await?
-            }
-            Some(batch_key) => {
-                // A repeat is answered by enqueue_batch_once itself.
-                let replay = state.store.replay_batch(&batch_key, now);
-                admit_or_replay(&state, valid.len() as u64, replay).await?;
-                let stored = state.store.enqueue_batch_once(&batch_key, valid).await?;
-                stored.into_iter().map(Ok).collect()
-            }
-        };
-        state.metrics.accepted_batch(&stored);
-        for (position, outcome) in positions.into_iter().zip(stored) {
-            results[position] = Some(match outcome {
-                Ok(enqueued) => BatchItem::Created(created(enqueued)),
-                Err(error) => BatchItem::Error {
-                    error: Problem::from(error),
-                },
-            });
-        }
-        state.wake.notify_one();
-    }
-    Ok((
-        TraceHeader(trace),
-        Json(BatchView {
-            results: results
-                .into_iter()
-                .map(|r| {
-                    r.unwrap_or_else(|| BatchItem::Error {
-                        error: Problem::internal(),
-                    })
-                })
-                .collect(),
-        }),
-    ))
 }
 
 /// `GET /v1/messages/{id}`.
@@ -268,7 +145,7 @@ pub(crate) async fn retry(
 ) -> Result<Json<MessageView>, Problem> {
     let record = state.store.retry(&id, OffsetDateTime::now_utc()).await?;
     state.wake.notify_one();
-    tracing::info!(message = %id, "retry requested");
+    tracing::info!(id = %id, "retry requested");
     Ok(Json(MessageView::full(record)))
 }
 
@@ -279,14 +156,14 @@ pub(crate) async fn cancel(
 ) -> Result<Json<MessageView>, Problem> {
     let record = state.store.cancel(&id, OffsetDateTime::now_utc()).await?;
     state.metrics.finished(record.status);
-    tracing::info!(message = %id, "message cancelled");
+    tracing::info!(id = %id, "message cancelled");
     Ok(Json(MessageView::full(record)))
 }
 
 /// The request's trace (from a valid `traceparent`, or a new one) and its
 /// `accept` span, exported only (see [`crate::trace::export`]), in that
 /// trace and, with a `traceparent`, a child of the caller's span.
-fn accept_span(headers: &HeaderMap, batch: bool) -> (TraceId, tracing::Span) {
+pub(super) fn accept_span(headers: &HeaderMap, batch: bool) -> (TraceId, tracing::Span) {
     let parent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -301,7 +178,7 @@ fn accept_span(headers: &HeaderMap, batch: bool) -> (TraceId, tracing::Span) {
         otel.kind = "server",
         http.route = if batch { "/v1/messages/batch" } else { "/v1/messages" },
         trace_id = %trace,
-        message = tracing::field::Empty,
+        id = tracing::field::Empty,
         messages = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
@@ -312,7 +189,7 @@ fn accept_span(headers: &HeaderMap, batch: bool) -> (TraceId, tracing::Span) {
 }
 
 /// A refused request: its status, and an error status for server faults.
-fn record_problem(span: &tracing::Span, problem: &Problem) {
+pub(super) fn record_problem(span: &tracing::Span, problem: &Problem) {
     span.record("http.response.status_code", problem.status);
     if problem.status >= 500 {
         span.record("otel.status_code", "error");
@@ -348,7 +225,7 @@ impl axum::response::IntoResponseParts for TraceHeader {
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::too_large("request body larger than the configured limit")
@@ -361,14 +238,14 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
 /// Parses a request body that must be a JSON object. serde would also
 /// build a struct from a positional array (`[]` as an empty message),
 /// which is not the schema.
-fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub(super) fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Problem::malformed("the body must be a JSON object"));
     }
     serde_json::from_slice(body).map_err(|e| Problem::malformed(e.to_string()))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(raw) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -387,7 +264,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 }
 
 /// Validates and renders one request into what the store keeps.
-fn prepare(
+pub(super) fn prepare(
     state: &AppState,
     request: &MessageRequest,
     idempotency: Option<Idempotency>,
@@ -431,29 +308,10 @@ fn prepare(
     })
 }
 
-/// The request hash of a keyed batch: of every item as parsed (so key
-/// order and white space do not matter), or of its problem where it did
-/// not parse.
-fn batch_hash(requests: &[Result<MessageRequest, Problem>]) -> Result<String, Problem> {
-    let mut hasher = Sha256::new();
-    for request in requests {
-        let item = match request {
-            Ok(request) => serde_json::to_vec(request),
-            Err(problem) => serde_json::to_vec(&problem.detail),
-        }
-        .map_err(|_| Problem::internal())?;
-        // Length-prefixed, so no two lists of items hash alike by
-        // concatenation.
-        hasher.update((item.len() as u64).to_be_bytes());
-        hasher.update(&item);
-    }
-    Ok(crate::hex(&hasher.finalize()))
-}
-
 /// Backpressure that a repeat passes: when `more` messages would overfill
 /// the queue, `replay` (the idempotency look-up, run only then) decides: a
 /// request already answered gets its first answer (`Some`), new work 429.
-async fn admit_or_replay<T>(
+pub(super) async fn admit_or_replay<T>(
     state: &AppState,
     more: u64,
     replay: impl Future<Output = Result<Option<T>, StoreError>>,
@@ -465,7 +323,7 @@ async fn admit_or_replay<T>(
 }
 
 /// Backpressure: refuse (429) when `more` messages would overfill the queue.
-async fn admit(state: &AppState, more: u64) -> Result<(), Problem> {
+pub(super) async fn admit(state: &AppState, more: u64) -> Result<(), Problem> {
     let depth = state.store.depth().await?;
     let max = state.limits.max_queue_depth;
     if depth.saturating_add(more) > max {

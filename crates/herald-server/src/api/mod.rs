@@ -3,6 +3,7 @@
 //! into herald-message types and commit through the store before they
 //! answer `202`.
 
+mod batch;
 mod error;
 mod errors;
 mod messages;
@@ -13,17 +14,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use herald_store::Store;
 use tokio::sync::Notify;
 
-pub use error::Problem;
+pub use error::{MAX_FIELD_ERRORS, Problem};
 
-use crate::config::ApiKey;
+use crate::config::{ApiKey, Scope};
 use crate::dispatch::Dispatcher;
 use crate::observe::Metrics;
 
@@ -139,7 +140,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/messages/batch",
-            post(messages::create_batch).layer(DefaultBodyLimit::max(batch)),
+            post(batch::create_batch).layer(DefaultBodyLimit::max(batch)),
         )
         .route("/v1/messages/{id}", get(messages::show))
         .route("/v1/messages/{id}/retry", post(messages::retry))
@@ -163,12 +164,38 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             scrape::track_http,
         ))
+        .layer(middleware::map_response(security_headers))
         .with_state(state)
 }
 
+/// The name of the API key a request was authenticated with, as an
+/// extension of every request that passed [`require_api_key`]. Handlers
+/// can take it (`Extension<ApiKeyName>`) to record who did what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyName(pub String);
+
+/// The scope a route needs (`None` for a route the API does not know,
+/// which the router answers with 404 or 405 before this matters).
+pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
+    Some(match (method, template) {
+        ("POST", "/v1/messages" | "/v1/messages/batch") => Scope::Send,
+        ("GET" | "HEAD", "/v1/messages" | "/v1/messages/{id}") => Scope::Read,
+        ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
+        ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
+        _ => return None,
+    })
+}
+
 /// `Authorization: Bearer <key>`, compared in constant time against every
-/// configured key. The scheme is case-insensitive (RFC 9110 §11.1).
-async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// configured key (401 without a match); then the key's scopes against
+/// the route's (403 when it lacks the scope). The key's name goes with
+/// the request as [`ApiKeyName`].
+/// The scheme is case-insensitive (RFC 9110 §11.1).
+async fn require_api_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -181,14 +208,41 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
         return Problem::unauthorized().into_response();
     };
     // Check every key, whatever matches, so timing says nothing about which.
-    let matched = state
-        .keys
-        .iter()
-        .fold(false, |found, key| key.matches(presented) | found);
-    if !matched {
-        return Problem::unauthorized().into_response();
+    let mut matched = None;
+    for key in state.keys.iter() {
+        if key.matches(presented) && matched.is_none() {
+            matched = Some(key);
+        }
     }
+    let Some(key) = matched else {
+        return Problem::unauthorized().into_response();
+    };
+    let needed = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|path| required_scope(request.method().as_str(), path.as_str()));
+    // A route without a scope is a route this table forgot: refused, not
+    // open.
+    if !needed.is_some_and(|scope| key.scopes().allows(scope)) {
+        return Problem::forbidden(needed).into_response();
+    }
+    request
+        .extensions_mut()
+        .insert(ApiKeyName(key.name().to_owned()));
     next.run(request).await
+}
+
+/// `X-Content-Type-Options: nosniff` and `Cache-Control: no-store` on every
+/// answer: API answers are data for one client, never a page to render or
+/// to keep in a shared cache.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn healthz() -> &'static str {

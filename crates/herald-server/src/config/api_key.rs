@@ -10,10 +10,12 @@ use super::ConfigError;
 /// One API key a client may present as `Authorization: Bearer <key>`.
 ///
 /// Only the key's SHA-256 digest is kept, so the key itself is not in
-/// memory after loading; `Debug` prints `ApiKey(***)`.
+/// memory after loading; `Debug` shows its name and scopes, never the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {
     digest: [u8; 32],
+    name: String,
+    scopes: Scopes,
 }
 
 impl ApiKey {
@@ -41,7 +43,28 @@ impl ApiKey {
         }
         Ok(Self {
             digest: sha256(key),
+            name: "default".to_owned(),
+            scopes: Scopes::ALL,
         })
+    }
+
+    /// The same key under `name`, allowed only `scopes`.
+    pub fn with_name_and_scopes(mut self, name: impl Into<String>, scopes: Scopes) -> Self {
+        self.name = name.into();
+        self.scopes = scopes;
+        self
+    }
+
+    /// The key's name (for logs and, later, for the record of who queued a
+    /// message): `[[auth.keys]]`' `name`, or `api_keys[N]` and
+    /// `VARIABLE[N]` for keys given as bare lists.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the key may do.
+    pub fn scopes(&self) -> Scopes {
+        self.scopes
     }
 
     /// Whether `presented` is this key, in constant time: both sides are
@@ -60,7 +83,105 @@ impl ApiKey {
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(***)")
+        f.debug_struct("ApiKey")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("key", &"***")
+            .finish()
+    }
+}
+
+/// One thing an API key may be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// Queue messages: `POST /v1/messages`, `POST /v1/messages/batch`.
+    Send,
+    /// Look at messages: `GET /v1/messages`, `GET /v1/messages/{id}`.
+    Read,
+    /// Act on queued messages: `POST /v1/messages/{id}/retry` and
+    /// `/cancel`.
+    Manage,
+    /// Everything above, and the service's own state: `GET /v1/errors`
+    /// (error groups, which name relays and quote their replies).
+    Admin,
+}
+
+impl Scope {
+    /// Every scope, in the order of [`Scope::as_str`]'s names.
+    pub const ALL: [Scope; 4] = [Scope::Send, Scope::Read, Scope::Manage, Scope::Admin];
+
+    /// `send`, `read`, `manage` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::Read => "read",
+            Self::Manage => "manage",
+            Self::Admin => "admin",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::Send => 1,
+            Self::Read => 2,
+            Self::Manage => 4,
+            Self::Admin => 8,
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| format!("unknown scope {s:?} (send, read, manage, admin)"))
+    }
+}
+
+/// The scopes of one key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    /// Every scope: what the keys of `auth.api_keys` and the environment
+    /// have.
+    pub const ALL: Scopes = Scopes(1 | 2 | 4 | 8);
+
+    /// The set of `scopes`.
+    pub fn of(scopes: impl IntoIterator<Item = Scope>) -> Self {
+        Self(scopes.into_iter().fold(0, |bits, s| bits | s.bit()))
+    }
+
+    /// Whether a request that needs `scope` is allowed: `admin` allows
+    /// every request.
+    pub fn allows(self, scope: Scope) -> bool {
+        self.0 & (scope.bit() | Scope::Admin.bit()) != 0
+    }
+
+    /// Whether no scope is given.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Scope::ALL
+            .into_iter()
+            .filter(|s| self.0 & s.bit() != 0)
+            .map(Scope::as_str)
+            .collect();
+        write!(f, "[{}]", names.join(", "))
     }
 }
 

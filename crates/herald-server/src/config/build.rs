@@ -10,7 +10,8 @@ use herald_smtp::{Timeouts, default_helo_name};
 use super::raw::{RawConfig, RawDelivery, RawLimits, RawRetry, RawServer, RawStore, RawTracing};
 use super::{
     ApiKey, AuthConfig, Config, ConfigError, DeliveryConfig, ENV_API_KEYS, ENV_HTTP_LISTEN,
-    ENV_STORE_URL, LimitsConfig, OutboxConfig, ServerConfig, StoreConfig, TracingConfig, relay,
+    ENV_STORE_URL, LimitsConfig, OutboxConfig, Scopes, ServerConfig, StoreConfig, TracingConfig,
+    keys, relay,
 };
 
 /// The environment as the loader sees it.
@@ -20,7 +21,10 @@ pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError> {
     let server = server(raw.server, env)?;
     let store = store(raw.store, env)?;
-    let auth = auth(raw.auth.api_keys, raw.auth.api_keys_env, env)?;
+    let mut auth = auth(raw.auth.api_keys, raw.auth.api_keys_env, env)?;
+    let mut named = keys::named_keys(raw.auth.keys, env)?;
+    named.append(&mut auth.api_keys);
+    auth.api_keys = named;
     let retry = retry(raw.retry)?;
     let delivery = delivery(raw.delivery)?;
     let limits = limits(raw.limits)?;
@@ -84,6 +88,11 @@ fn server_from(raw: RawServer) -> ServerConfig {
     ServerConfig {
         http_listen: raw.http_listen,
         drain_timeout: raw.drain_timeout.0,
+        header_read_timeout: raw.header_read_timeout.0,
+        body_read_timeout: raw.body_read_timeout.0,
+        idle_timeout: raw.idle_timeout.0,
+        max_connections: raw.max_connections,
+        umask: u32::from_str_radix(raw.umask.trim_start_matches("0o"), 8).unwrap_or(0o077),
         node_id,
     }
 }
@@ -95,6 +104,32 @@ pub(crate) fn default_node_id(listen: SocketAddr) -> String {
 }
 
 fn server(raw: RawServer, env: Env<'_>) -> Result<ServerConfig, ConfigError> {
+    for (field, value) in [
+        ("header_read_timeout", raw.header_read_timeout.0),
+        ("body_read_timeout", raw.body_read_timeout.0),
+        ("idle_timeout", raw.idle_timeout.0),
+    ] {
+        positive(&format!("server.{field}"), value)?;
+    }
+    if raw.max_connections == 0 {
+        return Err(ConfigError::new(
+            "server.max_connections",
+            "must be at least 1",
+        ));
+    }
+    let umask = raw.umask.trim_start_matches("0o");
+    if umask.is_empty()
+        || umask.len() > 4
+        || u32::from_str_radix(umask, 8).map_or(true, |m| m > 0o777)
+    {
+        return Err(ConfigError::new(
+            "server.umask",
+            format!(
+                "{:?} is not an octal umask such as \"077\" or \"027\"",
+                raw.umask
+            ),
+        ));
+    }
     if let Some(id) = &raw.node_id
         && (id.is_empty() || id.len() > 200 || !id.chars().all(|c| c.is_ascii_graphic()))
     {
@@ -193,7 +228,8 @@ fn auth(
 ) -> Result<AuthConfig, ConfigError> {
     let mut api_keys = Vec::new();
     for (i, key) in file_keys.iter().enumerate() {
-        api_keys.push(api_key(key, || format!("auth.api_keys[{i}]"))?);
+        let name = format!("auth.api_keys[{i}]");
+        api_keys.push(api_key(key, || name.clone())?.with_name_and_scopes(name, Scopes::ALL));
     }
     let mut variables = Vec::new();
     if let Some(var) = keys_env {
@@ -221,13 +257,14 @@ fn auth(
     for (var, value) in variables {
         let keys = value.split(',').map(str::trim).filter(|k| !k.is_empty());
         for (i, key) in keys.enumerate() {
-            api_keys.push(api_key(key, || format!("{var}[{i}]"))?);
+            let name = format!("{var}[{i}]");
+            api_keys.push(api_key(key, || name.clone())?.with_name_and_scopes(name, Scopes::ALL));
         }
     }
     Ok(AuthConfig { api_keys })
 }
 
-fn api_key(key: &str, field: impl FnOnce() -> String) -> Result<ApiKey, ConfigError> {
+pub(super) fn api_key(key: &str, field: impl FnOnce() -> String) -> Result<ApiKey, ConfigError> {
     ApiKey::new(key).map_err(|e| ConfigError::new(field(), e.message))
 }
 
@@ -355,6 +392,15 @@ fn limits(raw: RawLimits) -> Result<LimitsConfig, ConfigError> {
             ));
         }
     }
+    if raw.max_recipients > herald_message::MAX_ITEMS {
+        return Err(ConfigError::new(
+            "limits.max_recipients",
+            format!(
+                "at most {} (no list of a request is read past that)",
+                herald_message::MAX_ITEMS
+            ),
+        ));
+    }
     Ok(limits_from(raw))
 }
 
@@ -393,22 +439,25 @@ fn tracing_section(mut raw: RawTracing) -> Result<TracingConfig, ConfigError> {
 
 /// The shape of an OTLP/HTTP base URL: scheme, a host, no query.
 fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
+    // Errors quote the endpoint as the redaction rule shows it: it may hold
+    // a password.
+    let shown = crate::redact::url(endpoint);
     let Some(rest) = endpoint
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))
     else {
         return Err(format!(
-            "{endpoint:?} is not an http:// or https:// URL (the OTLP/HTTP base, e.g. \
+            "{shown:?} is not an http:// or https:// URL (the OTLP/HTTP base, e.g. \
              \"http://127.0.0.1:4318\")"
         ));
     };
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() || authority.contains(char::is_whitespace) {
-        return Err(format!("{endpoint:?} names no host"));
+        return Err(format!("{shown:?} names no host"));
     }
     if rest.contains(['?', '#']) {
         return Err(format!(
-            "{endpoint:?} has a query or fragment; give the base URL only"
+            "{shown:?} has a query or fragment; give the base URL only"
         ));
     }
     Ok(())

@@ -41,7 +41,7 @@ fn is_secret(path: &str) -> bool {
     // A whole section given as a string ("auth = ...", "store = ...") would
     // be quoted too.
     matches!(path, "auth" | "store" | "store.url")
-        || matches!(last, "password" | "api_keys" | "url" | "secret")
+        || matches!(last, "password" | "api_keys" | "url" | "secret" | "key")
 }
 
 /// Turns a TOML error (syntax or shape) into a one-line [`ConfigError`].

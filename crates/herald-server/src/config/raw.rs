@@ -22,7 +22,7 @@ pub(crate) struct RawConfig {
     /// `[store]`: where queued mail waits.
     pub(crate) store: RawStore,
     /// `[auth]`: who may call the API.
-    pub(crate) auth: RawAuth,
+    pub(crate) auth: super::keys::RawAuth,
     /// `[retry]`: the retry schedule.
     pub(crate) retry: RawRetry,
     /// `[delivery]`: the dispatcher and SMTP timeouts.
@@ -49,6 +49,21 @@ pub(crate) struct RawServer {
     /// How long a graceful shutdown waits for in-flight deliveries.
     #[serde(default = "defaults::drain_timeout")]
     pub(crate) drain_timeout: Dur,
+    /// How long a request's headers may take from their first byte.
+    #[serde(default = "defaults::header_read_timeout")]
+    pub(crate) header_read_timeout: Dur,
+    /// How long a request's body may take.
+    #[serde(default = "defaults::body_read_timeout")]
+    pub(crate) body_read_timeout: Dur,
+    /// How long a connection may wait for its next request.
+    #[serde(default = "defaults::idle_timeout_http")]
+    pub(crate) idle_timeout: Dur,
+    /// Connections open at once.
+    #[serde(default = "defaults::max_connections_http")]
+    pub(crate) max_connections: usize,
+    /// The process umask for `herald serve`, as an octal string.
+    #[serde(default = "defaults::umask")]
+    pub(crate) umask: String,
     /// This node's stable name; `None` derives it from the host name and
     /// the HTTP listen address.
     #[serde(default)]
@@ -60,6 +75,11 @@ impl Default for RawServer {
         Self {
             http_listen: defaults::http_listen(),
             drain_timeout: defaults::drain_timeout(),
+            header_read_timeout: defaults::header_read_timeout(),
+            body_read_timeout: defaults::body_read_timeout(),
+            idle_timeout: defaults::idle_timeout_http(),
+            max_connections: defaults::max_connections_http(),
+            umask: defaults::umask(),
             node_id: None,
         }
     }
@@ -93,18 +113,6 @@ impl Default for RawStore {
             retention: defaults::retention(),
         }
     }
-}
-
-/// `[auth]`.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAuth {
-    /// API keys written in the file (secrets).
-    #[serde(default = "defaults::api_keys")]
-    pub(crate) api_keys: Vec<String>,
-    /// The name of an environment variable holding comma-separated keys.
-    #[serde(default = "defaults::api_keys_env")]
-    pub(crate) api_keys_env: Option<String>,
 }
 
 /// `[retry]`.
@@ -359,6 +367,21 @@ pub(crate) mod defaults {
     }
     pub(crate) fn drain_timeout() -> Dur {
         Dur(Duration::from_secs(30))
+    }
+    pub(crate) fn header_read_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub(crate) fn body_read_timeout() -> Dur {
+        Dur(Duration::from_secs(60))
+    }
+    pub(crate) fn idle_timeout_http() -> Dur {
+        Dur(Duration::from_secs(60))
+    }
+    pub(crate) fn max_connections_http() -> usize {
+        1024
+    }
+    pub(crate) fn umask() -> String {
+        "077".to_owned()
     }
     pub(crate) fn store_url() -> String {
         "sqlite://herald.db".to_owned()

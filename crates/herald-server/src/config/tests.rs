@@ -485,8 +485,10 @@ fn a_store_password_is_never_shown() {
     assert!(!format!("{c:?}").contains("s3cret"));
     let e = err("[store]\nurl = \"mysql://herald:s3cret-pw@db/herald\"\n");
     assert!(!e.to_string().contains("s3cret"), "{e}");
-    assert_eq!(redact_url("sqlite://herald.db"), "sqlite://herald.db");
-    assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
+    assert_eq!(
+        crate::redact::url("sqlite://herald.db"),
+        "sqlite://herald.db"
+    );
 }
 
 #[test]

@@ -173,7 +173,7 @@ impl Dispatcher {
                 // trace ids.
                 let span = tracing::info_span!(
                     "delivery",
-                    message = %message.id,
+                    id = %message.id,
                     trace_id = message.trace_id.as_deref().unwrap_or(""),
                 );
                 // When spans are exported, the attempt continues the
@@ -244,7 +244,7 @@ impl Dispatcher {
                     // Cancelled by shutdown: give the message back untried.
                     if let Err(error) = self.store.release(&message.id, &self.settings.owner).await
                     {
-                        tracing::warn!(message = %message.id, error = %error, "release failed");
+                        tracing::warn!(id = %message.id, error = %error, "release failed");
                     }
                     return;
                 }
@@ -264,7 +264,7 @@ impl Dispatcher {
         let (smtp_code, enhanced_code, detail) = attempt::headline(&results);
         let duration = clock.elapsed();
         tracing::info!(
-            message = %message.id,
+            id = %message.id,
             relay = %relay,
             attempt = attempts_made,
             outcome = outcome.as_str(),
@@ -290,14 +290,14 @@ impl Dispatcher {
             .await
         {
             Ok(status) => {
-                tracing::debug!(message = %message.id, status = %status, "attempt recorded");
+                tracing::debug!(id = %message.id, status = %status, "attempt recorded");
                 self.count_recorded(&message, &relay, &statuses, next, status);
             }
             Err(StoreError::LeaseLost) => {
-                tracing::warn!(message = %message.id, "lease lost (cancelled or expired); attempt not recorded")
+                tracing::warn!(id = %message.id, "lease lost (cancelled or expired); attempt not recorded")
             }
             Err(error) => {
-                tracing::error!(message = %message.id, error = %error, "recording the attempt failed")
+                tracing::error!(id = %message.id, error = %error, "recording the attempt failed")
             }
         }
     }
@@ -377,7 +377,11 @@ impl Dispatcher {
                     status: RecipientStatus::Delivered,
                     smtp_code: None,
                     enhanced_code: None,
-                    response: Some(format!("written to {}", path.display())),
+                    // The file's name only: answers never show server paths.
+                    response: Some(format!(
+                        "written to the file outbox as {}",
+                        path.file_name().unwrap_or_default().to_string_lossy()
+                    )),
                 })
                 .collect(),
             Err(error) => {
@@ -467,7 +471,7 @@ impl Dispatcher {
                         BreakerOutcome::ConnectionFailure
                     };
                     record_breaker(relay, outcome);
-                    tracing::warn!(relay = %relay.name, message = %message.id, error = %error, "relay failed");
+                    tracing::warn!(relay = %relay.name, id = %message.id, error = %error, "relay failed");
                     let results = message
                         .recipients
                         .iter()

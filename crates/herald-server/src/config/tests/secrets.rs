@@ -104,7 +104,7 @@ fn debug_and_errors_never_show_secrets() {
     ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
-    assert!(shown.contains("ApiKey(***)"));
+    assert!(shown.contains("key: \"***\""), "{shown}");
     assert!(shown.contains("me"), "usernames are not secret");
 
     // Errors about secret fields do not quote them either.
@@ -134,6 +134,15 @@ fn debug_and_errors_never_show_secrets() {
             "auth = \"api-key-secret-0123456789\"\n".to_owned(),
             "api-key-secret",
         ),
+        (
+            "[[auth.keys]]\nname = \"a\"\nkey = 123456789012345678\nscopes = [\"send\"]\n"
+                .to_owned(),
+            "123456789012345678",
+        ),
+        (
+            "[[auth.keys]]\nname = \"a\"\nkey = \"short-secret\"\nscopes = [\"send\"]\n".to_owned(),
+            "short-secret",
+        ),
     ] {
         let e = err(&doc);
         assert!(!format!("{e} {e:?}").contains(secret), "{e}");
@@ -147,7 +156,10 @@ fn api_keys_match_in_constant_time_by_digest() {
     assert!(!key.matches("0123456789abcdeF"));
     assert!(!key.matches("0123456789abcdef0"));
     assert!(!key.matches(""));
-    assert_eq!(format!("{key:?}"), "ApiKey(***)");
+    assert_eq!(
+        format!("{key:?}"),
+        "ApiKey { name: \"default\", scopes: [send, read, manage, admin], key: \"***\" }"
+    );
     assert_eq!(
         ApiKey::new("0123456789abcde").expect_err("short").field,
         "api_key"
@@ -188,4 +200,85 @@ fn load_reads_a_file_or_says_why_not() {
         Config::load(&file.0).expect("config").delivery.concurrency,
         2
     );
+}
+
+#[test]
+fn named_keys_carry_their_scopes() {
+    use crate::config::{Scope, Scopes};
+
+    let doc = "[auth]\napi_keys = [\"plain-key-0123456789\"]\n\
+               [[auth.keys]]\nname = \"shop\"\nkey = \"shop-key-0123456789\"\nscopes = [\"send\"]\n\
+               [[auth.keys]]\nname = \"ops\"\nkey_env = \"OPS_KEY\"\nscopes = [\"read\", \"manage\"]\n";
+    let c = parse_env(doc, &[("OPS_KEY", "ops-key-0123456789")]).expect("config");
+    let keys: Vec<(&str, Scopes)> = c
+        .auth
+        .api_keys
+        .iter()
+        .map(|k| (k.name(), k.scopes()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("shop", Scopes::of([Scope::Send])),
+            ("ops", Scopes::of([Scope::Read, Scope::Manage])),
+            ("auth.api_keys[0]", Scopes::ALL),
+        ]
+    );
+    assert!(c.auth.api_keys[1].matches("ops-key-0123456789"));
+    let ops = c.auth.api_keys[1].scopes();
+    assert!(ops.allows(Scope::Read) && ops.allows(Scope::Manage));
+    assert!(!ops.allows(Scope::Send) && !ops.allows(Scope::Admin));
+    let admin = Scopes::of([Scope::Admin]);
+    assert!(Scope::ALL.into_iter().all(|s| admin.allows(s)));
+}
+
+#[test]
+fn named_keys_are_checked_field_by_field() {
+    let entry = |body: &str| format!("[[auth.keys]]\nname = \"k\"\n{body}\n");
+    for (doc, field, message) in [
+        (
+            entry("key = \"k-key-0123456789ab\"\nscopes = [\"write\"]"),
+            "auth.keys[0].scopes[0]",
+            "unknown scope \"write\"",
+        ),
+        (
+            entry("key = \"k-key-0123456789ab\"\nscopes = []"),
+            "auth.keys[0].scopes",
+            "at least one",
+        ),
+        (
+            entry("key = \"k-key-0123456789ab\"\nkey_env = \"X\"\nscopes = [\"send\"]"),
+            "auth.keys[0].key",
+            "exactly one",
+        ),
+        (
+            entry("scopes = [\"send\"]"),
+            "auth.keys[0].key",
+            "exactly one",
+        ),
+        (
+            entry("key_env = \"UNSET_VARIABLE\"\nscopes = [\"send\"]"),
+            "auth.keys[0].key_env",
+            "UNSET_VARIABLE is not set",
+        ),
+        (
+            format!(
+                "{}{}",
+                entry("key = \"k-key-0123456789ab\"\nscopes = [\"send\"]"),
+                entry("key = \"k-key-0123456789cd\"\nscopes = [\"read\"]")
+            ),
+            "auth.keys[1].name",
+            "names another key",
+        ),
+        (
+            "[[auth.keys]]\nname = \"Has Space\"\nkey = \"k-key-0123456789ab\"\nscopes = [\"send\"]\n"
+                .to_owned(),
+            "auth.keys[0].name",
+            "lower-case",
+        ),
+    ] {
+        let e = err(&doc);
+        assert_eq!(e.field, field, "{doc}: {e}");
+        assert!(e.message.contains(message), "{doc}: {e}");
+    }
 }
