@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use herald_policy::CircuitBreaker;
 use herald_smtp::Pool;
 use herald_store::{Store, StoreOptions, StoreUrl};
+use herald_store_postgres::{Clock, PgOptions, PgStore};
 use herald_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -48,8 +49,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
         StoreUrl::Sqlite(_) => Ok(Arc::new(
             SqliteStore::open_with(&config.store.url, options).await?,
         )),
-        StoreUrl::Postgres(_) => Err(ServeError::Config(
-            "store.url: PostgreSQL is not supported by this build yet".into(),
+        StoreUrl::Postgres(url) => Ok(Arc::new(
+            PgStore::open(&url, pg_options(config, options)).await?,
         )),
     }
 }
@@ -58,16 +59,32 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
 /// same lock) and returns the schema version it is at: for running ahead
 /// of a rollout, so that new nodes start on a ready schema.
 pub async fn migrate(config: &Config) -> Result<i64, ServeError> {
+    let options = StoreOptions {
+        max_lost_leases: config.delivery.max_lost_leases,
+    };
     match StoreUrl::parse(&config.store.url)? {
         StoreUrl::Sqlite(_) => {
-            let store = SqliteStore::open_with(&config.store.url, StoreOptions::default()).await?;
+            let store = SqliteStore::open_with(&config.store.url, options).await?;
             let version = store.schema_version().await;
             store.close().await;
             Ok(version?)
         }
-        StoreUrl::Postgres(_) => Err(ServeError::Config(
-            "store.url: PostgreSQL is not supported by this build yet".into(),
-        )),
+        StoreUrl::Postgres(url) => {
+            let store = PgStore::open(&url, pg_options(config, options)).await?;
+            let version = store.schema_version().await;
+            store.close().await;
+            Ok(version?)
+        }
+    }
+}
+
+/// PostgreSQL's settings from `config`: the database's clock decides, as
+/// it must when several nodes share the queue.
+fn pg_options(config: &Config, store: StoreOptions) -> PgOptions {
+    PgOptions {
+        pool_size: config.store.pool_size,
+        store,
+        clock: Clock::Database,
     }
 }
 
@@ -95,6 +112,10 @@ pub async fn serve(
     // servers in one process).
     let metrics = Arc::new(Metrics::new());
     let wake = Arc::new(Notify::new());
+    // Other nodes' new work wakes this one's dispatcher too (PostgreSQL's
+    // LISTEN/NOTIFY); the poll stays as the backstop.
+    let waker = wake.clone();
+    store.on_new_work(Arc::new(move || waker.notify_one()));
     let workers_running = Arc::new(AtomicBool::new(false));
     let relays = config
         .relays

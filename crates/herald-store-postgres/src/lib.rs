@@ -426,4 +426,8 @@ impl Store for PgStore {
         self.run(|shared| async move { upkeep::ping(&shared.pool).await })
             .await
     }
+
+    fn on_new_work(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        self.listen(move || wake());
+    }
 }

@@ -233,4 +233,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Calls `wake` whenever another process sharing the store may have
+    /// made work due (an enqueue, a retry, a release), so that idle nodes
+    /// start at once instead of at their next poll. A hint: callers still
+    /// poll. A store that only one process uses has nobody else to hear
+    /// from, so by default this does nothing.
+    fn on_new_work(&self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
 }
