@@ -263,3 +263,37 @@ async fn scopes_combine_and_plain_api_keys_keep_every_scope() {
     assert_problem(&answer, 401);
     herald.stop().await.unwrap();
 }
+
+/// Every message records the name of the key that queued it, single or in
+/// a batch; the plain list's keys are named by position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_message_records_the_key_that_queued_it() {
+    let herald = herald().await;
+    let answer = call(&herald, SEND_READ, "POST", "/v1/messages", Some(later())).await;
+    assert_eq!(answer.0, 202, "{:?}", answer.1);
+    let id = answer.1["id"].as_str().unwrap().to_owned();
+    let batch = serde_json::json!({ "messages": [later(), later()] });
+    let answer = call(&herald, SEND, "POST", "/v1/messages/batch", Some(batch)).await;
+    assert_eq!(answer.0, 200, "{:?}", answer.1);
+    let batched: Vec<String> = answer.1["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let plain = queued(&herald).await;
+
+    let shown = |id: String| {
+        let herald = &herald;
+        async move {
+            let answer = call(herald, ADMIN, "GET", &format!("/v1/messages/{id}"), None).await;
+            assert_eq!(answer.0, 200);
+            answer.1["submitted_by"].as_str().unwrap_or("").to_owned()
+        }
+    };
+    assert_eq!(shown(id).await, "app");
+    for id in batched {
+        assert_eq!(shown(id).await, "sender");
+    }
+    assert_eq!(shown(plain).await, "auth.api_keys[0]");
+}

@@ -27,6 +27,7 @@ CREATE TABLE messages (
     tags            jsonb       NOT NULL DEFAULT '[]', -- array of strings, in the given order
     metadata        jsonb       NOT NULL DEFAULT '{}', -- object of strings
     trace_id        text,
+    submitted_by    text,                              -- the API key's name
     lease_owner     text,
     lease_until     timestamptz,
     -- A lease exists exactly while a worker is sending.

@@ -158,7 +158,7 @@ pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.message_id, m.status, m.create
      m.metadata::text, m.trace_id, \
      (SELECT coalesce(json_agg(json_build_array(r.address, r.status, r.smtp_code, \
          r.enhanced_code, r.response) ORDER BY r.position), '[]')::text \
-      FROM recipients r WHERE r.message_id = m.id)";
+      FROM recipients r WHERE r.message_id = m.id), m.submitted_by";
 
 /// A message's events as JSON, oldest first, for a column after
 /// [`MESSAGE_COLUMNS`]; times as microseconds since the epoch.
@@ -212,7 +212,7 @@ pub(crate) fn message(row: &Row, with_events: bool) -> Result<MessageRecord, Sto
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let events = if with_events {
-        let events: Vec<EventJson> = from_json(get(row, 13)?, "events")?;
+        let events: Vec<EventJson> = from_json(get(row, 14)?, "events")?;
         events.into_iter().map(event).collect::<Result<_, _>>()?
     } else {
         Vec::new()
@@ -231,6 +231,7 @@ pub(crate) fn message(row: &Row, with_events: bool) -> Result<MessageRecord, Sto
         tags,
         metadata,
         trace_id: get(row, 11)?,
+        submitted_by: get(row, 13)?,
         id,
     })
 }

@@ -406,6 +406,7 @@ async fn insert(
     let mut tags = Vec::with_capacity(n);
     let mut metadata = Vec::with_capacity(n);
     let mut trace_ids = Vec::with_capacity(n);
+    let mut submitters = Vec::with_capacity(n);
     let mut bodies: Vec<&[u8]> = Vec::with_capacity(n);
     let mut kinds = Vec::with_capacity(n);
     let (mut r_ids, mut r_positions, mut r_addresses) = (Vec::new(), Vec::new(), Vec::new());
@@ -427,6 +428,7 @@ async fn insert(
         tags.push(json(&m.tags)?);
         metadata.push(json(&m.metadata)?);
         trace_ids.push(m.trace_id.as_deref());
+        submitters.push(m.submitted_by.as_deref());
         bodies.push(m.rendered.as_slice());
         // The caller promises no duplicate recipients; should one slip
         // through, the first stands.
@@ -465,16 +467,16 @@ async fn insert(
     if n > 0 {
         steps.push(step!(
             "INSERT INTO messages (id, message_id, status, created_at, updated_at, send_at, \
-                 next_attempt_at, sender, smtputf8, tags, metadata, trace_id) \
+                 next_attempt_at, sender, smtputf8, tags, metadata, trace_id, submitted_by) \
              SELECT id, message_id, status, created, created, send_at, \
                  CASE WHEN $12::boolean AND status = 'queued' THEN least(due, now()) \
                      ELSE due END, \
-                 sender, smtputf8, tags::jsonb, metadata::jsonb, trace_id \
+                 sender, smtputf8, tags::jsonb, metadata::jsonb, trace_id, submitted_by \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
                  $5::timestamptz[], $6::timestamptz[], $7::text[], $8::boolean[], $9::text[], \
-                 $10::text[], $11::text[]) \
+                 $10::text[], $11::text[], $13::text[]) \
                  AS u (id, message_id, status, created, send_at, due, sender, smtputf8, tags, \
-                     metadata, trace_id)",
+                     metadata, trace_id, submitted_by)",
             ids,
             message_ids,
             statuses,
@@ -487,6 +489,7 @@ async fn insert(
             metadata,
             trace_ids,
             database_clock,
+            submitters,
         ));
         steps.push(step!(
             "INSERT INTO message_bodies (message_id, rendered) \

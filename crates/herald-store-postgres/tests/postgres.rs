@@ -142,6 +142,7 @@ fn message(seq: u32, created: OffsetDateTime) -> NewMessage {
         tags: vec!["t".to_owned()],
         metadata: Default::default(),
         trace_id: None,
+        submitted_by: None,
         idempotency: None,
     }
 }

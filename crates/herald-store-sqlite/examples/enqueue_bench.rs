@@ -31,6 +31,7 @@ fn message(seq: u64, now: OffsetDateTime) -> NewMessage {
         tags: vec!["bench".to_owned()],
         metadata: Default::default(),
         trace_id: None,
+        submitted_by: None,
         idempotency: None,
     }
 }

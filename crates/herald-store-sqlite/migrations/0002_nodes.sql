@@ -5,6 +5,10 @@
 -- recorded attempt. Reaching store's limit fails it as a poison message.
 ALTER TABLE messages ADD COLUMN lost_leases INTEGER NOT NULL DEFAULT 0;
 
+-- The name of the API key that queued the message (NULL before keys had
+-- names, or for keys from the plain list, named by position).
+ALTER TABLE messages ADD COLUMN submitted_by TEXT;
+
 -- Retention: final messages by when they last changed.
 CREATE INDEX messages_finished ON messages (updated_at, id)
     WHERE status IN ('delivered', 'partial', 'failed', 'cancelled');

@@ -17,7 +17,7 @@ use herald_store::{
 /// The columns [`MessageRow`] reads, for `SELECT … FROM messages m`.
 pub(super) const MESSAGE_COLUMNS: &str = "m.id, m.message_id, m.status, m.created_at, \
      m.updated_at, m.send_at, m.next_attempt_at, m.attempts, m.sender, m.tags, m.metadata, \
-     m.trace_id";
+     m.trace_id, m.submitted_by";
 
 /// Unix milliseconds of `t`. Every representable `OffsetDateTime` fits in
 /// an `i64` of milliseconds, so the fallback is never taken.
@@ -100,6 +100,7 @@ pub(super) struct MessageRow {
     pub(super) tags: String,
     pub(super) metadata: String,
     pub(super) trace_id: Option<String>,
+    pub(super) submitted_by: Option<String>,
 }
 
 impl MessageRow {
@@ -118,6 +119,7 @@ impl MessageRow {
             tags: row.get(9)?,
             metadata: row.get(10)?,
             trace_id: row.get(11)?,
+            submitted_by: row.get(12)?,
         })
     }
 
@@ -154,6 +156,7 @@ impl MessageRow {
             tags,
             metadata,
             trace_id: self.trace_id,
+            submitted_by: self.submitted_by,
             id: self.id,
         })
     }

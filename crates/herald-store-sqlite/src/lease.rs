@@ -358,6 +358,7 @@ mod tests {
                 tags: Vec::new(),
                 metadata: Default::default(),
                 trace_id: None,
+                submitted_by: None,
                 idempotency: None,
             })
             .collect();

@@ -58,6 +58,7 @@ fn message(seq: u32) -> NewMessage {
         tags: vec!["t".to_owned()],
         metadata: Default::default(),
         trace_id: None,
+        submitted_by: None,
         idempotency: None,
     }
 }

@@ -170,6 +170,8 @@ pub struct NewMessage {
     pub metadata: BTreeMap<String, String>,
     /// The W3C trace id the message belongs to, if any.
     pub trace_id: Option<String>,
+    /// The name of the API key that queued it, if known.
+    pub submitted_by: Option<String>,
     /// `Idempotency-Key` and a hash of the request body it came with.
     pub idempotency: Option<Idempotency>,
 }
@@ -304,6 +306,8 @@ pub struct MessageRecord {
     pub metadata: BTreeMap<String, String>,
     /// Trace id, if any.
     pub trace_id: Option<String>,
+    /// The name of the API key that queued it, if known.
+    pub submitted_by: Option<String>,
 }
 
 /// A recipient's latest state.

@@ -8,8 +8,8 @@ use std::fmt;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use herald_message::MessageRequest;
 use herald_store::Idempotency;
@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tracing::Instrument as _;
 
+use super::ApiKeyName;
 use super::messages::{
     TraceHeader, accept_span, admit, admit_or_replay, body_bytes, created, idempotency_key,
     prepare, record_problem,
@@ -31,12 +32,14 @@ use crate::trace::TraceId;
 /// invalid ones get their problem in place.
 pub(crate) async fn create_batch(
     State(state): State<AppState>,
+    key: Option<Extension<ApiKeyName>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(TraceHeader, Json<BatchView>), Problem> {
     // One request, one trace: every message of the batch carries it.
     let (trace, span) = accept_span(&headers, true);
-    let answer = create_batch_in_trace(state, &headers, body, trace)
+    let submitter = key.map(|Extension(ApiKeyName(name))| name);
+    let answer = create_batch_in_trace(state, &headers, body, trace, submitter)
         .instrument(span.clone())
         .await;
     match &answer {
@@ -54,6 +57,7 @@ async fn create_batch_in_trace(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     trace: TraceId,
+    submitter: Option<String>,
 ) -> Result<(TraceHeader, Json<BatchView>), Problem> {
     let body = body_bytes(body)?;
     let key = idempotency_key(headers)?;
@@ -70,7 +74,8 @@ async fn create_batch_in_trace(
         if let Some(hasher) = hasher.as_mut() {
             hash_item(hasher, &request)?;
         }
-        let prepared = request.and_then(|request| prepare(&state, &request, None, now, &trace));
+        let prepared = request
+            .and_then(|request| prepare(&state, &request, None, now, &trace, submitter.as_deref()));
         match prepared {
             Ok(new) => {
                 valid.push(new);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use herald_message::{
     HeaderName, HeaderValue, MessageRequest, RenderOptions, message_id_for, new_id,
@@ -22,6 +22,7 @@ use tracing::Instrument as _;
 use crate::trace::export::{EXPORT_TARGET, continue_request};
 use crate::trace::{TRACE_HEADER, TraceId, TraceParent};
 
+use super::ApiKeyName;
 use super::views::{Created, ListView, MessageView};
 use super::{AppState, Problem};
 use crate::observe::metrics::AcceptSource;
@@ -33,11 +34,13 @@ const DEFAULT_LIST_LIMIT: usize = 50;
 /// `POST /v1/messages`.
 pub(crate) async fn create(
     State(state): State<AppState>,
+    key: Option<Extension<ApiKeyName>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
     let (trace, span) = accept_span(&headers, false);
-    let answer = create_in_trace(state, headers, body, trace)
+    let submitter = key.map(|Extension(ApiKeyName(name))| name);
+    let answer = create_in_trace(state, headers, body, trace, submitter)
         .instrument(span.clone())
         .await;
     match &answer {
@@ -55,6 +58,7 @@ async fn create_in_trace(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
     trace: TraceId,
+    submitter: Option<String>,
 ) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
     let body = body_bytes(body)?;
     let key = idempotency_key(&headers)?;
@@ -76,6 +80,7 @@ async fn create_in_trace(
         idempotency,
         OffsetDateTime::now_utc(),
         &trace,
+        submitter.as_deref(),
     )?;
     let replay = async {
         match &new.idempotency {
@@ -270,6 +275,7 @@ pub(super) fn prepare(
     idempotency: Option<Idempotency>,
     now: OffsetDateTime,
     trace: &TraceId,
+    submitter: Option<&str>,
 ) -> Result<NewMessage, Problem> {
     let message = request
         .validate(&state.limits.message)
@@ -304,6 +310,7 @@ pub(super) fn prepare(
         tags: message.tags().to_vec(),
         metadata: message.metadata().clone(),
         trace_id: Some(trace.to_string()),
+        submitted_by: submitter.map(str::to_owned),
         idempotency,
     })
 }

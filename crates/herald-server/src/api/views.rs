@@ -41,6 +41,9 @@ pub(crate) struct MessageView {
     metadata: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace_id: Option<String>,
+    /// The name of the API key that queued it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    submitted_by: Option<String>,
 }
 
 impl MessageView {
@@ -67,6 +70,7 @@ impl MessageView {
             tags: record.tags,
             metadata: record.metadata,
             trace_id: record.trace_id,
+            submitted_by: record.submitted_by,
         }
     }
 }

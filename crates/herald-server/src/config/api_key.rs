@@ -55,8 +55,8 @@ impl ApiKey {
         self
     }
 
-    /// The key's name (for logs and, later, for the record of who queued a
-    /// message): `[[auth.keys]]`' `name`, or `api_keys[N]` and
+    /// The key's name (for logs, and recorded with every message the key
+    /// queues): `[[auth.keys]]`' `name`, or `api_keys[N]` and
     /// `VARIABLE[N]` for keys given as bare lists.
     pub fn name(&self) -> &str {
         &self.name

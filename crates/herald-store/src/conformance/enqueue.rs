@@ -16,6 +16,7 @@ pub async fn enqueue_then_get_round_trips<S: Store>(store: S) {
     m.tags = vec!["welcome".to_owned(), "eu".to_owned()];
     m.metadata = BTreeMap::from([("user_id".to_owned(), "42".to_owned())]);
     m.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned());
+    m.submitted_by = Some("billing-app".to_owned());
     m.smtputf8 = true;
 
     let answer = store.enqueue(m.clone()).await.expect("enqueue");
@@ -41,6 +42,7 @@ pub async fn enqueue_then_get_round_trips<S: Store>(store: S) {
     assert_eq!(record.tags, m.tags, "tags keep their order");
     assert_eq!(record.metadata, m.metadata);
     assert_eq!(record.trace_id, m.trace_id);
+    assert_eq!(record.submitted_by.as_deref(), Some("billing-app"));
     let pending = |address: &str| RecipientRecord {
         address: address.to_owned(),
         status: RecipientStatus::Pending,

@@ -206,6 +206,7 @@ fn message(seq: u32, created: OffsetDateTime, recipients: &[&str]) -> NewMessage
         tags: Vec::new(),
         metadata: BTreeMap::new(),
         trace_id: None,
+        submitted_by: None,
         idempotency: None,
     }
 }
