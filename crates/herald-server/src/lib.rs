@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod api;
+mod cluster;
 pub mod config;
 mod dispatch;
 mod http;

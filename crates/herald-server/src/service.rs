@@ -12,7 +12,7 @@ use herald_store::{Store, StoreOptions, StoreUrl};
 use herald_store_postgres::{Clock, PgOptions, PgStore};
 use herald_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alerting;
@@ -20,7 +20,7 @@ use crate::api::{self, ApiLimits, AppState};
 use crate::config::Config;
 use crate::dispatch::{DispatchSettings, Dispatcher, Outbox, Relay};
 use crate::observe::Metrics;
-use crate::upkeep;
+use crate::{cluster, upkeep};
 
 /// How often histogram samples are folded into buckets when nobody scrapes.
 const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
@@ -106,7 +106,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let node_id = config.server.node_id.clone();
-    upkeep::reclaim_at_start(store.as_ref(), &node_id, exclusive_store(&config)).await?;
+    let exclusive = exclusive_store(&config);
+    upkeep::reclaim_at_start(store.as_ref(), &node_id, exclusive).await?;
 
     // One recorder per server: never the process-wide one (tests run many
     // servers in one process).
@@ -126,7 +127,12 @@ pub async fn serve(
             breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
         })
         .collect();
-    let alerting = Arc::new(Alerting::new(config.alerts.clone()));
+    let alerting = if exclusive {
+        Alerting::new(config.alerts.clone())
+    } else {
+        Alerting::new(config.alerts.clone()).shared()
+    };
+    let alerting = Arc::new(alerting);
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         relays,
@@ -151,7 +157,7 @@ pub async fn serve(
     let stop_heartbeat = CancellationToken::new();
     let heartbeat_task = tokio::spawn(upkeep::heartbeat(
         store.clone(),
-        node_id,
+        node_id.clone(),
         config.delivery.lease,
         stop_heartbeat.clone(),
     ));
@@ -163,9 +169,34 @@ pub async fn serve(
     // Alerts are evaluated and sent on their own tasks: a slow webhook never
     // holds up mail.
     let stop_alerts = CancellationToken::new();
-    let alert_task = alerting
-        .clone()
-        .spawn_evaluator(alerting.evaluate_every(), stop_alerts.clone());
+    // On a shared store, failures travel between the nodes through the
+    // store, and one node at a time evaluates the rules.
+    let (leading, cluster_tasks) = if exclusive {
+        (None, Vec::new())
+    } else {
+        let (tx, rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(cluster::share_failures(
+                store.clone(),
+                alerting.clone(),
+                node_id.clone(),
+                config.alerts.history,
+                stop_alerts.clone(),
+            )),
+            tokio::spawn(cluster::lead_alerts(
+                store.clone(),
+                node_id.clone(),
+                alerting.evaluate_every(),
+                tx,
+                stop_alerts.clone(),
+            )),
+        ];
+        (Some(rx), tasks)
+    };
+    let alert_task =
+        alerting
+            .clone()
+            .spawn_evaluator(alerting.evaluate_every(), stop_alerts.clone(), leading);
     workers_running.store(true, Ordering::Relaxed);
 
     let mut message_limits = herald_message::Limits::default();
@@ -204,6 +235,11 @@ pub async fn serve(
     stop_alerts.cancel();
     if let Err(error) = alert_task.await {
         tracing::error!(error = %error, "alert task failed");
+    }
+    for task in cluster_tasks {
+        if let Err(error) = task.await {
+            tracing::error!(error = %error, "cluster task failed");
+        }
     }
     if let Err(error) = upkeep_task.await {
         tracing::error!(error = %error, "metrics upkeep task failed");

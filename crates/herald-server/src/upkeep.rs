@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 /// is answered).
 const KEYS_KEPT: Duration = herald_store::IDEMPOTENCY_WINDOW;
 
+/// How long the nodes' shared failure feed is kept: longer than any alert
+/// window or error-group history a node reads back when it starts.
+const FEED_KEPT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
 /// Messages deleted per retention transaction: small, so the writer (or
 /// PostgreSQL's row locks) is never held for long.
 const PURGE_BATCH: usize = 500;
@@ -107,13 +111,17 @@ pub(crate) async fn purge_all(
         let retention = Retention {
             messages_before: now - keep,
             keys_before: now - KEYS_KEPT,
+            feed_before: now - FEED_KEPT,
             limit: PURGE_BATCH,
         };
         let purged = store.purge(&retention).await?;
         messages += purged.messages;
         keys += purged.keys;
         let limit = u64::try_from(PURGE_BATCH).unwrap_or(u64::MAX);
-        if (purged.messages < limit && purged.keys < limit) || stop.is_cancelled() {
+        let more = [purged.messages, purged.keys, purged.feed]
+            .iter()
+            .any(|n| *n >= limit);
+        if !more || stop.is_cancelled() {
             break;
         }
         // Let deliveries' writes go first between two batches.

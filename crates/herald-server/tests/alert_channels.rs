@@ -112,7 +112,8 @@ tiers = [
     let alerting = Arc::new(Alerting::new(config));
     let stop = CancellationToken::new();
     // A period far away: every evaluation below is a tick with a fake time.
-    let evaluator = Arc::clone(&alerting).spawn_evaluator(Duration::from_secs(3600), stop.clone());
+    let evaluator =
+        Arc::clone(&alerting).spawn_evaluator(Duration::from_secs(3600), stop.clone(), None);
     let t0 = base_time();
     let t = |s| secs(t0, s);
 
@@ -387,7 +388,8 @@ tiers = [{{ min_count = 1, channels = ["flaky", "limited", "down"] }}]
     .unwrap();
     let alerting = Arc::new(Alerting::new(config));
     let stop = CancellationToken::new();
-    let evaluator = Arc::clone(&alerting).spawn_evaluator(Duration::from_secs(3600), stop.clone());
+    let evaluator =
+        Arc::clone(&alerting).spawn_evaluator(Duration::from_secs(3600), stop.clone(), None);
     let now = base_time();
     alerting.record_failure(deferral("primary", "a@example.com", 1, now));
     assert_eq!(alerting.tick(now).len(), 1);
@@ -475,7 +477,8 @@ tiers = [{{ min_count = 1, channels = ["stuck"] }}]
     .unwrap();
     let alerting = Arc::new(Alerting::new(config));
     let stop = CancellationToken::new();
-    let evaluator = Arc::clone(&alerting).spawn_evaluator(Duration::from_secs(3600), stop.clone());
+    let evaluator =
+        Arc::clone(&alerting).spawn_evaluator(Duration::from_secs(3600), stop.clone(), None);
     let now = base_time();
 
     // 10 000 failures, each its own group, with evaluations in between that

@@ -110,6 +110,20 @@ CREATE TABLE idempotency (
 CREATE INDEX idempotency_by_age ON idempotency (created_at);
 CREATE INDEX idempotency_by_message ON idempotency (message_id);
 
+-- What nodes tell each other (the alert feed: failures and attempt
+-- counts for error groups and alert rules). Read in (tx, id) order, and
+-- only below the oldest transaction still running, so that an entry
+-- committed late never sorts before one a reader has already passed.
+CREATE TABLE feed (
+    tx   xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    id   bigint      GENERATED ALWAYS AS IDENTITY,
+    at   timestamptz NOT NULL,
+    node text        NOT NULL,
+    body text        NOT NULL,
+    PRIMARY KEY (tx, id)
+);
+CREATE INDEX feed_by_age ON feed (at);
+
 -- Roles that one holder at a time may take (the alert evaluator).
 CREATE TABLE leaders (
     role   text        PRIMARY KEY,

@@ -50,9 +50,9 @@ use time::OffsetDateTime;
 use tokio::task::AbortHandle;
 
 use herald_store::{
-    AttemptRecord, Claimed, Enqueued, Idempotency, Leases, ListFilter, MessageRecord,
-    MessageStatus, NewMessage, Page, Purged, QueueStats, Retention, Store, StoreError,
-    StoreOptions,
+    AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency, Leases,
+    ListFilter, MessageRecord, MessageStatus, NewMessage, Page, Purged, QueueStats, Retention,
+    Store, StoreError, StoreOptions,
 };
 
 use self::depth::Depth;
@@ -424,6 +424,24 @@ impl Store for PgStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|shared| async move { upkeep::ping(&shared.pool).await })
+            .await
+    }
+
+    async fn append_feed(&self, entries: Vec<FeedEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.run(|shared| async move { upkeep::append_feed(&shared, &entries).await })
+            .await
+    }
+
+    async fn read_feed(
+        &self,
+        after: Option<FeedCursor>,
+        since: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<FeedRecord>, StoreError> {
+        self.run(|shared| async move { upkeep::read_feed(&shared, after, since, limit).await })
             .await
     }
 

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::Shared;
 use super::codec::{get, interval, unsigned};
 use super::pipeline::{Conn, Tx, step};
-use herald_store::{Purged, Retention, StoreError};
+use herald_store::{FeedCursor, FeedEntry, FeedRecord, Purged, Retention, StoreError};
 
 /// Deletes one batch of what retention lets go (see
 /// [`herald_store::Store::purge`]). Bodies, recipients, events and keys of
@@ -45,6 +45,16 @@ pub(crate) async fn purge(shared: &Shared, retention: &Retention) -> Result<Purg
                     retention.keys_before,
                     limit,
                 ),
+                step!(
+                    "WITH doomed AS ( \
+                         SELECT tx, id FROM feed WHERE at < $1 \
+                         ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                     gone AS (DELETE FROM feed f USING doomed d \
+                         WHERE (f.tx, f.id) = (d.tx, d.id) RETURNING 1) \
+                     SELECT count(*) FROM gone",
+                    retention.feed_before,
+                    limit,
+                ),
             ],
             "purge",
         )
@@ -58,7 +68,79 @@ pub(crate) async fn purge(shared: &Shared, retention: &Retention) -> Result<Purg
     Ok(Purged {
         messages: count(0)?,
         keys: count(1)?,
+        feed: count(2)?,
     })
+}
+
+/// Appends feed entries in one transaction (see
+/// [`herald_store::Store::append_feed`]).
+pub(crate) async fn append_feed(shared: &Shared, entries: &[FeedEntry]) -> Result<(), StoreError> {
+    let at: Vec<OffsetDateTime> = entries.iter().map(|e| e.at).collect();
+    let nodes: Vec<&str> = entries.iter().map(|e| e.node.as_str()).collect();
+    let bodies: Vec<&str> = entries.iter().map(|e| e.body.as_str()).collect();
+    let tx = Tx::begin(&shared.pool).await?;
+    tx.commit(
+        &[step!(
+            "INSERT INTO feed (at, node, body) \
+             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[])",
+            at,
+            nodes,
+            bodies,
+        )],
+        "append to the feed",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reads the feed in (transaction, id) order, holding back the entries of
+/// transactions at or above the oldest one still running: those may yet
+/// be joined by entries that sort before them (see
+/// [`herald_store::Store::read_feed`]).
+pub(crate) async fn read_feed(
+    shared: &Shared,
+    after: Option<FeedCursor>,
+    since: OffsetDateTime,
+    limit: usize,
+) -> Result<Vec<FeedRecord>, StoreError> {
+    let after = after.unwrap_or_default();
+    let (tx, id) = (after.tx.to_string(), after.id);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let conn = Conn::get(&shared.pool).await?;
+    let rows = conn
+        .pipeline(
+            &[step!(
+                "SELECT tx::text, id, at, node, body FROM feed \
+                 WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) \
+                     AND (tx, id) > ($1::text::xid8, $2::bigint) AND at >= $3 \
+                 ORDER BY tx, id LIMIT $4",
+                tx,
+                id,
+                since,
+                limit,
+            )],
+            "read the feed",
+        )
+        .await?;
+    rows.into_iter()
+        .flatten()
+        .map(|row| {
+            let tx: String = get(&row, 0)?;
+            Ok(FeedRecord {
+                cursor: FeedCursor {
+                    tx: tx
+                        .parse()
+                        .map_err(|_| StoreError::Unusable(format!("feed: bad tx {tx:?}")))?,
+                    id: get(&row, 1)?,
+                },
+                entry: FeedEntry {
+                    at: get(&row, 2)?,
+                    node: get(&row, 3)?,
+                    body: get(&row, 4)?,
+                },
+            })
+        })
+        .collect()
 }
 
 /// Takes or renews `role` for `holder` (see [`herald_store::Store::lead`]).

@@ -19,3 +19,15 @@ CREATE TABLE leaders (
     holder TEXT    NOT NULL,
     until  INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
+
+-- What nodes sharing a store tell each other (alert feed). One process
+-- per SQLite file, so herald itself does not read it on SQLite; kept so
+-- that every backend carries the whole contract.
+CREATE TABLE feed (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    at   INTEGER NOT NULL,
+    node TEXT    NOT NULL,
+    body TEXT    NOT NULL
+) STRICT;
+
+CREATE INDEX feed_by_age ON feed (at);

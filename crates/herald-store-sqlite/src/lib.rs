@@ -30,9 +30,9 @@ use self::open::Location;
 use self::readers::Readers;
 use self::writer::{Closure, Op, Reply, Shared};
 use herald_store::{
-    AttemptRecord, Claimed, Enqueued, Idempotency, Leases, ListFilter, MessageRecord,
-    MessageStatus, NewMessage, Page, Purged, QueueStats, Retention, Store, StoreError,
-    StoreOptions,
+    AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency, Leases,
+    ListFilter, MessageRecord, MessageStatus, NewMessage, Page, Purged, QueueStats, Retention,
+    Store, StoreError, StoreOptions,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -339,6 +339,25 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (role, holder) = (role.to_owned(), holder.to_owned());
         self.job(move |conn| upkeep::lead(conn, &role, &holder, ttl, now))
+            .await
+    }
+
+    async fn append_feed(&self, entries: Vec<FeedEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.job(move |conn| upkeep::append_feed(conn, &entries))
+            .await
+    }
+
+    async fn read_feed(
+        &self,
+        after: Option<FeedCursor>,
+        since: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<FeedRecord>, StoreError> {
+        self.reads
+            .with(move |conn| upkeep::read_feed(conn, after, since, limit))
             .await
     }
 

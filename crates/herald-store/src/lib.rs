@@ -23,9 +23,9 @@ use time::OffsetDateTime;
 
 pub use lifecycle::{AttemptOutcome, EventKind};
 pub use model::{
-    AttemptRecord, Claimed, Enqueued, Event, Idempotency, Leases, ListFilter, MessageRecord,
-    MessageStatus, NewMessage, NextStep, Page, Purged, QueueStats, RecipientRecord,
-    RecipientResult, RecipientStatus, Retention, StoreOptions,
+    AttemptRecord, Claimed, Enqueued, Event, FeedCursor, FeedEntry, FeedRecord, Idempotency,
+    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NextStep, Page, Purged,
+    QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Retention, StoreOptions,
 };
 pub use url::{SqliteLocation, StoreUrl, redact as redact_url};
 
@@ -212,8 +212,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes, in one small transaction, up to `retention.limit` final
     /// messages last changed before `retention.messages_before` (with
-    /// their bodies, recipients, tags and events) and the idempotency
-    /// records made before `retention.keys_before`. Call it repeatedly
+    /// their bodies, recipients, tags and events), the idempotency
+    /// records made before `retention.keys_before` and the feed entries
+    /// older than `retention.feed_before` (up to the limit each). Call it repeatedly
     /// until it deletes fewer than the limit; it never touches a message
     /// that is not final.
     async fn purge(&self, retention: &Retention) -> Result<Purged, StoreError>;
@@ -233,6 +234,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Appends `entries` to the feed, in one commit.
+    async fn append_feed(&self, entries: Vec<FeedEntry>) -> Result<(), StoreError>;
+
+    /// Up to `limit` feed entries after `after` (from the start when
+    /// `None`) written at or after `since`, in feed order. Reading on from
+    /// the last cursor returned never misses an entry, however commits
+    /// interleave: an entry whose transaction may still be overtaken is
+    /// held back until it cannot be.
+    async fn read_feed(
+        &self,
+        after: Option<FeedCursor>,
+        since: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<FeedRecord>, StoreError>;
 
     /// Calls `wake` whenever another process sharing the store may have
     /// made work due (an enqueue, a retry, a release), so that idle nodes

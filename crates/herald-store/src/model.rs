@@ -441,6 +441,8 @@ pub struct Retention {
     pub messages_before: OffsetDateTime,
     /// Idempotency records made before this instant.
     pub keys_before: OffsetDateTime,
+    /// Feed entries (see [`FeedEntry`]) older than this instant.
+    pub feed_before: OffsetDateTime,
     /// At most this many messages (and this many keys) per call.
     pub limit: usize,
 }
@@ -452,4 +454,39 @@ pub struct Purged {
     pub messages: u64,
     /// Idempotency records.
     pub keys: u64,
+    /// Feed entries.
+    pub feed: u64,
+}
+
+/// One entry of the feed through which nodes sharing a store tell each
+/// other what they saw (the failures and attempt counts that error groups
+/// and alert rules are made of). The store keeps `body` as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// When it happened, by the writing node's clock.
+    pub at: OffsetDateTime,
+    /// The node that wrote it.
+    pub node: String,
+    /// What happened, in the writer's own format (JSON for herald).
+    pub body: String,
+}
+
+/// A position in the feed: entries are read in this order, and an entry
+/// that becomes visible later never sorts before one already read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedCursor {
+    /// The writing transaction's position (0 where commits are already in
+    /// order, as with one writer).
+    pub tx: u64,
+    /// The entry's own number within it.
+    pub id: i64,
+}
+
+/// An entry read from the feed, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRecord {
+    /// Where it is; pass the last one read to read on.
+    pub cursor: FeedCursor,
+    /// The entry.
+    pub entry: FeedEntry,
 }

@@ -207,10 +207,15 @@ impl ErrorGroups {
     /// Counts one delivery attempt through `relay`, failed or not (the
     /// denominator of failure rates).
     pub fn record_attempt(&mut self, relay: &str, at: OffsetDateTime) {
+        self.record_attempts(relay, at, 1);
+    }
+
+    /// Counts `n` attempts through `relay` at `at` (another node's report).
+    pub fn record_attempts(&mut self, relay: &str, at: OffsetDateTime, n: u64) {
         let res = self.res;
         self.relay_mut(relay, at)
             .attempts
-            .add(res, at.unix_timestamp(), 1);
+            .add(res, at.unix_timestamp(), n);
     }
 
     /// The groups `filter` selects, most frequent within the window first.

@@ -11,6 +11,7 @@
 
 mod channels;
 mod config;
+mod feed;
 mod fingerprint;
 mod groups;
 mod rules;
@@ -22,12 +23,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 pub use channels::{ChannelKind, SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature};
 pub use config::{AlertsConfig, ChannelConfig, RawAlerts, SendPolicy};
+pub use feed::FeedItem;
 pub use fingerprint::{FailureClass, Fingerprint, MAX_TEXT_CHARS, fingerprint, normalise};
 pub use groups::{ErrorGroups, FailureSample, GroupFilter, GroupView};
 pub use rules::{
@@ -35,6 +38,7 @@ pub use rules::{
 };
 pub use sender::ChannelStats;
 
+use feed::Outgoing;
 use sender::{ChannelHandle, Worker};
 
 /// The longest evaluation period (a longer one is taken as this).
@@ -52,6 +56,9 @@ pub struct Alerting {
     channels: Vec<ChannelHandle>,
     /// The channels' workers until the evaluator starts them.
     workers: Mutex<Vec<Worker>>,
+    /// What this node has seen and not yet told the others, when nodes
+    /// share a store ([`shared`](Self::shared)).
+    outgoing: Option<Mutex<Outgoing>>,
 }
 
 impl fmt::Debug for Alerting {
@@ -88,6 +95,54 @@ impl Alerting {
             engine: Mutex::new(RuleEngine::new(config.rules)),
             channels,
             workers: Mutex::new(workers),
+            outgoing: None,
+        }
+    }
+
+    /// Keeps what this node records for the other nodes too
+    /// ([`take_outgoing`](Self::take_outgoing)), for a store that several
+    /// nodes share.
+    pub fn shared(mut self) -> Self {
+        self.outgoing = Some(Mutex::new(Outgoing::default()));
+        self
+    }
+
+    /// What this node recorded since the last call, for the other nodes;
+    /// empty unless [`shared`](Self::shared).
+    pub fn take_outgoing(&self, now: OffsetDateTime) -> Vec<FeedItem> {
+        self.outgoing
+            .as_ref()
+            .map(|out| lock(out).take(now))
+            .unwrap_or_default()
+    }
+
+    /// Adds what another node recorded to this node's groups and counts.
+    pub fn ingest(&self, item: FeedItem) {
+        match item {
+            FeedItem::Failure {
+                relay,
+                class,
+                smtp_code,
+                enhanced_code,
+                response,
+                message_id,
+                at,
+            } => {
+                let sample = FailureSample {
+                    relay,
+                    class,
+                    smtp_code,
+                    enhanced_code,
+                    response,
+                    message_id,
+                    at,
+                };
+                let fp = sample.fingerprint();
+                lock(&self.groups).record_fingerprinted(fp, sample);
+            }
+            FeedItem::Attempts { relay, count, at } => {
+                lock(&self.groups).record_attempts(&relay, at, count);
+            }
         }
     }
 
@@ -96,12 +151,18 @@ impl Alerting {
     pub fn record_failure(&self, sample: FailureSample) {
         // Normalising and hashing happen before the lock.
         let fp = sample.fingerprint();
+        if let Some(out) = &self.outgoing {
+            lock(out).failure(&sample);
+        }
         lock(&self.groups).record_fingerprinted(fp, sample);
     }
 
     /// Counts one delivery attempt through `relay`, whatever its outcome
     /// (the denominator of failure rates).
     pub fn record_attempt(&self, relay: &str, at: OffsetDateTime) {
+        if let Some(out) = &self.outgoing {
+            lock(out).attempt(relay);
+        }
         lock(&self.groups).record_attempt(relay, at);
     }
 
@@ -178,14 +239,17 @@ impl Alerting {
     }
 
     /// Starts the channels' senders and evaluates every `every` (the first
-    /// time one period from now) with the wall clock, until `stop`. The
-    /// handle ends once the evaluator and the senders have stopped; alerts
-    /// still queued then are not sent. Call once: a second call evaluates
-    /// but starts no sender.
+    /// time one period from now) with the wall clock, until `stop`. With
+    /// `leading`, only while it says `true` (the node holds the alert
+    /// evaluator's role among nodes sharing a store), so that N nodes never
+    /// send N copies of one alert. The handle ends once the evaluator and
+    /// the senders have stopped; alerts still queued then are not sent.
+    /// Call once: a second call evaluates but starts no sender.
     pub fn spawn_evaluator(
         self: Arc<Self>,
         every: Duration,
         stop: CancellationToken,
+        leading: Option<watch::Receiver<bool>>,
     ) -> JoinHandle<()> {
         let workers = std::mem::take(&mut *lock(&self.workers));
         tokio::spawn(async move {
@@ -200,7 +264,14 @@ impl Alerting {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = timer.tick() => {
-                        self.tick(OffsetDateTime::now_utc());
+                        let now = OffsetDateTime::now_utc();
+                        if leading.as_ref().is_none_or(|leading| *leading.borrow()) {
+                            self.tick(now);
+                        } else {
+                            // Another node evaluates; this one only keeps
+                            // its groups (for GET /v1/errors) bounded.
+                            lock(&self.groups).prune(now);
+                        }
                     }
                 }
             }

@@ -52,7 +52,8 @@ pub use nodes::{
     a_message_whose_leases_keep_ending_is_failed_as_poison,
     lead_gives_a_role_to_one_holder_at_a_time, purge_deletes_old_final_messages_in_batches,
     reclaim_all_takes_back_every_lease, reclaim_owned_takes_back_that_owners_leases_at_once,
-    renew_leases_extends_the_owners_leases,
+    renew_leases_extends_the_owners_leases, the_feed_misses_nothing_under_concurrent_appends,
+    the_feed_reads_on_from_any_cursor,
 };
 pub use outcome::{
     all_accepted_is_delivered, events_tell_the_story_in_order, give_up_fails_open_recipients,
@@ -117,6 +118,8 @@ where
         a_message_whose_leases_keep_ending_is_failed_as_poison,
         purge_deletes_old_final_messages_in_batches,
         lead_gives_a_role_to_one_holder_at_a_time,
+        the_feed_reads_on_from_any_cursor,
+        the_feed_misses_nothing_under_concurrent_appends,
     );
 }
 

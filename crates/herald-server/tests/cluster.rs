@@ -1,0 +1,176 @@
+//! Two herald nodes in one process on one PostgreSQL database: error
+//! groups are the same on both (failures travel through the store's
+//! feed), and an alert rule that only the two nodes' failures together
+//! cross fires exactly once (one node at a time evaluates the rules).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use common::{Herald, message};
+use herald_testkit::{ServerConfig, TestServer};
+
+/// A database of its own on the machine's PostgreSQL, dropped at the end.
+struct PgDatabase {
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create() -> Self {
+        let name = format!("herald_cluster_{}", std::process::id());
+        psql(&format!("DROP DATABASE IF EXISTS {name}"));
+        psql(&format!("CREATE DATABASE {name}"));
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable");
+        Self { name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-U", "postgres", "-d", "test", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A webhook receiver that records every alert it is sent.
+async fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: axum::body::Bytes| {
+            let record = record.clone();
+            async move {
+                let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                record.lock().unwrap().push(json);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+/// Node `name` on `db`, alerting to `hook` when the relay has failed 6
+/// times within the window (each node alone will see 4).
+async fn node(name: &str, db: &PgDatabase, smtp: &TestServer, hook: &str) -> Herald {
+    let dir = common::temp_dir();
+    let alerts = format!(
+        r#"
+[alerts]
+window = "5m"
+evaluate_every = "1s"
+send_backoff = "50ms"
+send_timeout = "1s"
+
+[[alerts.channels]]
+name = "hook"
+kind = "webhook"
+url = "{hook}"
+
+[[alerts.rules]]
+name = "relay-failing"
+scope = "relay"
+cooldown = "1h"
+resolve_after = "1h"
+tiers = [ {{ min_count = 6, channels = ["hook"] }} ]
+"#
+    );
+    let text = common::config_text(&dir, Some(smtp), &alerts)
+        .replace(
+            "http_listen = \"127.0.0.1:0\"",
+            &format!("http_listen = \"127.0.0.1:0\"\nnode_id = \"{name}\""),
+        )
+        .replace(
+            &format!("url = \"sqlite://{}/herald.db\"", dir.display()),
+            &format!("url = \"{}\"", db.url),
+        );
+    assert!(text.contains(&db.url), "{text}");
+    Herald::start_in(dir, &text).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_error_groups_and_send_one_alert() {
+    let db = PgDatabase::create();
+    let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
+    let (hook, alerts) = receiver().await;
+    let a = node("node-a", &db, &smtp, &hook).await;
+    let b = node("node-b", &db, &smtp, &hook).await;
+
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        let (status, created) = via
+            .post(
+                "/v1/messages",
+                message(&[&format!("rcpt550-{i}@example.com")]),
+            )
+            .await;
+        assert_eq!(status, 202, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    // Either node answers for every message.
+    for id in &ids {
+        b.wait_status(id, "failed").await;
+        let (status, _) = a.get(&format!("/v1/messages/{id}")).await;
+        assert_eq!(status, 200);
+    }
+
+    // Both nodes come to show the one group with all 8 failures.
+    for herald in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, errors) = herald.get("/v1/errors?window=15m").await;
+            assert_eq!(status, 200, "{errors}");
+            let groups = errors["groups"].as_array().unwrap();
+            if groups.len() == 1 && groups[0]["count"] == 8 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the groups never added up: {errors:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while alerts.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no alert arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Both nodes hold every failure and the rules run every second: were
+    // both evaluating, the second copy would come within three periods.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let received = alerts.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert!(received[0].to_string().contains("relay-failing"));
+
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    drop(db);
+}
