@@ -23,8 +23,9 @@ pub(crate) enum LogFormat {
 /// logs every request line (alert webhook URLs with their tokens) and
 /// hex-dumps what it sends (the OTLP exporter's Authorization header);
 /// rustls, hyper and the OpenTelemetry SDK log connection and export
-/// internals. Their lines are kept at `info` and above, whatever
-/// `RUST_LOG` says.
+/// internals; the PostgreSQL driver logs every statement with its
+/// parameters (message bodies and addresses). Their lines are kept at
+/// `info` and above, whatever `RUST_LOG` says.
 const QUIET_TARGETS: &[&str] = &[
     "ureq",
     "ureq_proto",
@@ -37,6 +38,10 @@ const QUIET_TARGETS: &[&str] = &[
     "opentelemetry_otlp",
     "opentelemetry_http",
     "tracing_opentelemetry",
+    "tokio_postgres",
+    "postgres_protocol",
+    "deadpool",
+    "deadpool_postgres",
 ];
 
 /// The ceiling on [`QUIET_TARGETS`], applied after the user's filter: a

@@ -191,12 +191,12 @@ fn wait_until(limit: Duration, what: &str, log: &Path, mut done: impl FnMut() ->
     }
 }
 
-#[test]
-fn no_secret_is_logged_or_printed_even_at_trace() {
-    let dir = TempDir::new("secrets");
+/// Serves on `store` at `RUST_LOG=trace` with a secret in every place a
+/// configuration can hold one, has an alert and a span export sent, stops,
+/// and checks the whole log for the secrets and for a message body.
+fn serve_at_trace(dir: &TempDir, store: &str) -> Receiver {
     let receiver = Receiver::start();
     let port = support::free_port();
-    let store = format!("sqlite://{}", dir.path().join("herald.db").display());
     let config = dir.path().join("herald.toml");
     std::fs::write(
         &config,
@@ -223,7 +223,7 @@ fn no_secret_is_logged_or_printed_even_at_trace() {
         .post(format!("{}/v1/messages", herald.base))
         .header("Authorization", &format!("Bearer {NAMED_KEY}"))
         .send_json(serde_json::json!({
-            "from": "app@example.com", "to": ["user@example.com"], "text": "hi"
+            "from": "app@example.com", "to": ["user@example.com"], "text": BODY
         }))
         .unwrap();
     assert_eq!(posted.status(), 202);
@@ -243,7 +243,42 @@ fn no_secret_is_logged_or_printed_even_at_trace() {
     // herald's own debug lines are there: the level was let through.
     assert!(output.contains("DEBUG"), "not a debug log:\n{output}");
     assert_no_secret("herald serve's log", &output);
+    assert!(!output.contains(BODY), "a message body reached the log");
+    assert!(
+        !output.contains("user@example.com"),
+        "a recipient reached the log:\n{}",
+        output
+            .lines()
+            .filter(|l| l.contains("user@example.com"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    receiver
+}
 
+/// The same on PostgreSQL, with the password in the store URL: neither
+/// the driver's own log lines nor herald's show it, or a message.
+#[test]
+fn no_secret_or_message_is_logged_serving_postgres_at_trace() {
+    let db = support::PgDatabase::create("secrets");
+    let url = db
+        .url
+        .replace("postgres@", &format!("postgres:{STORE_PASSWORD}@"));
+    let dir = TempDir::new("secrets-pg");
+    serve_at_trace(&dir, &url);
+    drop(db);
+}
+
+/// A message body that must never reach a log, whatever `RUST_LOG` says.
+const BODY: &str = "BODY-private-424242";
+
+#[test]
+fn no_secret_is_logged_or_printed_even_at_trace() {
+    let dir = TempDir::new("secrets");
+    let store = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let receiver = serve_at_trace(&dir, &store);
+    let port = support::free_port();
     // check-config, with a store password too (not served: PostgreSQL).
     let checked = dir.path().join("check.toml");
     std::fs::write(
