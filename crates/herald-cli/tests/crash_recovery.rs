@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herald_testkit::{ServerConfig, TestServer};
 use support::{Herald, PgDatabase, Posted, Setup};
 
 /// Messages the clients try to post in all.
@@ -58,20 +57,8 @@ fn kill_9_on_postgres_loses_nothing_and_the_restart_takes_its_leases_back() {
 
 fn crash_and_recover(kill_after: usize, backend: Backend) {
     let started = Instant::now();
-    // The relay lives in this process, on a runtime of its own; the test
-    // itself is plain blocking code.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let relay = runtime
-        .block_on(TestServer::start(ServerConfig {
-            // Slow enough that deliveries are in flight when the kill comes.
-            reply_delay: Some(Duration::from_millis(20)),
-            ..ServerConfig::default()
-        }))
-        .unwrap();
+    // Slow enough that deliveries are in flight when the kill comes.
+    let (_runtime, relay) = support::slow_relay();
 
     let dir = support::TempDir::new("crash");
     let setup = Setup {

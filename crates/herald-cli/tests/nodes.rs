@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herald_testkit::{ServerConfig, TestServer};
 use support::{Herald, PgDatabase, Posted, Setup};
 
 /// Messages the clients try to post in all.
@@ -29,18 +28,8 @@ const VICTIM: usize = 1;
 #[test]
 fn three_nodes_share_one_queue_and_lose_nothing_to_a_kill_9() {
     let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let relay = runtime
-        .block_on(TestServer::start(ServerConfig {
-            // Slow enough that every node has deliveries in flight.
-            reply_delay: Some(Duration::from_millis(20)),
-            ..ServerConfig::default()
-        }))
-        .unwrap();
+    // Slow enough that every node has deliveries in flight.
+    let (_runtime, relay) = support::slow_relay();
     let db = PgDatabase::create("nodes");
     let dir = support::TempDir::new("nodes");
     let nodes: Vec<(Herald, std::path::PathBuf)> = (0..3)

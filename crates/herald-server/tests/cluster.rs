@@ -8,11 +8,8 @@
 mod common;
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::post;
 use common::{Herald, message};
 use herald_testkit::{ServerConfig, TestServer};
 
@@ -52,27 +49,6 @@ fn psql(sql: &str) {
         "psql {sql:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A webhook receiver that records every alert it is sent.
-async fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let app = Router::new().route(
-        "/hook",
-        post(move |body: axum::body::Bytes| {
-            let record = record.clone();
-            async move {
-                let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                record.lock().unwrap().push(json);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
 }
 
 /// Node `name` on `db`, alerting to `hook` when the relay has failed 6
@@ -117,7 +93,7 @@ tiers = [ {{ min_count = 6, channels = ["hook"] }} ]
 async fn two_nodes_share_error_groups_and_send_one_alert() {
     let db = PgDatabase::create();
     let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
-    let (hook, alerts) = receiver().await;
+    let (hook, alerts) = common::webhook_receiver().await;
     let a = node("node-a", &db, &smtp, &hook).await;
     let b = node("node-b", &db, &smtp, &hook).await;
 

@@ -7,34 +7,10 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::post;
 use common::{Herald, message};
 use herald_testkit::{ServerConfig, TestServer};
-
-/// A local webhook receiver that records every JSON body it is sent.
-async fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    let app = Router::new().route(
-        "/hook",
-        post(move |body: axum::body::Bytes| {
-            let record = record.clone();
-            async move {
-                let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                record.lock().unwrap().push(json);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
 
 fn alerts_toml(url: &str) -> String {
     format!(
@@ -63,7 +39,7 @@ tiers = [ {{ min_count = 3, channels = ["hook"] }} ]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_failures_group_together_and_alert_once() {
     let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
-    let (url, alerts) = receiver().await;
+    let (url, alerts) = common::webhook_receiver().await;
     let herald = Herald::start_with(Some(&smtp), &alerts_toml(&url)).await;
 
     let mut ids = Vec::new();

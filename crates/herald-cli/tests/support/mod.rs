@@ -424,3 +424,24 @@ impl Drop for TempDir {
         }
     }
 }
+
+/// A testkit relay that answers every command after 20 ms (slow enough
+/// that deliveries are in flight whenever a test strikes), on a runtime of
+/// its own so the test itself can be plain blocking code. Keep the runtime
+/// alive as long as the relay.
+pub fn slow_relay() -> (tokio::runtime::Runtime, herald_testkit::TestServer) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the relay");
+    let relay = runtime
+        .block_on(herald_testkit::TestServer::start(
+            herald_testkit::ServerConfig {
+                reply_delay: Some(Duration::from_millis(20)),
+                ..herald_testkit::ServerConfig::default()
+            },
+        ))
+        .expect("start the testkit relay");
+    (runtime, relay)
+}

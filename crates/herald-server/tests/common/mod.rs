@@ -6,8 +6,11 @@
 pub(crate) mod api;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
+use axum::routing::post;
 use herald_server::config::Config;
 use herald_server::{ServeError, open_store, serve};
 use herald_testkit::TestServer;
@@ -229,4 +232,25 @@ pub(crate) fn message(to: &[&str]) -> Value {
         "subject": "Your code",
         "text": "424242",
     })
+}
+
+/// A local webhook receiver that records every JSON body it is sent.
+pub(crate) async fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: axum::body::Bytes| {
+            let record = record.clone();
+            async move {
+                let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                record.lock().unwrap().push(json);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
 }
