@@ -200,7 +200,7 @@ fn serve_at_trace(dir: &TempDir, store: &str) -> Receiver {
     let config = dir.path().join("herald.toml");
     std::fs::write(
         &config,
-        config_with_secrets(dir.path(), port, receiver.port, &store),
+        config_with_secrets(dir.path(), port, receiver.port, store),
     )
     .unwrap();
     let log = dir.path().join("herald.log");
