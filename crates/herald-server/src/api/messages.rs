@@ -330,7 +330,7 @@ pub(super) async fn admit_or_replay<T>(
 }
 
 /// Backpressure: refuse (429) when `more` messages would overfill the queue.
-pub(super) async fn admit(state: &AppState, more: u64) -> Result<(), Problem> {
+pub(crate) async fn admit(state: &AppState, more: u64) -> Result<(), Problem> {
     let depth = state.store.depth().await?;
     let max = state.limits.max_queue_depth;
     if depth.saturating_add(more) > max {

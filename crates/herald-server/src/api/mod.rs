@@ -23,6 +23,7 @@ use herald_store::Store;
 use tokio::sync::Notify;
 
 pub use error::{MAX_FIELD_ERRORS, Problem};
+pub(crate) use messages::admit;
 
 use crate::config::{ApiKey, Scope};
 use crate::dispatch::Dispatcher;
@@ -100,6 +101,18 @@ impl AppState {
         self.metrics = metrics;
         self.dispatcher = Some(dispatcher);
         self
+    }
+
+    /// The configured key `presented` is, if any: compared against every
+    /// key, whatever matches, so that timing says nothing about which.
+    pub(crate) fn key_for(&self, presented: &str) -> Option<&ApiKey> {
+        let mut matched = None;
+        for key in self.keys.iter() {
+            if key.matches(presented) && matched.is_none() {
+                matched = Some(key);
+            }
+        }
+        matched
     }
 
     /// Serves `GET /v1/errors` from `alerting`'s error groups.
@@ -207,14 +220,7 @@ async fn require_api_key(
     let Some(presented) = presented else {
         return Problem::unauthorized().into_response();
     };
-    // Check every key, whatever matches, so timing says nothing about which.
-    let mut matched = None;
-    for key in state.keys.iter() {
-        if key.matches(presented) && matched.is_none() {
-            matched = Some(key);
-        }
-    }
-    let Some(key) = matched else {
+    let Some(key) = state.key_for(presented) else {
         return Problem::unauthorized().into_response();
     };
     let needed = request

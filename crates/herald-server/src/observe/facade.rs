@@ -116,7 +116,7 @@ impl Metrics {
                 vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
             )
             .set(1.0);
-        for source in [AcceptSource::Api, AcceptSource::Batch] {
+        for source in [AcceptSource::Api, AcceptSource::Batch, AcceptSource::Smtp] {
             metrics
                 .counter(
                     MESSAGES_ACCEPTED,

@@ -201,6 +201,8 @@ pub enum AcceptSource {
     Api,
     /// `POST /v1/messages/batch`.
     Batch,
+    /// The SMTP submission listener, or `POST /v1/messages/raw`.
+    Smtp,
 }
 
 impl AcceptSource {
@@ -209,6 +211,7 @@ impl AcceptSource {
         match self {
             Self::Api => "api",
             Self::Batch => "batch",
+            Self::Smtp => "smtp",
         }
     }
 }
