@@ -7,6 +7,7 @@ mod batch;
 mod error;
 mod errors;
 mod messages;
+mod raw;
 mod scrape;
 mod views;
 
@@ -128,6 +129,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/messages"),
     ("GET", "/v1/messages"),
     ("POST", "/v1/messages/batch"),
+    ("POST", "/v1/messages/raw"),
     ("GET", "/v1/messages/{id}"),
     ("POST", "/v1/messages/{id}/retry"),
     ("POST", "/v1/messages/{id}/cancel"),
@@ -150,6 +152,10 @@ pub fn router(state: AppState) -> Router {
             post(messages::create)
                 .get(messages::list)
                 .layer(DefaultBodyLimit::max(one_message)),
+        )
+        .route(
+            "/v1/messages/raw",
+            post(raw::create).layer(DefaultBodyLimit::max(one_message)),
         )
         .route(
             "/v1/messages/batch",
@@ -191,7 +197,7 @@ pub struct ApiKeyName(pub String);
 /// which the router answers with 404 or 405 before this matters).
 pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
     Some(match (method, template) {
-        ("POST", "/v1/messages" | "/v1/messages/batch") => Scope::Send,
+        ("POST", "/v1/messages" | "/v1/messages/batch" | "/v1/messages/raw") => Scope::Send,
         ("GET" | "HEAD", "/v1/messages" | "/v1/messages/{id}") => Scope::Read,
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
         ("GET" | "HEAD", "/v1/errors") => Scope::Admin,

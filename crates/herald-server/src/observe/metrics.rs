@@ -201,8 +201,10 @@ pub enum AcceptSource {
     Api,
     /// `POST /v1/messages/batch`.
     Batch,
-    /// The SMTP submission listener, or `POST /v1/messages/raw`.
+    /// The SMTP submission listener.
     Smtp,
+    /// `POST /v1/messages/raw`.
+    Raw,
 }
 
 impl AcceptSource {
@@ -212,6 +214,7 @@ impl AcceptSource {
             Self::Api => "api",
             Self::Batch => "batch",
             Self::Smtp => "smtp",
+            Self::Raw => "raw",
         }
     }
 }
