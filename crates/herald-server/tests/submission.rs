@@ -102,6 +102,11 @@ elif mode == "lockout":
         out["again"] = "connected"
     except smtplib.SMTPConnectError as e:
         out["again"] = [e.smtp_code, e.smtp_error.decode()]
+elif mode == "scope":
+    s = implicit()
+    out["auth"] = reply(s.docmd("AUTH", plain(args["reader"])))
+    out["mail"] = reply(s.docmd("MAIL", "FROM:<app@example.com>"))
+    s.quit()
 elif mode == "size":
     s = implicit()
     out["auth"] = reply(s.docmd("AUTH", plain(args["key"])))
@@ -167,6 +172,9 @@ async fn setup(max: usize) -> Setup {
 
 /// With `relay` false, mail goes to the outbox: the bytes herald stored,
 /// as they are.
+/// A key that may read but not send.
+const READER: &str = "reader-key-0123456789abcdef";
+
 async fn setup_with(max: usize, relay_on: bool) -> Setup {
     let relay = TestServer::start(ServerConfig::default()).await.unwrap();
     let dir = temp_dir();
@@ -175,7 +183,8 @@ async fn setup_with(max: usize, relay_on: bool) -> Setup {
     let extra = format!(
         "[submission]\nlisten = \"127.0.0.1:{port}\"\nimplicit_tls_listen = \"127.0.0.1:{tls_port}\"\n\
          cert_file = \"{}\"\nkey_file = \"{}\"\nmax_message_bytes = {max}\nmax_recipients = 5\n\
-         command_timeout = \"10s\"\ndata_timeout = \"10s\"\n",
+         command_timeout = \"10s\"\ndata_timeout = \"10s\"\n\
+         [[auth.keys]]\nname = \"reader\"\nkey = \"{READER}\"\nscopes = [\"read\"]\n",
         cert.display(),
         key.display()
     );
@@ -200,6 +209,7 @@ impl Setup {
         args["ca"] = json!(self.ca.display().to_string());
         args["key"] = json!(KEY);
         args["max"] = json!(self.max);
+        args["reader"] = json!(READER);
         let args = args.to_string();
         let output = tokio::task::spawn_blocking(move || {
             std::process::Command::new("python3")
@@ -275,6 +285,12 @@ async fn delivers_byte_for_byte(via: &str, mech: &str) {
     );
     assert!(added[1].starts_with("Date: "), "{added:?}");
     assert!(got.contains("Subject: =?utf-8?"), "{got}");
+    let (_, metrics, _) = setup.herald.request("GET", "/metrics", None, &[]).await;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains("herald_messages_accepted_total{source=\"smtp\"} 1"),
+        "{metrics}"
+    );
     setup.herald.stop().await.unwrap();
 }
 
@@ -327,6 +343,19 @@ async fn wrong_keys_get_535_then_the_address_is_locked_out() {
     assert_eq!(code(&tries[4]), 421, "{out}");
     assert_eq!(out["after"], "disconnected", "{out}");
     assert_eq!(code(&out["again"]), 421, "{out}");
+    setup.herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_without_the_send_scope_cannot_submit() {
+    let setup = setup(1_000_000).await;
+    let out = setup.client("scope", json!({})).await;
+    assert_eq!(code(&out["auth"]), 535, "{out}");
+    assert!(
+        out["auth"][1].as_str().unwrap().contains("send scope"),
+        "{out}"
+    );
+    assert_eq!(code(&out["mail"]), 530, "{out}");
     setup.herald.stop().await.unwrap();
 }
 
