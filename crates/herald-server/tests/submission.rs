@@ -102,6 +102,26 @@ elif mode == "lockout":
         out["again"] = "connected"
     except smtplib.SMTPConnectError as e:
         out["again"] = [e.smtp_code, e.smtp_error.decode()]
+elif mode == "injection":
+    raw = socket.create_connection((host, args["port"]), timeout=10)
+    f = raw.makefile("rb")
+    def lines(f):
+        out = []
+        while True:
+            line = f.readline().decode()
+            out.append(line.strip())
+            if line[3:4] != "-":
+                return out
+    lines(f)
+    raw.sendall(b"EHLO client.example\r\n")
+    lines(f)
+    # NOOP rides in the same packet as STARTTLS, in the clear.
+    raw.sendall(b"STARTTLS\r\nNOOP\r\n")
+    out["starttls"] = lines(f)
+    tls = ctx.wrap_socket(raw, server_hostname=host)
+    tf = tls.makefile("rb")
+    tls.sendall(b"EHLO client.example\r\n")
+    out["first_after_tls"] = lines(tf)
 elif mode == "scope":
     s = implicit()
     out["auth"] = reply(s.docmd("AUTH", plain(args["reader"])))
@@ -139,6 +159,8 @@ print(json.dumps(out))
 
 struct Setup {
     herald: Herald,
+    /// The PostgreSQL database, dropped after the herald that uses it.
+    _pg: Option<PgDatabase>,
     relay: TestServer,
     dir: PathBuf,
     port: u16,
@@ -167,7 +189,48 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 async fn setup(max: usize) -> Setup {
-    setup_with(max, true).await
+    setup_with(max, true, false).await
+}
+
+/// A database of its own on the machine's PostgreSQL (127.0.0.1:5432,
+/// user postgres, trust auth; scripts/deps starts it), dropped on drop.
+struct PgDatabase {
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create() -> Self {
+        let name = format!(
+            "herald_submission_{}",
+            herald_message::new_id().to_lowercase()
+        );
+        psql(&format!("CREATE DATABASE {name}"));
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable");
+        Self { name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+fn psql(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-U", "postgres", "-d", "postgres", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// With `relay` false, mail goes to the outbox: the bytes herald stored,
@@ -175,7 +238,7 @@ async fn setup(max: usize) -> Setup {
 /// A key that may read but not send.
 const READER: &str = "reader-key-0123456789abcdef";
 
-async fn setup_with(max: usize, relay_on: bool) -> Setup {
+async fn setup_with(max: usize, relay_on: bool, postgres: bool) -> Setup {
     let relay = TestServer::start(ServerConfig::default()).await.unwrap();
     let dir = temp_dir();
     let (cert, key) = certificate(&dir);
@@ -188,10 +251,17 @@ async fn setup_with(max: usize, relay_on: bool) -> Setup {
         cert.display(),
         key.display()
     );
-    let text = common::config_text(&dir, relay_on.then_some(&relay), &extra);
+    let mut text = common::config_text(&dir, relay_on.then_some(&relay), &extra);
+    let pg = postgres.then(PgDatabase::create);
+    if let Some(db) = &pg {
+        let sqlite = format!("url = \"sqlite://{}/herald.db\"", dir.display());
+        assert!(text.contains(&sqlite));
+        text = text.replace(&sqlite, &format!("url = \"{}\"", db.url));
+    }
     let herald = Herald::start_in(dir.clone(), &text).await;
     Setup {
         herald,
+        _pg: pg,
         relay,
         dir,
         port,
@@ -245,8 +315,8 @@ fn queued_id(reply: &Value) -> String {
 
 /// Delivers one message with a UTF-8 subject and an attachment; it must
 /// reach the relay as sent, apart from the headers herald adds.
-async fn delivers_byte_for_byte(via: &str, mech: &str) {
-    let setup = setup(1_000_000).await;
+async fn delivers_byte_for_byte(via: &str, mech: &str, postgres: bool) {
+    let setup = setup_with(1_000_000, true, postgres).await;
     let out = setup
         .client("deliver", json!({"via": via, "mech": mech}))
         .await;
@@ -296,12 +366,17 @@ async fn delivers_byte_for_byte(via: &str, mech: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtplib_over_starttls_with_auth_plain_delivers_byte_for_byte() {
-    delivers_byte_for_byte("starttls", "PLAIN").await;
+    delivers_byte_for_byte("starttls", "PLAIN", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtplib_delivers_on_postgres_too() {
+    delivers_byte_for_byte("starttls", "PLAIN", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtplib_over_implicit_tls_with_auth_login_delivers_byte_for_byte() {
-    delivers_byte_for_byte("implicit", "LOGIN").await;
+    delivers_byte_for_byte("implicit", "LOGIN", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,6 +418,22 @@ async fn wrong_keys_get_535_then_the_address_is_locked_out() {
     assert_eq!(code(&tries[4]), 421, "{out}");
     assert_eq!(out["after"], "disconnected", "{out}");
     assert_eq!(code(&out["again"]), 421, "{out}");
+    setup.herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_sent_in_the_clear_after_starttls_are_discarded() {
+    let setup = setup(1_000_000).await;
+    let out = setup.client("injection", json!({})).await;
+    assert_eq!(
+        out["starttls"],
+        json!(["220 2.0.0 Ready to start TLS"]),
+        "{out}"
+    );
+    // The first answer inside TLS is EHLO's, not the injected NOOP's.
+    let first = out["first_after_tls"].as_array().unwrap();
+    assert!(first[0].as_str().unwrap().starts_with("250-"), "{out}");
+    assert!(first.iter().any(|l| l == "250 AUTH PLAIN LOGIN"), "{out}");
     setup.herald.stop().await.unwrap();
 }
 
@@ -408,7 +499,7 @@ async fn pipelined_commands_are_answered_in_order() {
 async fn smuggling_vectors_do_not_split_a_message() {
     // The outbox shows the bytes herald stored, with no SMTP client of
     // herald's own in between to tidy them.
-    let setup = setup_with(1_000_000, false).await;
+    let setup = setup_with(1_000_000, false, false).await;
     let out = setup.client("smuggle", json!({})).await;
     let sends = out["sends"].as_array().unwrap();
     assert_eq!(sends.len(), 3);
