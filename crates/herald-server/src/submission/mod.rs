@@ -4,6 +4,7 @@
 //! API's before its `250`.
 
 mod lockout;
+mod queue;
 pub(crate) mod raw;
 mod session;
 

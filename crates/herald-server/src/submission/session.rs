@@ -2,7 +2,7 @@
 //! written in order (pipelining), AUTH with an API key, and a message
 //! queued durably before its `250`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,20 +10,15 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use herald_message::{EmailAddress, new_id};
-use herald_store::NewMessage;
+use herald_message::EmailAddress;
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_SMTPUTF8, Request};
-use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::lockout::Lockout;
-use super::raw;
 use crate::api::AppState;
 use crate::config::{Scope, SubmissionConfig};
-use crate::observe::metrics::AcceptSource;
-use crate::trace::TraceId;
 
 /// The longest command line read (RFC 5321 §4.5.3.1.4 allows 512 octets;
 /// extensions make it longer).
@@ -54,11 +49,11 @@ pub(crate) enum End {
 
 /// An open MAIL transaction.
 #[derive(Debug)]
-struct Transaction {
-    sender: Option<EmailAddress>,
-    recipients: Vec<EmailAddress>,
+pub(super) struct Transaction {
+    pub(super) sender: Option<EmailAddress>,
+    pub(super) recipients: Vec<EmailAddress>,
     seen: HashSet<String>,
-    smtputf8: bool,
+    pub(super) smtputf8: bool,
 }
 
 /// One client's session.
@@ -454,62 +449,10 @@ impl Session {
             ));
             return Ok(Flow::Go);
         }
-        let reply = self.enqueue(mail, &data).await;
+        let reply =
+            super::queue::enqueue(&self.shared, self.submitter.as_deref(), mail, &data).await;
         self.reply(&reply);
         Ok(Flow::Go)
-    }
-
-    /// Commits the message; the reply for the final dot.
-    async fn enqueue(&mut self, mail: Transaction, data: &[u8]) -> String {
-        let state = &self.shared.state;
-        let id = new_id();
-        let now = OffsetDateTime::now_utc();
-        let prepared = match raw::prepare(data, &id, mail.sender.as_ref(), now) {
-            Ok(p) => p,
-            Err(raw::RawError(why)) => return format!("554 5.6.0 {why}"),
-        };
-        let max = self.shared.config.max_message_bytes;
-        if prepared.bytes.len() > max {
-            return format!("552 5.3.4 Message size exceeds the limit of {max} bytes");
-        }
-        let trace = TraceId::generate();
-        let new = NewMessage {
-            id,
-            message_id: prepared.message_id,
-            created_at: now,
-            send_at: None,
-            sender: mail.sender.map(|s| s.address().to_owned()),
-            recipients: mail
-                .recipients
-                .iter()
-                .map(|r| r.address().to_owned())
-                .collect(),
-            rendered: prepared.bytes,
-            smtputf8: mail.smtputf8 || prepared.utf8_headers,
-            tags: prepared.tags,
-            metadata: BTreeMap::new(),
-            trace_id: Some(trace.to_string()),
-            submitted_by: self.submitter.clone(),
-            idempotency: None,
-        };
-        match state.store.enqueue(new).await {
-            Ok(enqueued) => {
-                state.metrics.accepted(AcceptSource::Smtp, 1);
-                state.wake.notify_one();
-                tracing::info!(
-                    id = %enqueued.id,
-                    trace_id = %trace,
-                    source = "smtp",
-                    key = self.submitter.as_deref().unwrap_or_default(),
-                    "message queued"
-                );
-                format!("250 2.0.0 queued as {}", enqueued.id)
-            }
-            Err(error) => {
-                tracing::error!(error = %error, "SMTP message could not be queued");
-                "451 4.3.0 The message could not be queued; try again later".to_owned()
-            }
-        }
     }
 
     /// A refusal that counts towards [`MAX_ERRORS`].
