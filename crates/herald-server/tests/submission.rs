@@ -122,6 +122,15 @@ elif mode == "injection":
     tf = tls.makefile("rb")
     tls.sendall(b"EHLO client.example\r\n")
     out["first_after_tls"] = lines(tf)
+elif mode == "recipients":
+    s = implicit()
+    out["auth"] = reply(s.docmd("AUTH", plain(args["key"])))
+    out["mail"] = reply(s.docmd("MAIL", "FROM:<app@example.com>"))
+    out["rcpts"] = [reply(s.docmd("RCPT", "TO:<r%d@example.org>" % i)) for i in range(6)]
+    out["data"] = reply(s.docmd("DATA"))
+    s.send(b"Subject: five\r\n\r\nhi\r\n.\r\n")
+    out["queued"] = reply(s.getreply())
+    s.quit()
 elif mode == "scope":
     s = implicit()
     out["auth"] = reply(s.docmd("AUTH", plain(args["reader"])))
@@ -434,6 +443,19 @@ async fn commands_sent_in_the_clear_after_starttls_are_discarded() {
     let first = out["first_after_tls"].as_array().unwrap();
     assert!(first[0].as_str().unwrap().starts_with("250-"), "{out}");
     assert!(first.iter().any(|l| l == "250 AUTH PLAIN LOGIN"), "{out}");
+    setup.herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_past_the_limit_get_452_and_the_rest_are_sent() {
+    let setup = setup(1_000_000).await;
+    let out = setup.client("recipients", json!({})).await;
+    let codes: Vec<u64> = out["rcpts"].as_array().unwrap().iter().map(code).collect();
+    // max_recipients = 5 in this configuration.
+    assert_eq!(codes, [250, 250, 250, 250, 250, 452], "{out}");
+    let id = queued_id(&out["queued"]);
+    let done = setup.herald.wait_status(&id, "delivered").await;
+    assert_eq!(done["recipients"].as_array().unwrap().len(), 5, "{done}");
     setup.herald.stop().await.unwrap();
 }
 
