@@ -131,6 +131,19 @@ elif mode == "recipients":
     s.send(b"Subject: five\r\n\r\nhi\r\n.\r\n")
     out["queued"] = reply(s.getreply())
     s.quit()
+elif mode == "idle":
+    s = implicit()
+    s.sock.settimeout(10)
+    # Say nothing: the server gives up first.
+    out["idle"] = reply(s.getreply())
+    s2 = implicit()
+    s2.docmd("AUTH", plain(args["key"]))
+    s2.docmd("MAIL", "FROM:<app@example.com>")
+    s2.docmd("RCPT", "TO:<bob@example.org>")
+    s2.docmd("DATA")
+    s2.send(b"Subject: never finished\r\n\r\nhalf a mess")
+    s2.sock.settimeout(10)
+    out["data_idle"] = reply(s2.getreply())
 elif mode == "scope":
     s = implicit()
     out["auth"] = reply(s.docmd("AUTH", plain(args["reader"])))
@@ -198,7 +211,7 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 async fn setup(max: usize) -> Setup {
-    setup_with(max, true, false).await
+    setup_with(max, true, false, "10s").await
 }
 
 /// A database of its own on the machine's PostgreSQL (127.0.0.1:5432,
@@ -247,7 +260,7 @@ fn psql(sql: &str) {
 /// A key that may read but not send.
 const READER: &str = "reader-key-0123456789abcdef";
 
-async fn setup_with(max: usize, relay_on: bool, postgres: bool) -> Setup {
+async fn setup_with(max: usize, relay_on: bool, postgres: bool, timeout: &str) -> Setup {
     let relay = TestServer::start(ServerConfig::default()).await.unwrap();
     let dir = temp_dir();
     let (cert, key) = certificate(&dir);
@@ -255,7 +268,7 @@ async fn setup_with(max: usize, relay_on: bool, postgres: bool) -> Setup {
     let extra = format!(
         "[submission]\nlisten = \"127.0.0.1:{port}\"\nimplicit_tls_listen = \"127.0.0.1:{tls_port}\"\n\
          cert_file = \"{}\"\nkey_file = \"{}\"\nmax_message_bytes = {max}\nmax_recipients = 5\n\
-         command_timeout = \"10s\"\ndata_timeout = \"10s\"\n\
+         command_timeout = \"{timeout}\"\ndata_timeout = \"{timeout}\"\n\
          [[auth.keys]]\nname = \"reader\"\nkey = \"{READER}\"\nscopes = [\"read\"]\n",
         cert.display(),
         key.display()
@@ -325,7 +338,7 @@ fn queued_id(reply: &Value) -> String {
 /// Delivers one message with a UTF-8 subject and an attachment; it must
 /// reach the relay as sent, apart from the headers herald adds.
 async fn delivers_byte_for_byte(via: &str, mech: &str, postgres: bool) {
-    let setup = setup_with(1_000_000, true, postgres).await;
+    let setup = setup_with(1_000_000, true, postgres, "10s").await;
     let out = setup
         .client("deliver", json!({"via": via, "mech": mech}))
         .await;
@@ -460,6 +473,21 @@ async fn recipients_past_the_limit_get_452_and_the_rest_are_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_gets_421_after_the_timeouts_and_nothing_is_queued() {
+    let setup = setup_with(1_000_000, true, false, "1s").await;
+    let out = setup.client("idle", json!({})).await;
+    assert_eq!(code(&out["idle"]), 421, "{out}");
+    assert!(
+        out["idle"][1].as_str().unwrap().starts_with("4.4.2"),
+        "{out}"
+    );
+    assert_eq!(code(&out["data_idle"]), 421, "{out}");
+    let (_, list) = setup.herald.get("/v1/messages").await;
+    assert_eq!(list["messages"], json!([]), "{list}");
+    setup.herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_without_the_send_scope_cannot_submit() {
     let setup = setup(1_000_000).await;
     let out = setup.client("scope", json!({})).await;
@@ -521,7 +549,7 @@ async fn pipelined_commands_are_answered_in_order() {
 async fn smuggling_vectors_do_not_split_a_message() {
     // The outbox shows the bytes herald stored, with no SMTP client of
     // herald's own in between to tidy them.
-    let setup = setup_with(1_000_000, false, false).await;
+    let setup = setup_with(1_000_000, false, false, "10s").await;
     let out = setup.client("smuggle", json!({})).await;
     let sends = out["sends"].as_array().unwrap();
     assert_eq!(sends.len(), 3);
