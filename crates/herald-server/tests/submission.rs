@@ -581,3 +581,31 @@ async fn smuggling_vectors_do_not_split_a_message() {
     }
     setup.herald.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_sessions_with_421_and_stops_listening() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let setup = setup(1_000_000).await;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", setup.port))
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let banner = lines.next_line().await.unwrap().unwrap();
+    assert!(banner.starts_with("220 "), "{banner}");
+    write.write_all(b"NOOP\r\n").await.unwrap();
+    assert_eq!(lines.next_line().await.unwrap().unwrap(), "250 2.0.0 OK");
+    // The session is idle, waiting for a command, when the service stops.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), setup.herald.stop())
+        .await
+        .expect("stop did not wait for the idle session's timeout");
+    stopped.unwrap();
+    let last = lines.next_line().await.unwrap().unwrap();
+    assert!(last.starts_with("421 4.3.2"), "{last}");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", setup.port))
+            .await
+            .is_err(),
+        "the listener is still open"
+    );
+}
