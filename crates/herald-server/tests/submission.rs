@@ -281,6 +281,10 @@ async fn setup_with(max: usize, relay_on: bool, postgres: bool, timeout: &str) -
         text = text.replace(&sqlite, &format!("url = \"{}\"", db.url));
     }
     let herald = Herald::start_in(dir.clone(), &text).await;
+    // serve() binds the SMTP listeners before it serves HTTP: once
+    // /healthz answers, they accept connections.
+    let (status, _) = herald.get("/healthz").await;
+    assert_eq!(status, 200);
     Setup {
         herald,
         _pg: pg,
