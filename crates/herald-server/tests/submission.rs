@@ -144,6 +144,28 @@ elif mode == "idle":
     s2.send(b"Subject: never finished\r\n\r\nhalf a mess")
     s2.sock.settimeout(10)
     out["data_idle"] = reply(s2.getreply())
+elif mode == "bdat":
+    s = implicit()
+    out["ehlo"] = reply(s.ehlo("client.example"))
+    out["auth"] = reply(s.docmd("AUTH", plain(args["key"])))
+    # A chunk whose bytes look like commands, and a refused BDAT's chunk:
+    # neither may be obeyed.
+    s.send(b"BDAT 6\r\nQUIT\r\nNOOP\r\n")
+    out["refused"] = [reply(s.getreply()), reply(s.getreply())]
+    body = b"Subject: chunked\r\n\r\nline one\n.\nMAIL FROM:<x@example.com>\r\n"
+    head, tail = body[:20], body[20:]
+    s.send(b"MAIL FROM:<app@example.com>\r\nRCPT TO:<bob@example.org>\r\n" +
+           b"BDAT %d\r\n" % len(head) + head + b"BDAT %d LAST\r\n" % len(tail) + tail)
+    out["sent"] = [reply(s.getreply()) for _ in range(4)]
+    s.send(b"MAIL FROM:<app@example.com>\r\nRCPT TO:<bob@example.org>\r\nBDAT 10\r\n0123456789DATA\r\n")
+    out["data_after_bdat"] = [reply(s.getreply()) for _ in range(4)]
+    s.send(b"RSET\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<bob@example.org>\r\n")
+    out["reset"] = [reply(s.getreply()) for _ in range(3)]
+    big = b"x" * (args["max"] + 1)
+    s.send(b"BDAT %d LAST\r\n" % len(big) + big)
+    out["big"] = reply(s.getreply())
+    out["after"] = reply(s.docmd("NOOP"))
+    s.quit()
 elif mode == "scope":
     s = implicit()
     out["auth"] = reply(s.docmd("AUTH", plain(args["reader"])))
@@ -488,6 +510,49 @@ async fn a_silent_client_gets_421_after_the_timeouts_and_nothing_is_queued() {
     assert_eq!(code(&out["data_idle"]), 421, "{out}");
     let (_, list) = setup.herald.get("/v1/messages").await;
     assert_eq!(list["messages"], json!([]), "{list}");
+    setup.herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunking_with_bdat_queues_the_chunks_as_one_message() {
+    let setup = setup_with(4096, false, false, "10s").await;
+    let out = setup.client("bdat", json!({})).await;
+    assert!(
+        out["ehlo"][1].as_str().unwrap().contains("CHUNKING"),
+        "{out}"
+    );
+    // BDAT without MAIL is refused, and its chunk ("QUIT\r\n") is not a
+    // command: the NOOP after it is answered.
+    let refused: Vec<u64> = out["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(code)
+        .collect();
+    assert_eq!(refused, [503, 250], "{out}");
+    let sent: Vec<u64> = out["sent"].as_array().unwrap().iter().map(code).collect();
+    assert_eq!(sent, [250, 250, 250, 250], "{out}");
+    let id = queued_id(&out["sent"][3]);
+    let codes: Vec<u64> = out["data_after_bdat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(code)
+        .collect();
+    assert_eq!(codes, [250, 250, 250, 503], "{out}");
+    let codes: Vec<u64> = out["reset"].as_array().unwrap().iter().map(code).collect();
+    assert_eq!(codes, [250, 250, 250], "{out}");
+    assert_eq!(code(&out["big"]), 552, "{out}");
+    assert_eq!(code(&out["after"]), 250, "{out}");
+    setup.herald.wait_status(&id, "delivered").await;
+    let stored = std::fs::read(setup.dir.join("outbox").join(format!("{id}.eml"))).unwrap();
+    let text = String::from_utf8(stored).unwrap();
+    assert!(
+        text.ends_with("Subject: chunked\r\n\r\nline one\r\n.\r\nMAIL FROM:<x@example.com>\r\n"),
+        "{text:?}"
+    );
+    let (_, list) = setup.herald.get("/v1/messages").await;
+    assert_eq!(list["messages"].as_array().unwrap().len(), 1, "{list}");
     setup.herald.stop().await.unwrap();
 }
 

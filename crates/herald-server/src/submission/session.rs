@@ -16,6 +16,8 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ParseError, MAIL_SMTPUTF8, Req
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+mod chunking;
+
 use super::lockout::Lockout;
 use crate::api::AppState;
 use crate::config::{Scope, SubmissionConfig};
@@ -54,6 +56,12 @@ pub(super) struct Transaction {
     pub(super) recipients: Vec<EmailAddress>,
     seen: HashSet<String>,
     pub(super) smtputf8: bool,
+    /// BDAT chunks so far (CHUNKING).
+    chunks: Vec<u8>,
+    /// A BDAT was accepted: DATA is no longer allowed.
+    chunking: bool,
+    /// The chunks went over the size limit (552 at LAST).
+    oversize: bool,
 }
 
 /// One client's session.
@@ -186,6 +194,10 @@ impl Session {
             Request::Mail { from } => self.mail(&from.address, from.size, from.flags).await,
             Request::Rcpt { to } => self.rcpt(&to.address),
             Request::Data => return self.data(io).await,
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => return self.bdat(io, chunk_size, is_last).await,
             Request::Rset => {
                 self.mail = None;
                 self.reply("250 2.0.0 OK");
@@ -211,6 +223,7 @@ impl Session {
             "8BITMIME".to_owned(),
             "SMTPUTF8".to_owned(),
             "ENHANCEDSTATUSCODES".to_owned(),
+            "CHUNKING".to_owned(),
         ];
         if self.tls {
             lines.push("AUTH PLAIN LOGIN".to_owned());
@@ -381,6 +394,9 @@ impl Session {
             sender,
             recipients: Vec::new(),
             seen: HashSet::new(),
+            chunks: Vec::new(),
+            chunking: false,
+            oversize: false,
         });
         self.reply("250 2.1.0 Sender OK");
     }
@@ -413,6 +429,9 @@ impl Session {
             None => return Ok(self.refuse("503 5.5.1 Need MAIL before DATA")),
             Some(m) if m.recipients.is_empty() => {
                 return Ok(self.refuse("554 5.5.1 No valid recipients"));
+            }
+            Some(m) if m.chunking => {
+                return Ok(self.refuse("503 5.5.1 DATA after BDAT; finish with BDAT LAST"));
             }
             Some(_) => {}
         }
