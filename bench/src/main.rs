@@ -62,6 +62,18 @@ struct Args {
     /// Envelope recipient.
     #[arg(long, default_value = "to@example.com")]
     to: String,
+    /// TLS for the herald and per-message clients: none, starttls or
+    /// implicit (e.g. into herald's own submission listener).
+    #[arg(long, default_value = "none")]
+    tls: TlsMode,
+    /// A CA certificate (PEM) to trust, for a self-signed server.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
+    /// AUTH as this user (herald and per-message clients); the password is
+    /// read from the environment variable HERALD_BENCH_PASSWORD, never from
+    /// the command line.
+    #[arg(long)]
+    auth_user: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,6 +134,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
+    }
+    if args.client == Client::Lettre && (args.tls != TlsMode::None || args.auth_user.is_some()) {
+        bail!("--tls and --auth-user are for the herald and per-message clients");
     }
 
     let sender = EmailAddress::parse(&args.from).context("--from")?;
@@ -321,14 +336,19 @@ async fn lettre_connect(
 
 /// herald's settings for the sink: plain text, no AUTH.
 fn herald_config(args: &Args) -> anyhow::Result<ClientConfig> {
-    let tls = system_tls_config(None).context("TLS settings")?;
+    let tls = system_tls_config(args.ca_file.as_deref()).context("TLS settings")?;
     let mut config = ClientConfig::new(
         args.target.ip().to_string(),
         args.target.port(),
-        TlsMode::None,
+        args.tls,
         tls,
     );
     config.helo_name = HELO_NAME.to_owned();
+    if let Some(user) = &args.auth_user {
+        let password = std::env::var("HERALD_BENCH_PASSWORD")
+            .context("--auth-user needs the password in HERALD_BENCH_PASSWORD")?;
+        config.credentials = Some(herald_smtp::Credentials::password(user, password));
+    }
     Ok(config)
 }
 

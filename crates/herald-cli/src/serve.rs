@@ -142,6 +142,25 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> Result<ExitCode, Failure> {
     } else {
         println!("relays      {}", relays.join(", "));
     }
+    match &config.submission {
+        Some(sub) => {
+            let mut listeners = Vec::new();
+            if let Some(addr) = sub.listen {
+                listeners.push(format!("STARTTLS on {addr}"));
+            }
+            if let Some(addr) = sub.implicit_tls_listen {
+                listeners.push(format!("implicit TLS on {addr}"));
+            }
+            println!(
+                "submission  {} (certificate {}, up to {} bytes, {} recipients)",
+                listeners.join(", "),
+                sub.cert_file.display(),
+                sub.max_message_bytes,
+                sub.max_recipients
+            );
+        }
+        None => println!("submission  off"),
+    }
     match config.tracing.redacted_traces_url() {
         Some(url) => println!(
             "tracing     OTLP/HTTP to {url} (sample ratio {})",

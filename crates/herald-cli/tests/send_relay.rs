@@ -399,6 +399,35 @@ async fn check_config_names_the_bad_field() {
         "{}",
         stdout(&out)
     );
+    assert!(stdout(&out).contains("submission  off"), "{}", stdout(&out));
+
+    let smtp = dir.join("submission.toml");
+    std::fs::write(
+        &smtp,
+        "[submission]\nlisten = \"127.0.0.1:2587\"\nimplicit_tls_listen = \"127.0.0.1:2465\"\n\
+         cert_file = \"/etc/herald/cert.pem\"\nkey_file = \"/etc/herald/key.pem\"\n\
+         max_recipients = 7\n",
+    )
+    .unwrap();
+    let out = herald(
+        vec!["check-config".into(), smtp.to_str().unwrap().into()],
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains(
+            "submission  STARTTLS on 127.0.0.1:2587, implicit TLS on 127.0.0.1:2465 \
+             (certificate /etc/herald/cert.pem, up to 26214400 bytes, 7 recipients)"
+        ),
+        "{}",
+        stdout(&out)
+    );
 
     let bad = dir.join("bad.toml");
     std::fs::write(

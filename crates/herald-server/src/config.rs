@@ -15,6 +15,7 @@ mod raw;
 /// Human-readable durations in TOML (`"30s"`), shared with `[alerts]`.
 pub(crate) use raw::Dur;
 mod relay;
+mod submission;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +29,7 @@ use herald_smtp::{ClientConfig, PoolConfig, Timeouts};
 
 pub use api_key::{ApiKey, Scope, Scopes};
 pub use error::ConfigError;
+pub use submission::SubmissionConfig;
 
 /// The environment variable whose comma-separated keys are added to
 /// `auth.api_keys`.
@@ -60,6 +62,9 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// `[alerts]`: error groups, alert channels and rules.
     pub alerts: crate::alerts::AlertsConfig,
+    /// `[submission]`: the SMTP submission listeners; `None` (the default)
+    /// means herald does not accept mail over SMTP.
+    pub submission: Option<SubmissionConfig>,
 }
 
 /// `[server]`.

@@ -13,6 +13,7 @@ mod http;
 pub mod observe;
 pub mod redact;
 mod service;
+mod submission;
 pub mod trace;
 mod upkeep;
 

@@ -107,6 +107,12 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let node_id = config.server.node_id.clone();
     let exclusive = exclusive_store(&config);
+    // Before anything starts: a certificate that cannot be read or a port
+    // in use stops the start here.
+    let submission = match &config.submission {
+        Some(submission) => Some(crate::submission::bind(submission).await?),
+        None => None,
+    };
     upkeep::reclaim_at_start(store.as_ref(), &node_id, exclusive).await?;
 
     // One recorder per server: never the process-wide one (tests run many
@@ -215,11 +221,17 @@ pub async fn serve(
     )
     .with_observability(metrics, dispatcher)
     .with_alerting(alerting);
+    let submission =
+        submission.map(|bound| bound.serve(state.clone(), config.delivery.helo_name.clone()));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "herald listening");
     let served =
         crate::http::serve(listener, api::router(state), http_limits(&config), shutdown).await;
 
+    if let Some(submission) = submission {
+        tracing::info!("shutting down: no new SMTP sessions");
+        submission.stop(config.server.drain_timeout).await;
+    }
     tracing::info!("shutting down: no new requests; draining deliveries");
     workers_running.store(false, Ordering::Relaxed);
     stop_dispatch.cancel();

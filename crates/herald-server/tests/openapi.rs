@@ -231,6 +231,7 @@ async fn the_request_schemas_take_exactly_the_fields_the_code_takes() {
             "Attachment",
         ),
         ("/v1/messages/batch", r#"{"zzz": 1}"#, "BatchRequest"),
+        ("/v1/messages/raw", r#"{"zzz": 1}"#, "RawMessageRequest"),
     ];
     for (path, raw, schema) in cases {
         let (status, problem, _) = post_raw(&herald, path, raw).await;
@@ -381,6 +382,22 @@ async fn real_answers_match_the_documented_schemas() {
         answer.1
     );
     doc.check("POST", "/v1/messages/batch", &answer);
+
+    // A raw message: 202, then a 422 for a body that is not base64.
+    let raw_message = json!({
+        "from": "app@example.com",
+        "to": ["bob@example.com"],
+        "raw": "U3ViamVjdDogaGkNCg0KaGVsbG8NCg==",
+        "tags": ["raw"],
+        "metadata": {"user_id": "42"},
+    });
+    let answer = send_json(&herald, "POST", "/v1/messages/raw", Some(raw_message), &[]).await;
+    assert_eq!(answer.0, 202, "{:#}", answer.1);
+    doc.check("POST", "/v1/messages/raw", &answer);
+    let not_base64 = json!({"from": "app@example.com", "to": ["bob@example.com"], "raw": "%%%"});
+    let answer = send_json(&herald, "POST", "/v1/messages/raw", Some(not_base64), &[]).await;
+    assert_eq!(answer.0, 422, "{:#}", answer.1);
+    doc.check("POST", "/v1/messages/raw", &answer);
 
     // Problems, each where the document says it may come.
     let mut bad = message(&["bob@example.com"]);

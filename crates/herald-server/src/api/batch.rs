@@ -37,7 +37,7 @@ pub(crate) async fn create_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(TraceHeader, Json<BatchView>), Problem> {
     // One request, one trace: every message of the batch carries it.
-    let (trace, span) = accept_span(&headers, true);
+    let (trace, span) = accept_span(&headers, "/v1/messages/batch");
     let submitter = key.map(|Extension(ApiKeyName(name))| name);
     let answer = create_batch_in_trace(state, &headers, body, trace, submitter)
         .instrument(span.clone())

@@ -38,7 +38,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
-    let (trace, span) = accept_span(&headers, false);
+    let (trace, span) = accept_span(&headers, "/v1/messages");
     let submitter = key.map(|Extension(ApiKeyName(name))| name);
     let answer = create_in_trace(state, headers, body, trace, submitter)
         .instrument(span.clone())
@@ -168,7 +168,7 @@ pub(crate) async fn cancel(
 /// The request's trace (from a valid `traceparent`, or a new one) and its
 /// `accept` span, exported only (see [`crate::trace::export`]), in that
 /// trace and, with a `traceparent`, a child of the caller's span.
-pub(super) fn accept_span(headers: &HeaderMap, batch: bool) -> (TraceId, tracing::Span) {
+pub(super) fn accept_span(headers: &HeaderMap, route: &'static str) -> (TraceId, tracing::Span) {
     let parent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -181,7 +181,7 @@ pub(super) fn accept_span(headers: &HeaderMap, batch: bool) -> (TraceId, tracing
         target: EXPORT_TARGET,
         "accept",
         otel.kind = "server",
-        http.route = if batch { "/v1/messages/batch" } else { "/v1/messages" },
+        http.route = route,
         trace_id = %trace,
         id = tracing::field::Empty,
         messages = tracing::field::Empty,
@@ -330,7 +330,7 @@ pub(super) async fn admit_or_replay<T>(
 }
 
 /// Backpressure: refuse (429) when `more` messages would overfill the queue.
-pub(super) async fn admit(state: &AppState, more: u64) -> Result<(), Problem> {
+pub(crate) async fn admit(state: &AppState, more: u64) -> Result<(), Problem> {
     let depth = state.store.depth().await?;
     let max = state.limits.max_queue_depth;
     if depth.saturating_add(more) > max {
@@ -377,6 +377,6 @@ fn timestamp(name: &str, raw: &str) -> Result<OffsetDateTime, Problem> {
         .map_err(|_| Problem::malformed(format!("{name}: not an RFC 3339 time")))
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
+pub(super) fn hex_sha256(bytes: &[u8]) -> String {
     crate::hex(&Sha256::digest(bytes))
 }

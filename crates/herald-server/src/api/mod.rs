@@ -7,6 +7,7 @@ mod batch;
 mod error;
 mod errors;
 mod messages;
+mod raw;
 mod scrape;
 mod views;
 
@@ -23,6 +24,7 @@ use herald_store::Store;
 use tokio::sync::Notify;
 
 pub use error::{MAX_FIELD_ERRORS, Problem};
+pub(crate) use messages::admit;
 
 use crate::config::{ApiKey, Scope};
 use crate::dispatch::Dispatcher;
@@ -102,6 +104,18 @@ impl AppState {
         self
     }
 
+    /// The configured key `presented` is, if any: compared against every
+    /// key, whatever matches, so that timing says nothing about which.
+    pub(crate) fn key_for(&self, presented: &str) -> Option<&ApiKey> {
+        let mut matched = None;
+        for key in self.keys.iter() {
+            if key.matches(presented) && matched.is_none() {
+                matched = Some(key);
+            }
+        }
+        matched
+    }
+
     /// Serves `GET /v1/errors` from `alerting`'s error groups.
     pub(crate) fn with_alerting(mut self, alerting: Arc<crate::alerts::Alerting>) -> Self {
         self.alerting = Some(alerting);
@@ -115,6 +129,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/messages"),
     ("GET", "/v1/messages"),
     ("POST", "/v1/messages/batch"),
+    ("POST", "/v1/messages/raw"),
     ("GET", "/v1/messages/{id}"),
     ("POST", "/v1/messages/{id}/retry"),
     ("POST", "/v1/messages/{id}/cancel"),
@@ -137,6 +152,10 @@ pub fn router(state: AppState) -> Router {
             post(messages::create)
                 .get(messages::list)
                 .layer(DefaultBodyLimit::max(one_message)),
+        )
+        .route(
+            "/v1/messages/raw",
+            post(raw::create).layer(DefaultBodyLimit::max(one_message)),
         )
         .route(
             "/v1/messages/batch",
@@ -178,7 +197,7 @@ pub struct ApiKeyName(pub String);
 /// which the router answers with 404 or 405 before this matters).
 pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
     Some(match (method, template) {
-        ("POST", "/v1/messages" | "/v1/messages/batch") => Scope::Send,
+        ("POST", "/v1/messages" | "/v1/messages/batch" | "/v1/messages/raw") => Scope::Send,
         ("GET" | "HEAD", "/v1/messages" | "/v1/messages/{id}") => Scope::Read,
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
         ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
@@ -207,14 +226,7 @@ async fn require_api_key(
     let Some(presented) = presented else {
         return Problem::unauthorized().into_response();
     };
-    // Check every key, whatever matches, so timing says nothing about which.
-    let mut matched = None;
-    for key in state.keys.iter() {
-        if key.matches(presented) && matched.is_none() {
-            matched = Some(key);
-        }
-    }
-    let Some(key) = matched else {
+    let Some(key) = state.key_for(presented) else {
         return Problem::unauthorized().into_response();
     };
     let needed = request

@@ -95,7 +95,8 @@ impl fmt::Debug for ApiKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Scope {
-    /// Queue messages: `POST /v1/messages`, `POST /v1/messages/batch`.
+    /// Queue messages: `POST /v1/messages`, `/v1/messages/batch` and
+    /// `/v1/messages/raw`, and SMTP submission (as the AUTH password).
     Send,
     /// Look at messages: `GET /v1/messages`, `GET /v1/messages/{id}`.
     Read,

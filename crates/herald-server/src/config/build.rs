@@ -28,6 +28,7 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
     let retry = retry(raw.retry)?;
     let delivery = delivery(raw.delivery)?;
     let limits = limits(raw.limits)?;
+    let submission = super::submission::submission(raw.submission, &limits)?;
     if raw.outbox.dir.as_os_str().is_empty() {
         return Err(ConfigError::new("outbox.dir", "must not be empty"));
     }
@@ -51,6 +52,7 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
         relays,
         tracing,
         alerts,
+        submission,
     })
 }
 
@@ -70,6 +72,7 @@ pub(super) fn defaults() -> Config {
         relays: Vec::new(),
         tracing: tracing_from(raw.tracing),
         alerts: crate::alerts::AlertsConfig::default(),
+        submission: None,
     }
 }
 

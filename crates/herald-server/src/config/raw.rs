@@ -37,6 +37,8 @@ pub(crate) struct RawConfig {
     pub(crate) tracing: RawTracing,
     /// `[alerts]`: error groups, alert channels and rules.
     pub(crate) alerts: crate::alerts::RawAlerts,
+    /// `[submission]`: the SMTP submission listeners (off when absent).
+    pub(crate) submission: Option<super::submission::RawSubmission>,
 }
 
 /// `[server]`.

@@ -11,6 +11,7 @@ use super::*;
 mod docs;
 mod otlp;
 mod secrets;
+mod submission;
 
 fn no_env(_: &str) -> Option<String> {
     None

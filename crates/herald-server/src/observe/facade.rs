@@ -116,7 +116,12 @@ impl Metrics {
                 vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
             )
             .set(1.0);
-        for source in [AcceptSource::Api, AcceptSource::Batch] {
+        for source in [
+            AcceptSource::Api,
+            AcceptSource::Batch,
+            AcceptSource::Smtp,
+            AcceptSource::Raw,
+        ] {
             metrics
                 .counter(
                     MESSAGES_ACCEPTED,

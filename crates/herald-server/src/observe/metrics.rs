@@ -201,6 +201,10 @@ pub enum AcceptSource {
     Api,
     /// `POST /v1/messages/batch`.
     Batch,
+    /// The SMTP submission listener.
+    Smtp,
+    /// `POST /v1/messages/raw`.
+    Raw,
 }
 
 impl AcceptSource {
@@ -209,6 +213,8 @@ impl AcceptSource {
         match self {
             Self::Api => "api",
             Self::Batch => "batch",
+            Self::Smtp => "smtp",
+            Self::Raw => "raw",
         }
     }
 }
