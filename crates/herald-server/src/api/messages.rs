@@ -31,18 +31,49 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 const MAX_LIST_LIMIT: usize = 500;
 const DEFAULT_LIST_LIMIT: usize = 50;
 
+/// What `POST /v1/messages` and `POST /v1/messages/raw` answer.
+pub(super) type Accepted = (StatusCode, TraceHeader, Json<Created>);
+
 /// `POST /v1/messages`.
 pub(crate) async fn create(
     State(state): State<AppState>,
     key: Option<Extension<ApiKeyName>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
-    let (trace, span) = accept_span(&headers, "/v1/messages");
+) -> Result<Accepted, Problem> {
     let submitter = key.map(|Extension(ApiKeyName(name))| name);
-    let answer = create_in_trace(state, headers, body, trace, submitter)
-        .instrument(span.clone())
-        .await;
+    let headers = &headers;
+    in_accept_span(headers, "/v1/messages", |trace| async move {
+        let body = body_bytes(body)?;
+        let key = idempotency_key(headers)?;
+        let request: MessageRequest = json_object(&body)?;
+        let idempotency = idempotency_of(key, &request)?;
+        let new = prepare(
+            &state,
+            &request,
+            idempotency,
+            OffsetDateTime::now_utc(),
+            &trace,
+            submitter.as_deref(),
+        )?;
+        store_one(&state, new, trace, AcceptSource::Api).await
+    })
+    .await
+}
+
+/// Runs the accepting of one message in its request's span (continuing
+/// the caller's trace), and records the outcome on the span.
+pub(super) async fn in_accept_span<F, Fut>(
+    headers: &HeaderMap,
+    route: &'static str,
+    accept: F,
+) -> Result<Accepted, Problem>
+where
+    F: FnOnce(TraceId) -> Fut,
+    Fut: Future<Output = Result<Accepted, Problem>>,
+{
+    let (trace, span) = accept_span(headers, route);
+    let answer = accept(trace).instrument(span.clone()).await;
     match &answer {
         Ok((status, _, Json(created))) => {
             span.record("id", created.id.as_str());
@@ -53,42 +84,41 @@ pub(crate) async fn create(
     answer
 }
 
-async fn create_in_trace(
-    state: AppState,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    trace: TraceId,
-    submitter: Option<String>,
-) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
-    let body = body_bytes(body)?;
-    let key = idempotency_key(&headers)?;
-    let request: MessageRequest = json_object(&body)?;
-    // "The same body" means the same request, however it is spelled: key
-    // order, white space and escapes do not make a retry a new request.
-    let idempotency = match key {
-        Some(key) => Some(Idempotency {
-            key,
-            request_hash: hex_sha256(
-                &serde_json::to_vec(&request).map_err(|_| Problem::internal())?,
-            ),
-        }),
-        None => None,
+/// The idempotency of a request under `key`: the key with a hash of the
+/// request as parsed. "The same body" means the same request, however it
+/// is spelled: key order, white space and escapes do not make a retry a
+/// new request.
+pub(super) fn idempotency_of<T: serde::Serialize>(
+    key: Option<String>,
+    request: &T,
+) -> Result<Option<Idempotency>, Problem> {
+    let Some(key) = key else {
+        return Ok(None);
     };
-    let new = prepare(
-        &state,
-        &request,
-        idempotency,
-        OffsetDateTime::now_utc(),
-        &trace,
-        submitter.as_deref(),
-    )?;
+    let canonical = serde_json::to_vec(request).map_err(|_| Problem::internal())?;
+    Ok(Some(Idempotency {
+        key,
+        request_hash: hex_sha256(&canonical),
+    }))
+}
+
+/// Stores one prepared message and answers `202`: with the first answer
+/// if its idempotency key already has one (even when the queue is full),
+/// `429` if the queue is full, otherwise once it is committed (then
+/// counted, logged and the dispatcher woken).
+pub(super) async fn store_one(
+    state: &AppState,
+    new: NewMessage,
+    trace: TraceId,
+    source: AcceptSource,
+) -> Result<Accepted, Problem> {
     let replay = async {
         match &new.idempotency {
             Some(idempotency) => state.store.replay(idempotency, new.created_at).await,
             None => Ok(None),
         }
     };
-    if let Some(first) = admit_or_replay(&state, 1, replay).await? {
+    if let Some(first) = admit_or_replay(state, 1, replay).await? {
         return Ok((
             StatusCode::ACCEPTED,
             TraceHeader(trace),
@@ -97,9 +127,14 @@ async fn create_in_trace(
     }
     let enqueued = state.store.enqueue(new).await?;
     if enqueued.created {
-        state.metrics.accepted(AcceptSource::Api, 1);
+        state.metrics.accepted(source, 1);
         state.wake.notify_one();
-        tracing::info!(id = %enqueued.id, trace_id = %trace, "message queued");
+        tracing::info!(
+            id = %enqueued.id,
+            trace_id = %trace,
+            source = source.as_str(),
+            "message queued"
+        );
     }
     Ok((
         StatusCode::ACCEPTED,

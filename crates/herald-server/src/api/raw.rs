@@ -5,24 +5,20 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use herald_message::{FieldError, MessageRequest, new_id};
 use herald_store::{Idempotency, NewMessage};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tracing::Instrument as _;
 
 use super::messages::{
-    TraceHeader, accept_span, admit_or_replay, body_bytes, created, hex_sha256, idempotency_key,
-    json_object, record_problem,
+    Accepted, body_bytes, idempotency_key, idempotency_of, in_accept_span, json_object, store_one,
 };
-use super::views::Created;
 use super::{ApiKeyName, AppState, Problem};
 use crate::observe::metrics::AcceptSource;
 use crate::submission::raw;
@@ -55,73 +51,25 @@ pub(crate) async fn create(
     key: Option<Extension<ApiKeyName>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
-    let (trace, span) = accept_span(&headers, "/v1/messages/raw");
+) -> Result<Accepted, Problem> {
     let submitter = key.map(|Extension(ApiKeyName(name))| name);
-    let answer = create_in_trace(state, headers, body, trace, submitter)
-        .instrument(span.clone())
-        .await;
-    match &answer {
-        Ok((status, _, Json(created))) => {
-            span.record("id", created.id.as_str());
-            span.record("http.response.status_code", status.as_u16());
-        }
-        Err(problem) => record_problem(&span, problem),
-    }
-    answer
-}
-
-async fn create_in_trace(
-    state: AppState,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    trace: TraceId,
-    submitter: Option<String>,
-) -> Result<(StatusCode, TraceHeader, Json<Created>), Problem> {
-    let body = body_bytes(body)?;
-    let key = idempotency_key(&headers)?;
-    let request: RawRequest = json_object(&body)?;
-    let idempotency = match key {
-        Some(key) => Some(Idempotency {
-            key,
-            request_hash: hex_sha256(
-                &serde_json::to_vec(&request).map_err(|_| Problem::internal())?,
-            ),
-        }),
-        None => None,
-    };
-    let new = prepare(
-        &state,
-        request,
-        idempotency,
-        OffsetDateTime::now_utc(),
-        &trace,
-        submitter,
-    )?;
-    let replay = async {
-        match &new.idempotency {
-            Some(idempotency) => state.store.replay(idempotency, new.created_at).await,
-            None => Ok(None),
-        }
-    };
-    if let Some(first) = admit_or_replay(&state, 1, replay).await? {
-        return Ok((
-            StatusCode::ACCEPTED,
-            TraceHeader(trace),
-            Json(created(first)),
-        ));
-    }
-    let enqueued = state.store.enqueue(new).await?;
-    if enqueued.created {
-        state.metrics.accepted(AcceptSource::Raw, 1);
-        state.wake.notify_one();
-        tracing::info!(id = %enqueued.id, trace_id = %trace, source = "raw", "message queued");
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        TraceHeader(trace),
-        Json(created(enqueued)),
-    ))
+    let headers = &headers;
+    in_accept_span(headers, "/v1/messages/raw", |trace| async move {
+        let body = body_bytes(body)?;
+        let key = idempotency_key(headers)?;
+        let request: RawRequest = json_object(&body)?;
+        let idempotency = idempotency_of(key, &request)?;
+        let new = prepare(
+            &state,
+            request,
+            idempotency,
+            OffsetDateTime::now_utc(),
+            &trace,
+            submitter,
+        )?;
+        store_one(&state, new, trace, AcceptSource::Raw).await
+    })
+    .await
 }
 
 fn field_error(field: &str, message: impl Into<String>) -> Problem {
