@@ -7,49 +7,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
+use common::pg::PgDatabase;
 use common::{Herald, message};
 use herald_testkit::{ServerConfig, TestServer};
-
-/// A database of its own on the machine's PostgreSQL, dropped at the end.
-struct PgDatabase {
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    fn create() -> Self {
-        let name = format!("herald_cluster_{}", std::process::id());
-        psql(&format!("DROP DATABASE IF EXISTS {name}"));
-        psql(&format!("CREATE DATABASE {name}"));
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable");
-        Self { name, url }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        psql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
-}
-
-fn psql(sql: &str) {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-        .args(["-U", "postgres", "-d", "test", "-c", sql])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql {sql:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Node `name` on `db`, alerting to `hook` when the relay has failed 6
 /// times within the window (each node alone will see 4).
@@ -91,7 +53,7 @@ tiers = [ {{ min_count = 6, channels = ["hook"] }} ]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_error_groups_and_send_one_alert() {
-    let db = PgDatabase::create();
+    let db = PgDatabase::create("cluster");
     let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
     let (hook, alerts) = common::webhook_receiver().await;
     let a = node("node-a", &db, &smtp, &hook).await;

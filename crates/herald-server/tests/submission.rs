@@ -204,7 +204,7 @@ print(json.dumps(out))
 struct Setup {
     herald: Herald,
     /// The PostgreSQL database, dropped after the herald that uses it.
-    _pg: Option<PgDatabase>,
+    _pg: Option<common::pg::PgDatabase>,
     relay: TestServer,
     dir: PathBuf,
     port: u16,
@@ -236,47 +236,6 @@ async fn setup(max: usize) -> Setup {
     setup_with(max, true, false, "10s").await
 }
 
-/// A database of its own on the machine's PostgreSQL (127.0.0.1:5432,
-/// user postgres, trust auth; scripts/deps starts it), dropped on drop.
-struct PgDatabase {
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    fn create() -> Self {
-        let name = format!(
-            "herald_submission_{}",
-            herald_message::new_id().to_lowercase()
-        );
-        psql(&format!("CREATE DATABASE {name}"));
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}?sslmode=disable");
-        Self { name, url }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        psql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
-}
-
-fn psql(sql: &str) {
-    let out = std::process::Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-        .args(["-U", "postgres", "-d", "postgres", "-c", sql])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql {sql:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// With `relay` false, mail goes to the outbox: the bytes herald stored,
 /// as they are.
 /// A key that may read but not send.
@@ -296,7 +255,7 @@ async fn setup_with(max: usize, relay_on: bool, postgres: bool, timeout: &str) -
         key.display()
     );
     let mut text = common::config_text(&dir, relay_on.then_some(&relay), &extra);
-    let pg = postgres.then(PgDatabase::create);
+    let pg = postgres.then(|| common::pg::PgDatabase::create("submission"));
     if let Some(db) = &pg {
         let sqlite = format!("url = \"sqlite://{}/herald.db\"", dir.display());
         assert!(text.contains(&sqlite));

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub(crate) mod api;
+pub(crate) mod pg;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
