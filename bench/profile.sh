@@ -26,36 +26,21 @@ KEY=bench-key-0123456789abcdef0123456789
 export PATH="$PATH:/usr/sbin:/usr/local/sbin"
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
-log() { printf '%s\n' "$*" >&2; }
+BENCH=profile.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+NEXT_PORT=${PORT:-2725}
 for tool in perf smtp-sink ss python3; do
     command -v "$tool" >/dev/null || { log "profile.sh: $tool not found"; exit 1; }
 done
 
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
+cleanup() { stop_all; }
 trap cleanup EXIT
-port_busy() { ss -Htln "sport = :$1" | grep -q .; }
-NEXT_PORT=${PORT:-2725}
-free_port() {
-    while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    echo "$NEXT_PORT"
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
-wait_listening() {
-    for _ in $(seq 1 200); do port_busy "$1" && return 0; sleep 0.05; done
-    log "nothing listens on $1"; exit 1
-}
 
 log "building herald and herald-load (release) ..."
 cargo build --release -p herald-cli -p herald-bench --quiet
 
-SINK_PORT=$(free_port)
-smtp-sink -u root -m 1024 "127.0.0.1:$SINK_PORT" 1024 >"$OUT/sink.log" 2>&1 &
-PIDS+=($!)
-wait_listening "$SINK_PORT"
+start_sink sink
 
 HTTP_PORT=$(free_port)
 cat >"$OUT/herald.toml" <<TOML
@@ -81,7 +66,7 @@ TOML
 ./target/release/herald serve --config "$OUT/herald.toml" >"$OUT/herald.log" 2>&1 &
 HERALD_PID=$!
 PIDS+=("$HERALD_PID")
-wait_listening "$HTTP_PORT"
+wait_listening "$HTTP_PORT" "$OUT/herald.log"
 
 perf record -F "$FREQ" -p "$HERALD_PID" -o "$OUT/perf.data" >"$OUT/perf-record.log" 2>&1 &
 PERF_PID=$!

@@ -64,12 +64,10 @@ mkdir -p "$OUT"
 # Postfix (as user postfix) must reach its directories under OUT.
 chmod 755 "$OUT"
 RESULTS=$OUT/results.jsonl
+BENCH=service.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
-log() { printf '%s\n' "$*" >&2; }
-die() {
-    log "service.sh: $*"
-    exit 1
-}
 
 for tool in smtp-sink smtp-source postfix postconf postqueue ss; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install postfix iproute2)"
@@ -77,18 +75,8 @@ done
 
 # --- processes we start, stopped on exit by their pids -----------------------
 
-PIDS=()
-PF_DIR=
 cleanup() {
-    if [[ -n $PF_DIR && -e $PF_DIR/data/master.pid ]]; then
-        postfix -c "$PF_DIR/etc" stop >/dev/null 2>&1 || true
-    fi
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all
     rm -f "$OUT"/*/herald.db* 2>/dev/null || true
     if [[ $PG -eq 1 ]]; then
         psql -X -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" \
@@ -98,43 +86,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_busy() { ss -Htln "sport = :$1" | grep -q .; }
-NEXT_PORT=${PORT:-2625}
-free_port() {
-    while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    echo "$NEXT_PORT"
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
 
-wait_listening() {
-    for _ in $(seq 1 200); do
-        port_busy "$1" && return 0
-        sleep 0.05
-    done
-    die "nothing listens on $1 (see $2)"
-}
 
-# Starts smtp-sink on a free port; sets SINK_PORT and SINK_LOG. Extra
-# arguments go to smtp-sink (e.g. -w 3600 to never answer DATA).
-start_sink() {
-    local name=$1
-    shift
-    SINK_PORT=$(free_port)
-    SINK_LOG=$OUT/$name.log
-    local user=()
-    [[ $EUID -eq 0 ]] && user=(-u root)
-    # -c: running counters; -m: simultaneous sessions; 1024: backlog.
-    smtp-sink -c "${user[@]}" -m 1024 "$@" "127.0.0.1:$SINK_PORT" 1024 >"$SINK_LOG" 2>&1 &
-    PIDS+=($!)
-    wait_listening "$SINK_PORT" "$SINK_LOG"
-}
 
-# Messages a sink has counted so far (its -c counter).
-sink_count() {
-    tail -c 256 "$1" | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | grep . || echo 0
-}
 
-now() { date +%s.%N; }
 
 # --- herald -------------------------------------------------------------------
 
@@ -207,42 +162,7 @@ record() {
 
 # --- Postfix -----------------------------------------------------------------
 
-# A throw-away instance: config, queue and data directories under OUT,
-# smtpd on 127.0.0.1 only, everything relayed to the sink. Sets PF_PORT.
-start_postfix() {
-    local relay_port=$1
-    PF_DIR=$OUT/postfix
-    PF_PORT=$(free_port)
-    rm -rf "$PF_DIR"
-    mkdir -p "$PF_DIR/etc" "$PF_DIR/queue" "$PF_DIR/data"
-    cp /etc/postfix/master.cf "$PF_DIR/etc/"
-    : >"$PF_DIR/etc/main.cf"
-    chown postfix "$PF_DIR/data"
-    postconf -c "$PF_DIR/etc" -e \
-        "compatibility_level=3.6" \
-        "queue_directory=$PF_DIR/queue" \
-        "data_directory=$PF_DIR/data" \
-        "mail_owner=postfix" "setgid_group=postdrop" \
-        "inet_interfaces=127.0.0.1" "inet_protocols=ipv4" \
-        "myhostname=bench.localhost" "mydestination=" \
-        "mynetworks=127.0.0.0/8" \
-        "smtpd_relay_restrictions=permit_mynetworks,reject" \
-        "relayhost=[127.0.0.1]:$relay_port" \
-        "smtp_tls_security_level=none" "smtpd_tls_security_level=none" \
-        "alias_maps=" "alias_database=" \
-        "maillog_file=$PF_DIR/maillog" "maillog_file_prefixes=$PF_DIR"
-    postconf -c "$PF_DIR/etc" -F '*/*/chroot = n'
-    postconf -c "$PF_DIR/etc" -M# smtp/inet
-    postconf -c "$PF_DIR/etc" -Me "127.0.0.1:$PF_PORT/inet=127.0.0.1:$PF_PORT inet n - n - - smtpd"
-    postfix -c "$PF_DIR/etc" check >"$OUT/postfix-start.log" 2>&1 || true
-    postfix -c "$PF_DIR/etc" start >>"$OUT/postfix-start.log" 2>&1 ||
-        die "postfix did not start (see $OUT/postfix-start.log, $PF_DIR/maillog)"
-    wait_listening "$PF_PORT" "$PF_DIR/maillog"
-}
 
-stop_postfix() {
-    postfix -c "$PF_DIR/etc" stop >>"$OUT/postfix-start.log" 2>&1 || true
-}
 
 # --- main --------------------------------------------------------------------
 

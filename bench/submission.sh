@@ -40,57 +40,30 @@ TARGET=${CARGO_TARGET_DIR:-target}
 mkdir -p "$OUT"
 chmod 755 "$OUT"
 RESULTS=$OUT/results.jsonl
+BENCH=submission.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+NEXT_PORT=${PORT:-2725}
 
-log() { printf '%s\n' "$*" >&2; }
-die() {
-    log "submission.sh: $*"
-    exit 1
-}
 
 for tool in smtp-sink smtp-source postfix postconf ss openssl; do
     command -v "$tool" >/dev/null || die "$tool not found (scripts/deps)"
 done
 
-PIDS=()
-PF_DIR=
 cleanup() {
-    if [[ -n $PF_DIR && -e $PF_DIR/data/master.pid ]]; then
-        postfix -c "$PF_DIR/etc" stop >/dev/null 2>&1 || true
-    fi
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_all
     rm -f "$OUT"/herald/herald.db* 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_busy() { ss -Htln "sport = :$1" | grep -q .; }
-NEXT_PORT=${PORT:-2725}
-free_port() {
-    while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
-    echo "$NEXT_PORT"
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
-wait_listening() {
-    for _ in $(seq 1 200); do
-        port_busy "$1" && return 0
-        sleep 0.05
-    done
-    die "nothing listens on $1 (see $2)"
-}
-now() { date +%s.%N; }
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print "-" }'; }
 
 log "building herald and herald-bench (release) ..."
 cargo build --release -p herald-cli -p herald-bench --locked --quiet
 
 # The relay both deliver to.
-SINK_PORT=$(free_port)
-user=()
-[[ $EUID -eq 0 ]] && user=(-u root)
-smtp-sink -c "${user[@]}" -m 1024 "127.0.0.1:$SINK_PORT" 1024 >"$OUT/sink.log" 2>&1 &
-PIDS+=($!)
-wait_listening "$SINK_PORT" "$OUT/sink.log"
+start_sink sink
 
 # A certificate for 127.0.0.1.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -142,36 +115,9 @@ EOF
 
 # --- Postfix -----------------------------------------------------------------
 
-start_postfix() {
-    PF_DIR=$OUT/postfix
-    PF_PORT=$(free_port)
-    rm -rf "$PF_DIR"
-    mkdir -p "$PF_DIR/etc" "$PF_DIR/queue" "$PF_DIR/data"
-    cp /etc/postfix/master.cf "$PF_DIR/etc/"
-    : >"$PF_DIR/etc/main.cf"
-    chown postfix "$PF_DIR/data"
-    postconf -c "$PF_DIR/etc" -e \
-        "compatibility_level=3.6" \
-        "queue_directory=$PF_DIR/queue" "data_directory=$PF_DIR/data" \
-        "mail_owner=postfix" "setgid_group=postdrop" \
-        "inet_interfaces=127.0.0.1" "inet_protocols=ipv4" \
-        "myhostname=bench.localhost" "mydestination=" "mynetworks=127.0.0.0/8" \
-        "smtpd_relay_restrictions=permit_mynetworks,reject" \
-        "relayhost=[127.0.0.1]:$SINK_PORT" \
-        "smtp_tls_security_level=none" "smtpd_tls_security_level=none" \
-        "alias_maps=" "alias_database=" \
-        "maillog_file=$PF_DIR/maillog" "maillog_file_prefixes=$PF_DIR"
-    postconf -c "$PF_DIR/etc" -F '*/*/chroot = n'
-    postconf -c "$PF_DIR/etc" -M# smtp/inet
-    postconf -c "$PF_DIR/etc" -Me "127.0.0.1:$PF_PORT/inet=127.0.0.1:$PF_PORT inet n - n - - smtpd"
-    postfix -c "$PF_DIR/etc" check >"$OUT/postfix-start.log" 2>&1 || true
-    postfix -c "$PF_DIR/etc" start >>"$OUT/postfix-start.log" 2>&1 ||
-        die "postfix did not start (see $OUT/postfix-start.log)"
-    wait_listening "$PF_PORT" "$PF_DIR/maillog"
-}
 
 postfix_run() {
-    start_postfix
+    start_postfix "$SINK_PORT"
     # smtp-source's -l is the body without its 4 header lines (~148 bytes).
     local len=$((SIZE > 300 ? SIZE - 148 : SIZE)) t0 t1
     t0=$(now)
