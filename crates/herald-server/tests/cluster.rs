@@ -17,27 +17,7 @@ use herald_testkit::{ServerConfig, TestServer};
 /// times within the window (each node alone will see 4).
 async fn node(name: &str, db: &PgDatabase, smtp: &TestServer, hook: &str) -> Herald {
     let dir = common::temp_dir();
-    let alerts = format!(
-        r#"
-[alerts]
-window = "5m"
-evaluate_every = "1s"
-send_backoff = "50ms"
-send_timeout = "1s"
-
-[[alerts.channels]]
-name = "hook"
-kind = "webhook"
-url = "{hook}"
-
-[[alerts.rules]]
-name = "relay-failing"
-scope = "relay"
-cooldown = "1h"
-resolve_after = "1h"
-tiers = [ {{ min_count = 6, channels = ["hook"] }} ]
-"#
-    );
+    let alerts = common::relay_alert_toml(hook, 6);
     let text = common::config_text(&dir, Some(smtp), &alerts)
         .replace(
             "http_listen = \"127.0.0.1:0\"",

@@ -12,35 +12,11 @@ use std::time::Duration;
 use common::{Herald, message};
 use herald_testkit::{ServerConfig, TestServer};
 
-fn alerts_toml(url: &str) -> String {
-    format!(
-        r#"
-[alerts]
-window = "5m"
-evaluate_every = "1s"
-send_backoff = "50ms"
-send_timeout = "1s"
-
-[[alerts.channels]]
-name = "hook"
-kind = "webhook"
-url = "{url}"
-
-[[alerts.rules]]
-name = "relay-failing"
-scope = "relay"
-cooldown = "1h"
-resolve_after = "1h"
-tiers = [ {{ min_count = 3, channels = ["hook"] }} ]
-"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_failures_group_together_and_alert_once() {
     let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
     let (url, alerts) = common::webhook_receiver().await;
-    let herald = Herald::start_with(Some(&smtp), &alerts_toml(&url)).await;
+    let herald = Herald::start_with(Some(&smtp), &common::relay_alert_toml(&url, 3)).await;
 
     let mut ids = Vec::new();
     for who in [
@@ -108,7 +84,7 @@ async fn a_dead_webhook_does_not_hold_up_mail() {
         .port();
     let herald = Herald::start_with(
         Some(&smtp),
-        &alerts_toml(&format!("http://127.0.0.1:{port}/hook")),
+        &common::relay_alert_toml(&format!("http://127.0.0.1:{port}/hook"), 3),
     )
     .await;
     let mut ids = Vec::new();

@@ -255,3 +255,30 @@ pub(crate) async fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, seen)
 }
+
+/// An `[alerts]` section with one channel, a webhook at `url`, and one
+/// rule: the relay failing `min_count` times within five minutes
+/// (evaluated every second; one alert per incident).
+pub(crate) fn relay_alert_toml(url: &str, min_count: u32) -> String {
+    format!(
+        r#"
+[alerts]
+window = "5m"
+evaluate_every = "1s"
+send_backoff = "50ms"
+send_timeout = "1s"
+
+[[alerts.channels]]
+name = "hook"
+kind = "webhook"
+url = "{url}"
+
+[[alerts.rules]]
+name = "relay-failing"
+scope = "relay"
+cooldown = "1h"
+resolve_after = "1h"
+tiers = [ {{ min_count = {min_count}, channels = ["hook"] }} ]
+"#
+    )
+}
