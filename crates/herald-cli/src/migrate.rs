@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use herald_store::StoreUrl;
 
 use crate::exit::Failure;
 use crate::serve::load;
@@ -28,9 +27,10 @@ pub(crate) fn run(args: MigrateArgs) -> Result<ExitCode, Failure> {
     let version = runtime
         .block_on(herald_server::migrate(&config))
         .map_err(|e| Failure::Fault(e.into()))?;
-    let shown = StoreUrl::parse(&config.store.url)
-        .map(|url| url.shown())
-        .unwrap_or_else(|_| "the store".to_owned());
-    println!("{shown}: schema at version {version}");
+    // Shown by the rule of everything herald prints (as check-config).
+    println!(
+        "{}: schema at version {version}",
+        config.store.redacted_url()
+    );
     Ok(ExitCode::SUCCESS)
 }
