@@ -40,42 +40,52 @@ pub enum ServeError {
     Config(String),
 }
 
-/// Opens (and migrates) the store `config` names, by its URL's scheme.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
+/// A store opened (and migrated) by its URL's scheme, as its own type.
+enum Opened {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Opens (and migrates) the store `config` names.
+async fn open(config: &Config) -> Result<Opened, ServeError> {
     let options = StoreOptions {
         max_lost_leases: config.delivery.max_lost_leases,
     };
-    match StoreUrl::parse(&config.store.url)? {
-        StoreUrl::Sqlite(_) => Ok(Arc::new(
-            SqliteStore::open_with(&config.store.url, options).await?,
-        )),
-        StoreUrl::Postgres(url) => Ok(Arc::new(
-            PgStore::open(&url, pg_options(config, options)).await?,
-        )),
-    }
+    Ok(match StoreUrl::parse(&config.store.url)? {
+        StoreUrl::Sqlite(_) => {
+            Opened::Sqlite(SqliteStore::open_with(&config.store.url, options).await?)
+        }
+        StoreUrl::Postgres(url) => {
+            Opened::Postgres(PgStore::open(&url, pg_options(config, options)).await?)
+        }
+    })
+}
+
+/// Opens (and migrates) the store `config` names, by its URL's scheme.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServeError> {
+    Ok(match open(config).await? {
+        Opened::Sqlite(store) => Arc::new(store),
+        Opened::Postgres(store) => Arc::new(store),
+    })
 }
 
 /// Applies the store's migrations (as `serve` does at start, under the
 /// same lock) and returns the schema version it is at: for running ahead
 /// of a rollout, so that new nodes start on a ready schema.
 pub async fn migrate(config: &Config) -> Result<i64, ServeError> {
-    let options = StoreOptions {
-        max_lost_leases: config.delivery.max_lost_leases,
+    let version = match open(config).await? {
+        Opened::Sqlite(store) => {
+            let version = store.schema_version().await;
+            store.close().await;
+            version
+        }
+        Opened::Postgres(store) => {
+            let version = store.schema_version().await;
+            store.close().await;
+            version
+        }
     };
-    match StoreUrl::parse(&config.store.url)? {
-        StoreUrl::Sqlite(_) => {
-            let store = SqliteStore::open_with(&config.store.url, options).await?;
-            let version = store.schema_version().await;
-            store.close().await;
-            Ok(version?)
-        }
-        StoreUrl::Postgres(url) => {
-            let store = PgStore::open(&url, pg_options(config, options)).await?;
-            let version = store.schema_version().await;
-            store.close().await;
-            Ok(version?)
-        }
-    }
+    Ok(version?)
 }
 
 /// PostgreSQL's settings from `config`: the database's clock decides, as
