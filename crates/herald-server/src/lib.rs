@@ -19,6 +19,14 @@ mod upkeep;
 
 pub use service::{ServeError, migrate, open_store, serve};
 
+/// The mutex's guard, even if a panic elsewhere poisoned it: for state
+/// that every step leaves whole (counts, maps updated in one call).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Lower-case hex, for digests and ids.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

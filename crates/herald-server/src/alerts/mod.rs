@@ -19,7 +19,7 @@ mod sender;
 mod window;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -38,6 +38,7 @@ pub use rules::{
 };
 pub use sender::ChannelStats;
 
+use crate::lock;
 use feed::Outgoing;
 use sender::{ChannelHandle, Worker};
 
@@ -278,12 +279,6 @@ impl Alerting {
             while senders.join_next().await.is_some() {}
         })
     }
-}
-
-/// The lock, even if a panic elsewhere poisoned it: the state is counts,
-/// valid after any partial update.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One log line per alert: the alert's own record.

@@ -102,6 +102,14 @@ pub(super) fn idempotency_of<T: serde::Serialize>(
     }))
 }
 
+/// What follows a new message's commit, whichever way it came: it is
+/// counted, the dispatcher woken, and a log line written.
+pub(crate) fn queued(state: &AppState, id: &str, trace: &TraceId, source: AcceptSource) {
+    state.metrics.accepted(source, 1);
+    state.wake.notify_one();
+    tracing::info!(id, trace_id = %trace, source = source.as_str(), "message queued");
+}
+
 /// Stores one prepared message and answers `202`: with the first answer
 /// if its idempotency key already has one (even when the queue is full),
 /// `429` if the queue is full, otherwise once it is committed (then
@@ -127,14 +135,7 @@ pub(super) async fn store_one(
     }
     let enqueued = state.store.enqueue(new).await?;
     if enqueued.created {
-        state.metrics.accepted(source, 1);
-        state.wake.notify_one();
-        tracing::info!(
-            id = %enqueued.id,
-            trace_id = %trace,
-            source = source.as_str(),
-            "message queued"
-        );
+        queued(state, &enqueued.id, &trace, source);
     }
     Ok((
         StatusCode::ACCEPTED,

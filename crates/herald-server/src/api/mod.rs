@@ -7,6 +7,7 @@ mod batch;
 mod error;
 mod errors;
 mod messages;
+pub(crate) use messages::queued;
 mod raw;
 mod scrape;
 mod views;

@@ -54,11 +54,8 @@ impl Lockout {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<Instant>>> {
-        // A panic while holding the lock leaves consistent data (each step
-        // is a whole update), so a poisoned lock is still usable.
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        // Each step is a whole update: a poisoned lock is still usable.
+        crate::lock(&self.failures)
     }
 }
 

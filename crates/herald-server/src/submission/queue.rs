@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use super::raw;
 use super::session::{Shared, Transaction};
+use crate::api::queued;
 use crate::observe::metrics::AcceptSource;
 use crate::trace::TraceId;
 
@@ -53,15 +54,7 @@ pub(super) async fn enqueue(
     };
     match state.store.enqueue(new).await {
         Ok(enqueued) => {
-            state.metrics.accepted(AcceptSource::Smtp, 1);
-            state.wake.notify_one();
-            tracing::info!(
-                id = %enqueued.id,
-                trace_id = %trace,
-                source = "smtp",
-                key = submitter.unwrap_or_default(),
-                "message queued"
-            );
+            queued(state, &enqueued.id, &trace, AcceptSource::Smtp);
             format!("250 2.0.0 queued as {}", enqueued.id)
         }
         Err(error) => {
