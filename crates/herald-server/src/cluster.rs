@@ -134,7 +134,7 @@ pub(crate) async fn lead_alerts(
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(every.min(ttl / 3)) => {}
+            () = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -56,8 +56,9 @@ impl ApiKey {
     }
 
     /// The key's name (for logs, and recorded with every message the key
-    /// queues): `[[auth.keys]]`' `name`, or `api_keys[N]` and
-    /// `VARIABLE[N]` for keys given as bare lists.
+    /// queues): `[[auth.keys]]`' `name`, `auth.api_keys[N]` and
+    /// `VARIABLE[N]` for keys given as bare lists, `default` for a key made
+    /// by [`ApiKey::new`] alone.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -95,9 +95,20 @@ fn server_from(raw: RawServer) -> ServerConfig {
         body_read_timeout: raw.body_read_timeout.0,
         idle_timeout: raw.idle_timeout.0,
         max_connections: raw.max_connections,
-        umask: u32::from_str_radix(raw.umask.trim_start_matches("0o"), 8).unwrap_or(0o077),
+        // server() refused a umask that does not parse; the embedded
+        // defaults' one does.
+        umask: parse_umask(&raw.umask).unwrap_or(0o077),
         node_id,
     }
+}
+
+/// An octal umask (`"077"`, `"0o027"`), at most `0o777`.
+fn parse_umask(text: &str) -> Option<u32> {
+    let digits = text.trim_start_matches("0o");
+    if digits.is_empty() || digits.len() > 4 {
+        return None;
+    }
+    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777)
 }
 
 /// `HOSTNAME:PORT`: the host tells machines apart, the port the nodes of
@@ -120,11 +131,7 @@ fn server(raw: RawServer, env: Env<'_>) -> Result<ServerConfig, ConfigError> {
             "must be at least 1",
         ));
     }
-    let umask = raw.umask.trim_start_matches("0o");
-    if umask.is_empty()
-        || umask.len() > 4
-        || u32::from_str_radix(umask, 8).map_or(true, |m| m > 0o777)
-    {
+    if parse_umask(&raw.umask).is_none() {
         return Err(ConfigError::new(
             "server.umask",
             format!(
