@@ -73,13 +73,8 @@ pub(crate) fn init_with(format: LogFormat, extra: Option<ExtraLayer>) {
     if let Ok(hidden) = format!("{EXPORT_TARGET}=off").parse::<Directive>() {
         filter = filter.add_directive(hidden);
     }
-    // After the user's directives, so that they win over a broad
-    // `RUST_LOG=trace`; the ceiling below also holds against narrower ones.
-    for target in QUIET_TARGETS {
-        if let Ok(quiet) = format!("{target}=info").parse::<Directive>() {
-            filter = filter.add_directive(quiet);
-        }
-    }
+    // The ceiling holds the quiet targets at `info` whatever the user's
+    // directives say (and lets a user's quieter setting for them stand).
     let filter = filter.and(ceiling());
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
