@@ -41,8 +41,9 @@ const CLAIM: &str = "\
               WHERE r.message_id = m.id AND r.status IN ('pending', 'deferred') \
               ORDER BY r.position)";
 
-/// Whether any lease has run out (sent with every claim; the rare claim
-/// that finds one ends those leases first, in a transaction of its own).
+/// Whether any lease has run out (sent with every claim; a claim that
+/// finds one and came back short then ends those leases, in a transaction
+/// of its own, and claims the rest of its batch).
 const ANY_EXPIRED: &str = "\
     SELECT EXISTS (SELECT 1 FROM messages \
         WHERE status = 'sending' AND lease_until <= coalesce($1::timestamptz, now()))";
@@ -77,7 +78,7 @@ pub(crate) async fn claim(
     let got = i64::try_from(claimed.len()).unwrap_or(i64::MAX);
     if expired && got < want {
         drop(conn);
-        // The leases that ran out end first (and their messages are due),
+        // The leases that ran out end now (and their messages are due),
         // then the rest of the batch is claimed.
         expire(shared, now, want - got).await?;
         let conn = Conn::get(&shared.pool).await?;

@@ -9,9 +9,12 @@
 //!   whatever enqueues are waiting in one transaction of multi-row inserts.
 //! - **Claims** take their batch in one statement: the oldest due messages
 //!   from a partial index, locked `FOR UPDATE SKIP LOCKED`, so nodes
-//!   claiming at once never wait for each other nor share a message.
-//!   Leases that ran out end first by the lost-lease rules
-//!   ([`herald_store::lifecycle::after_lost_lease`]).
+//!   claiming at once never wait for each other nor share a message. A
+//!   check for leases that ran out rides in the same pipeline; when there
+//!   are some and the claim came back short, they are ended in a
+//!   transaction of their own by the lost-lease rules
+//!   ([`herald_store::lifecycle::after_lost_lease`]) and the rest of the
+//!   batch is claimed.
 //! - **Wake-ups**: changes that make work due (enqueue, retry, release,
 //!   reclaim) `NOTIFY` the `herald_work` channel inside their transaction;
 //!   [`PgStore::listen`] wakes a node on it.
@@ -394,8 +397,15 @@ impl Store for PgStore {
     }
 
     async fn depth(&self) -> Result<u64, StoreError> {
-        self.run(|shared| async move { shared.depth.get(&shared.pool).await })
+        // On every enqueue (backpressure), and mostly the cached figure: no
+        // task of its own. Its only write, the ledger's fold, is one
+        // autocommit statement, so a caller who stops waiting leaves nothing
+        // half done.
+        self.shared
+            .depth
+            .get(&self.shared.pool)
             .await
+            .map_err(|e| self.shared.target.scrub(e))
     }
 
     async fn reclaim(&self, leases: Leases<'_>, now: OffsetDateTime) -> Result<u64, StoreError> {

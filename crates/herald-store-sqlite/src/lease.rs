@@ -109,8 +109,10 @@ fn lose_lease(
         ..NewEvent::of(kind, now_ms)
     }
     .insert(conn, id)?;
-    let status = match fate {
-        LostLease::Due(status) => status,
+    // A poison message's open recipients fail; its recipients then decide
+    // its final status and event.
+    let (status, given_up) = match fate {
+        LostLease::Due(status) => (status, None),
         LostLease::Poisoned => {
             conn.prepare_cached(
                 "UPDATE recipients SET status = 'failed', response = ? \
@@ -118,7 +120,8 @@ fn lose_lease(
             )
             .and_then(|mut update| update.execute(params![POISON_RESPONSE, id]))
             .map_err(db("fail poison message"))?;
-            tally(conn, id)?.final_status()
+            let tally = tally(conn, id)?;
+            (tally.final_status(), Some(tally))
         }
     };
     let due = (!status.is_final()).then_some(now_ms);
@@ -128,10 +131,10 @@ fn lose_lease(
     )
     .and_then(|mut update| update.execute(params![status.as_str(), due, now_ms, expiries, id]))
     .map_err(db("end lease"))?;
-    if fate == LostLease::Poisoned {
+    if let Some(tally) = given_up {
         let kind = EventKind::entering(status).unwrap_or(EventKind::Failed);
         NewEvent {
-            detail: Some(final_detail(&tally(conn, id)?)),
+            detail: Some(final_detail(&tally)),
             ..NewEvent::of(kind, now_ms)
         }
         .insert(conn, id)?;
