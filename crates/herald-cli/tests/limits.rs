@@ -159,8 +159,13 @@ fn half_sent_requests_are_closed_after_their_timeout_while_others_are_served() {
         support::Posted::Accepted { .. }
     ));
     let deadline = started + Duration::from_secs(15);
+    let mut first_close = None;
     while !slow.is_empty() {
+        let open = slow.len();
         slow.retain_mut(|s| !closed(s));
+        if slow.len() < open {
+            first_close.get_or_insert_with(|| started.elapsed());
+        }
         assert!(
             Instant::now() < deadline,
             "{} slow connections still open after 15 s",
@@ -170,6 +175,11 @@ fn half_sent_requests_are_closed_after_their_timeout_while_others_are_served() {
     }
     // None was cut before its timeout.
     assert!(started.elapsed() >= Duration::from_millis(900));
+    let first = first_close.unwrap_or_default();
+    assert!(
+        first >= Duration::from_millis(900),
+        "a slow connection was cut after {first:?}"
+    );
     let response = agent
         .get(format!("{}/healthz", herald.base))
         .call()

@@ -184,7 +184,10 @@ async fn a_manage_key_cancels_and_retries_but_cannot_queue_read_or_see_errors() 
         None,
     )
     .await;
+    // Allowed: the retry of a cancelled message is refused for its state
+    // (409), not for the key's scope.
     assert_ne!(answer.0, 403, "{:#}", answer.1);
+    assert_problem(&answer, 409);
     assert_forbidden(
         &call(&herald, MANAGE, "POST", "/v1/messages", Some(later())).await,
         "send",

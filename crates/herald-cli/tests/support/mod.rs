@@ -93,7 +93,7 @@ max_connections = {concurrency}
 }
 
 /// A database of its own on the machine's PostgreSQL (127.0.0.1:5432,
-/// user postgres, or `HERALD_TEST_POSTGRES_URL`'s server), dropped with
+/// user postgres, trust authentication), dropped with
 /// everything in it when this is dropped.
 #[derive(Debug)]
 pub struct PgDatabase {
