@@ -382,7 +382,9 @@ impl Dispatcher {
                     self.report(message, &tried, Via::Relay);
                     return Some(tried);
                 }
-                Err(error) if error.kind() == ErrorKind::Cancelled => return None,
+                Err(error) if error.kind() == ErrorKind::Cancelled && !error.is_ambiguous() => {
+                    return None;
+                }
                 Err(error) => {
                     span.record("otel.status_code", "error");
                     span.record("otel.status_description", error.to_string());
@@ -399,6 +401,11 @@ impl Dispatcher {
                         duration: clock.elapsed(),
                     };
                     self.report(message, &tried, Via::Relay);
+                    if error.is_ambiguous() {
+                        // The relay may have taken it: another relay now
+                        // could deliver it twice. Later, as a retry.
+                        return Some(tried);
+                    }
                     last = Some(tried);
                 }
             }
