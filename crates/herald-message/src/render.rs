@@ -192,12 +192,14 @@ fn attachment_part(a: &Attachment) -> MimePart<'_> {
     let filename = a.filename.as_ref().map(|f| f.as_str());
     // RFC 2046 section 5.2.1: a message/rfc822 part (like message/partial
     // and external-body) may only be 7bit, 8bit or binary; readers take a
-    // base64 one for an empty message. Bytes that 7bit carries go as they
-    // are; any others go as opaque bytes, for which base64 is fine.
+    // base64 one for an empty message. A message that 7bit carries goes as
+    // it is; any other bytes (8-bit, or not a message at all, which readers
+    // would parse past the part's end) go as opaque bytes, in base64.
     // (message/global, RFC 6532 section 3.5, allows every encoding.)
     let media = a.content_type.as_str();
     let message = media.starts_with("message/") && !media.starts_with("message/global");
-    let (media, seven_bit) = match (message, message && is_seven_bit(&a.content)) {
+    let proper = message && is_seven_bit(&a.content) && is_header_block(&a.content);
+    let (media, seven_bit) = match (message, proper) {
         (true, true) => (media, true),
         (true, false) => ("application/octet-stream", false),
         (false, _) => (media, false),
@@ -239,6 +241,24 @@ fn attachment_part(a: &Attachment) -> MimePart<'_> {
         part = part.cid(id.as_str());
     }
     part
+}
+
+/// Whether `bytes` start with a header block: header fields (a name of
+/// printable ASCII without `:`, then `:`) and their folded lines, ended by
+/// an empty line. Line endings are CRLF (checked by [`is_seven_bit`]).
+fn is_header_block(bytes: &[u8]) -> bool {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    bytes[..end]
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .all(|(i, line)| match line.first() {
+            Some(b' ' | b'\t') => i > 0,
+            _ => line.iter().position(|&b| b == b':').is_some_and(|colon| {
+                colon > 0 && line[..colon].iter().all(|b| (33..=126).contains(b))
+            }),
+        })
 }
 
 /// Whether 7bit can carry `bytes` as they are (RFC 2045 section 2.7):

@@ -128,10 +128,15 @@ fn an_attached_message_is_a_message_not_base64() {
     assert_eq!(part.contents(), EML);
 
     // The same declared type with bytes that 7bit cannot carry (8-bit
-    // text, a bare LF) goes as opaque bytes: base64 is only allowed there.
+    // text, a bare LF) goes as opaque bytes: base64 is allowed there.
+    // So do bytes that are not a message at all: mail-parser read past the
+    // part's end looking for the end of the headers (found by fuzzing).
     for eml in [
         "Subject: caf\u{e9}\r\n\r\nna\u{ef}ve\r\n".as_bytes(),
         b"Subject: x\n\nbare LF\n",
+        b"C",
+        b"Subject: no body separator\r\n",
+        b" folded first\r\n\r\nbody",
     ] {
         request.attachments = vec![AttachmentRequest {
             content_type: Some("message/rfc822".into()),
