@@ -138,9 +138,11 @@ impl Message {
 }
 
 /// Unstructured text: mail-builder's encoding, unless the text could be
-/// taken for encoded words (see [`encode`]).
+/// taken for encoded words (see [`encode`]) or starts with white space,
+/// which readers drop as part of the header's separator (mail-builder
+/// encodes trailing white space itself; found by fuzzing).
 fn text(value: &str) -> HeaderType<'_> {
-    if looks_encoded(value) {
+    if looks_encoded(value) || value.starts_with([' ', '\t']) {
         Raw::new(b_words(value)).into()
     } else {
         Text::new(value).into()

@@ -152,3 +152,22 @@ fn an_attached_message_is_a_message_not_base64() {
         assert_eq!(parsed.attachment(0).expect("attachment").contents(), eml);
     }
 }
+
+#[test]
+fn leading_white_space_of_a_subject_is_kept() {
+    let subject = " \tindented";
+    let request = MessageRequest {
+        from: Some("alice@example.com".into()),
+        to: vec!["bob@example.com".into()],
+        subject: Some(subject.into()),
+        text: Some("hi".into()),
+        headers: [("X-Note".to_owned(), subject.to_owned())].into(),
+        ..Default::default()
+    };
+    let bytes = render(&request);
+    let python = python_reads(&bytes, &["X-Note"]);
+    assert_eq!(python["subject"], subject);
+    assert_eq!(python["headers"]["X-Note"], subject);
+    let parsed = MessageParser::default().parse(&bytes).expect("parses");
+    assert_eq!(parsed.subject(), Some(subject));
+}
