@@ -11,6 +11,7 @@ use common::api::{
     Auth, all_ids, assert_invalid, assert_nothing_stored, assert_problem, post_with, send,
 };
 use common::{Herald, message};
+use herald_api::MessageStatus;
 use herald_testkit::{ServerConfig, TestServer};
 use serde_json::json;
 
@@ -38,7 +39,7 @@ async fn the_same_key_and_body_return_the_first_answer_and_send_once() {
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["message_id"], first["message_id"]);
     assert_eq!(all_ids(&herald, "").await, [id]);
-    herald.wait_status(id, "delivered").await;
+    herald.wait_status(id, MessageStatus::Delivered).await;
     // A retry after delivery still answers with the same message.
     let late = post_keyed(&herald, "order-42-receipt", body).await;
     assert_eq!(
@@ -91,15 +92,9 @@ async fn the_same_key_with_another_body_is_409() {
     )
     .await;
     let problem = assert_problem(&answer, 409);
-    assert_eq!(problem["type"], "/problems/conflict");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("Idempotency-Key"),
-        "{problem:#}"
-    );
-    herald.wait_status(id, "delivered").await;
+    assert_eq!(problem.kind, "/problems/conflict");
+    assert!(problem.detail.contains("Idempotency-Key"), "{problem:#?}");
+    herald.wait_status(id, MessageStatus::Delivered).await;
     // Still a conflict once the first message is final.
     let answer = post_with(
         &herald,
@@ -129,7 +124,7 @@ async fn different_keys_make_different_messages() {
     assert_ne!(c["id"], d["id"]);
     let ids = [&a, &b, &c, &d].map(|m| m["id"].as_str().unwrap().to_owned());
     for id in &ids {
-        herald.wait_status(id, "delivered").await;
+        herald.wait_status(id, MessageStatus::Delivered).await;
     }
     let mut listed = all_ids(&herald, "").await;
     listed.sort();
@@ -165,7 +160,7 @@ async fn a_batch_alongside_keyed_messages_reuses_nothing() {
         ids.push(id.to_owned());
     }
     for id in &ids {
-        herald.wait_status(id, "delivered").await;
+        herald.wait_status(id, MessageStatus::Delivered).await;
     }
     assert_eq!(all_ids(&herald, "").await.len(), 3);
     assert_eq!(smtp.message_count(), 3);
@@ -212,13 +207,7 @@ async fn a_malformed_key_is_400() {
         .await
         .unwrap();
         let problem = assert_problem(&answer, 400);
-        assert!(
-            problem["detail"]
-                .as_str()
-                .unwrap()
-                .contains("Idempotency-Key"),
-            "{problem:#}"
-        );
+        assert!(problem.detail.contains("Idempotency-Key"), "{problem:#?}");
     }
     assert_nothing_stored(&herald).await;
     // 255 visible characters are fine.
@@ -243,7 +232,7 @@ async fn concurrent_retries_with_one_key_store_one_message() {
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    herald.wait_status(&ids[0], "delivered").await;
+    herald.wait_status(&ids[0], MessageStatus::Delivered).await;
     assert_eq!(all_ids(&herald, "").await, ids);
     assert!(!smtp.wait_for_messages(2, Duration::from_millis(200)).await);
     assert_eq!(smtp.message_count(), 1);
@@ -288,7 +277,7 @@ async fn a_keyed_batch_repeated_is_answered_again_and_sent_once() {
         .map(|&i| first["results"][i]["id"].as_str().unwrap().to_owned())
         .collect();
     for id in &ids {
-        herald.wait_status(id, "delivered").await;
+        herald.wait_status(id, MessageStatus::Delivered).await;
     }
 
     // The client lost the answer and sends the same batch again.
