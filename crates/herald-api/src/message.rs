@@ -164,6 +164,9 @@ names! {
         Transient = "transient",
         /// Nobody accepted, and nobody is to be retried.
         Permanent = "permanent",
+        /// The relay failed as a whole (connect, TLS, AUTH, a dropped
+        /// session, a timeout): no recipient got an answer of its own.
+        Error = "error",
     }
 }
 

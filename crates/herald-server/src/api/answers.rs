@@ -163,6 +163,7 @@ fn outcome(outcome: AttemptOutcome) -> api::AttemptOutcome {
         AttemptOutcome::Partial => Api::Partial,
         AttemptOutcome::Transient => Api::Transient,
         AttemptOutcome::Permanent => Api::Permanent,
+        AttemptOutcome::Error => Api::Error,
     }
 }
 
