@@ -5,6 +5,8 @@
 //!
 //! - [`RetryPolicy`] answers "retry this message at T, or give up?".
 //! - [`CircuitBreaker`] answers "may we talk to this relay right now?".
+//! - [`Clock`] is where the time comes from, for every decision by time in
+//!   herald (the system's clocks, or a [`ManualClock`] in tests).
 //!
 //! Both are plain structs with public fields plus a `validate()` that the
 //! service's config layer calls once; an unvalidated value never panics, it
@@ -14,9 +16,11 @@
 #![deny(missing_docs)]
 
 mod breaker;
+mod clock;
 mod retry;
 
 pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
 
 /// A policy value that makes no sense, naming the offending field.

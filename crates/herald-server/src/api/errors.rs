@@ -8,9 +8,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::Serialize;
-use time::OffsetDateTime;
 
-use crate::alerts::{GroupFilter, GroupView};
+use herald_alerts::{GroupFilter, GroupView};
 
 use super::{AppState, Problem};
 
@@ -54,6 +53,6 @@ pub(crate) async fn list(
     let window: Duration = filter.window.unwrap_or_else(|| alerting.default_window());
     Ok(Json(ErrorsView {
         window_seconds: window.as_secs(),
-        groups: alerting.groups(&filter, OffsetDateTime::now_utc()),
+        groups: alerting.groups(&filter, state.clock.now()),
     }))
 }

@@ -52,7 +52,7 @@ pub(crate) async fn create(
             &state,
             &request,
             idempotency,
-            OffsetDateTime::now_utc(),
+            state.clock.now(),
             &trace,
             submitter.as_deref(),
         )?;
@@ -184,7 +184,7 @@ pub(crate) async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, Problem> {
-    let record = state.store.retry(&id, OffsetDateTime::now_utc()).await?;
+    let record = state.store.retry(&id, state.clock.now()).await?;
     state.wake.notify_one();
     tracing::info!(id = %id, "retry requested");
     Ok(Json(MessageView::full(record)))
@@ -195,7 +195,7 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, Problem> {
-    let record = state.store.cancel(&id, OffsetDateTime::now_utc()).await?;
+    let record = state.store.cancel(&id, state.clock.now()).await?;
     state.metrics.finished(record.status);
     tracing::info!(id = %id, "message cancelled");
     Ok(Json(MessageView::full(record)))

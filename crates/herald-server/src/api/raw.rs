@@ -63,7 +63,7 @@ pub(crate) async fn create(
             &state,
             request,
             idempotency,
-            OffsetDateTime::now_utc(),
+            state.clock.now(),
             &trace,
             submitter,
         )?;

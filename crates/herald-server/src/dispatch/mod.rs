@@ -24,10 +24,10 @@ use tracing::Instrument as _;
 
 pub(crate) use outbox::Outbox;
 
-use crate::alerts::{Alerting, FailureClass, FailureSample};
 use crate::observe::Metrics;
 use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX, RecipientOutcome};
 use crate::trace::export::{EXPORT_TARGET, continue_message};
+use herald_alerts::{Alerting, FailureClass, FailureSample};
 
 /// How long the goodbye to the relays (QUIT on idle connections) may take
 /// once deliveries are drained.
