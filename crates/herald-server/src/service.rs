@@ -176,6 +176,7 @@ pub async fn serve_with_clock(
             poll_interval: config.delivery.poll_interval,
             drain_timeout: config.server.drain_timeout,
             policy: config.retry.clone(),
+            clock: clock.clone(),
         },
         wake.clone(),
         metrics.clone(),

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Herald, message};
+use herald_policy::Clock as _;
 use herald_testkit::{Fault, FaultRule, Phase, ServerConfig, TestServer};
 
 async fn relay() -> TestServer {
@@ -228,20 +229,39 @@ async fn without_a_relay_messages_go_to_the_file_outbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_messages_wait_for_send_at() {
     let smtp = relay().await;
-    let herald = Herald::start(Some(&smtp)).await;
-    let at = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    let (clock, shared) = common::manual_clock();
+    let herald = Herald::start_with_clock(Some(&smtp), shared).await;
+    let at = clock.now() + time::Duration::hours(1);
     let mut body = message(&["later@example.com"]);
-    body["send_at"] = at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-        .into();
+    body["send_at"] = common::rfc3339(at).into();
     let (status, created) = herald.post("/v1/messages", body).await;
     assert_eq!(status, 202);
     assert_eq!(created["status"], "scheduled");
     let id = created["id"].as_str().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(smtp.message_count(), 0, "sent before send_at");
+    // A message due now goes out; the dispatcher's claim that took it left
+    // the scheduled one waiting.
+    let (_, probe) = herald
+        .post("/v1/messages", message(&["now@example.com"]))
+        .await;
+    herald
+        .wait_status(probe["id"].as_str().unwrap(), "delivered")
+        .await;
+    assert_eq!(smtp.message_count(), 1, "sent before send_at");
+    let (_, waiting) = herald.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(waiting["status"], "scheduled", "{waiting:#}");
+    // A second short of its time: still waiting, at the next claim too.
+    clock.advance(Duration::from_secs(3599));
+    let (_, probe) = herald
+        .post("/v1/messages", message(&["now2@example.com"]))
+        .await;
+    herald
+        .wait_status(probe["id"].as_str().unwrap(), "delivered")
+        .await;
+    let (_, waiting) = herald.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(waiting["status"], "scheduled", "{waiting:#}");
+    // Its time comes: the next poll sends it.
+    clock.advance(Duration::from_secs(1));
     herald.wait_status(id, "delivered").await;
-    assert!(time::OffsetDateTime::now_utc() >= at);
+    assert_eq!(smtp.message_count(), 3);
     herald.stop().await.unwrap();
 }

@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_message::{EmailAddress, Envelope};
-use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy};
+use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy, SharedClock};
 use herald_smtp::{Ctx, ErrorKind, Pool, PoolStats, SendOptions};
 use herald_store::{
     AttemptRecord, Claimed, MessageStatus, NextStep, RecipientResult, RecipientStatus, Store,
     StoreError,
 };
-use time::OffsetDateTime;
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +50,8 @@ pub(crate) struct DispatchSettings {
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) policy: RetryPolicy,
+    /// Where due times, attempt times and breaker times come from.
+    pub(crate) clock: SharedClock,
 }
 
 /// Claims due messages and delivers them, at most `concurrency` at once.
@@ -60,6 +63,10 @@ pub(crate) struct Dispatcher {
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     alerting: Arc<Alerting>,
+    /// Where due times, attempt times and breaker times come from.
+    clock: SharedClock,
+    /// The retry schedule's jitter.
+    rng: Mutex<StdRng>,
 }
 
 /// One relay as `/metrics` samples it.
@@ -86,6 +93,7 @@ impl Dispatcher {
         for relay in &relays {
             metrics.register_relay(&relay.name);
         }
+        let clock = settings.clock.clone();
         Self {
             store,
             relays,
@@ -94,6 +102,8 @@ impl Dispatcher {
             wake,
             metrics,
             alerting,
+            clock,
+            rng: Mutex::new(StdRng::from_os_rng()),
         }
     }
 
@@ -142,7 +152,7 @@ impl Dispatcher {
                         &self.settings.owner,
                         free,
                         self.settings.lease,
-                        OffsetDateTime::now_utc(),
+                        self.clock.now(),
                     )
                     .await
                 {
@@ -222,20 +232,20 @@ impl Dispatcher {
 
     /// One attempt for one claimed message.
     async fn deliver(&self, message: Claimed, abort: &CancellationToken) {
-        let started_at = OffsetDateTime::now_utc();
-        let clock = Instant::now();
+        let started_at = self.clock.now();
+        let started = self.clock.instant();
         // Attempts at a relay are counted in `via_relays`, one per relay
         // tried; the others here.
         let (relay, results) = match envelope_of(&message) {
             Err(reason) => {
                 let results = fail_all(&message.recipients, &reason);
-                self.count_attempt(RELAY_NONE, &results, clock.elapsed());
+                self.count_attempt(RELAY_NONE, &results, self.elapsed(started));
                 (RELAY_NONE.to_owned(), results)
             }
             Ok(envelope) if self.relays.is_empty() => {
                 let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
                 let (relay, results) = self.to_outbox(&message, &envelope).instrument(span).await;
-                self.count_attempt(&relay, &results, clock.elapsed());
+                self.count_attempt(&relay, &results, self.elapsed(started));
                 (relay, results)
             }
             Ok(envelope) => match self.via_relays(&message, &envelope, abort).await {
@@ -257,12 +267,12 @@ impl Dispatcher {
             attempts_made,
             &self.settings.policy,
             message.created_at,
-            OffsetDateTime::now_utc(),
-            &mut rand::rng(),
+            self.clock.now(),
+            &mut *crate::lock(&self.rng),
         );
         let outcome = herald_store::AttemptOutcome::of(&results);
         let (smtp_code, enhanced_code, detail) = attempt::headline(&results);
-        let duration = clock.elapsed();
+        let duration = self.elapsed(started);
         tracing::info!(
             id = %message.id,
             relay = %relay,
@@ -303,6 +313,11 @@ impl Dispatcher {
     }
 
     /// Counts an attempt that went to no relay or to the outbox.
+    /// The time since `started`, by the dispatcher's clock.
+    fn elapsed(&self, started: Instant) -> Duration {
+        self.clock.instant().saturating_duration_since(started)
+    }
+
     fn count_attempt(&self, relay: &str, results: &[RecipientResult], duration: Duration) {
         let outcome = AttemptOutcome::from(herald_store::AttemptOutcome::of(results));
         self.metrics.attempt(relay, outcome, duration);
@@ -329,7 +344,7 @@ impl Dispatcher {
             self.metrics.retry_scheduled(relay);
         }
         if status == MessageStatus::Delivered {
-            let elapsed = OffsetDateTime::now_utc() - message.created_at;
+            let elapsed = self.clock.now() - message.created_at;
             self.metrics
                 .accept_to_delivery(elapsed.try_into().unwrap_or_default());
         }
@@ -339,7 +354,7 @@ impl Dispatcher {
     /// Every recipient tried counts as an attempt for rate rules; every one
     /// not delivered is a failure sample for error groups.
     fn feed_alerting(&self, relay: &str, message_id: &str, results: &[RecipientResult]) {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         for result in results {
             self.alerting.record_attempt(relay, now);
             let class = match result.status {
@@ -412,13 +427,13 @@ impl Dispatcher {
             let allowed = relay
                 .breaker
                 .lock()
-                .map(|mut b| b.allow(Instant::now()))
+                .map(|mut b| b.allow(self.clock.instant()))
                 .unwrap_or(true);
             if !allowed {
                 tracing::debug!(relay = %relay.name, "circuit open; skipping relay");
                 continue;
             }
-            let clock = Instant::now();
+            let started = self.clock.instant();
             // Exported only: the relay's SMTP session for this message,
             // with an event per reply (the phases) and per recipient.
             let span = tracing::info_span!(
@@ -437,7 +452,7 @@ impl Dispatcher {
                 .await;
             match sent {
                 Ok(outcomes) => {
-                    record_breaker(relay, BreakerOutcome::Success);
+                    record_breaker(relay, BreakerOutcome::Success, self.clock.instant());
                     let results: Vec<_> = outcomes.iter().map(attempt::recipient_result).collect();
                     for (index, result) in results.iter().enumerate() {
                         tracing::info!(
@@ -450,7 +465,8 @@ impl Dispatcher {
                         );
                     }
                     let outcome = AttemptOutcome::from(herald_store::AttemptOutcome::of(&results));
-                    self.metrics.attempt(&relay.name, outcome, clock.elapsed());
+                    self.metrics
+                        .attempt(&relay.name, outcome, self.elapsed(started));
                     for result in &results {
                         self.metrics.smtp_reply(&relay.name, result.smtp_code);
                     }
@@ -461,7 +477,7 @@ impl Dispatcher {
                     span.record("otel.status_code", "error");
                     span.record("otel.status_description", error.to_string());
                     self.metrics
-                        .attempt(&relay.name, AttemptOutcome::Error, clock.elapsed());
+                        .attempt(&relay.name, AttemptOutcome::Error, self.elapsed(started));
                     self.metrics.smtp_reply(&relay.name, error.smtp_code());
                     let outcome = if error.is_timeout() {
                         BreakerOutcome::Timeout
@@ -470,7 +486,7 @@ impl Dispatcher {
                     } else {
                         BreakerOutcome::ConnectionFailure
                     };
-                    record_breaker(relay, outcome);
+                    record_breaker(relay, outcome, self.clock.instant());
                     tracing::warn!(relay = %relay.name, id = %message.id, error = %error, "relay failed");
                     let results = message
                         .recipients
@@ -493,9 +509,9 @@ impl Dispatcher {
     }
 }
 
-fn record_breaker(relay: &Relay, outcome: BreakerOutcome) {
+fn record_breaker(relay: &Relay, outcome: BreakerOutcome, at: Instant) {
     if let Ok(mut breaker) = relay.breaker.lock() {
-        breaker.record(outcome, Instant::now());
+        breaker.record(outcome, at);
     }
 }
 
