@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// Shared with alert_channels.rs, which uses the rest of it.
+#[allow(dead_code)]
 #[path = "alert_channels/support.rs"]
 mod support;
 

@@ -5,6 +5,8 @@
 //!
 //! - [`RetryPolicy`] answers "retry this message at T, or give up?".
 //! - [`CircuitBreaker`] answers "may we talk to this relay right now?".
+//! - [`Gcra`] answers "may the next message go to this relay yet, or in
+//!   how long?" for a [`RateLimit`] such as `20/s`.
 //! - [`Clock`] is where the time comes from, for every decision by time in
 //!   herald (the system's clocks, or a [`ManualClock`] in tests).
 //!
@@ -17,10 +19,12 @@
 
 mod breaker;
 mod clock;
+mod rate;
 mod retry;
 
 pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use rate::{Gcra, Rate, RateLimit};
 pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
 
 /// A policy value that makes no sense, naming the offending field.

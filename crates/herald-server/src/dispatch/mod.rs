@@ -5,6 +5,7 @@
 
 mod attempt;
 mod outbox;
+mod report;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,10 +13,7 @@ use std::time::{Duration, Instant};
 use herald_message::{EmailAddress, Envelope};
 use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy, SharedClock};
 use herald_smtp::{Ctx, ErrorKind, Pool, PoolStats, SendOptions};
-use herald_store::{
-    AttemptRecord, Claimed, MessageStatus, NextStep, RecipientResult, RecipientStatus, Store,
-    StoreError,
-};
+use herald_store::{AttemptRecord, Claimed, RecipientResult, RecipientStatus, Store, StoreError};
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, Semaphore};
@@ -26,9 +24,10 @@ use tracing::Instrument as _;
 pub(crate) use outbox::Outbox;
 
 use crate::observe::Metrics;
-use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX, RecipientOutcome};
+use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX};
 use crate::trace::export::{EXPORT_TARGET, continue_message};
-use herald_alerts::{Alerting, FailureClass, FailureSample};
+use herald_alerts::Alerting;
+use report::{Tried, Via};
 
 /// How long the goodbye to the relays (QUIT on idle connections) may take
 /// once deliveries are drained.
@@ -63,7 +62,7 @@ pub(crate) struct Dispatcher {
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     alerting: Arc<Alerting>,
-    /// Where due times, attempt times and breaker times come from.
+    /// The settings' clock.
     clock: SharedClock,
     /// The retry schedule's jitter.
     rng: Mutex<StdRng>,
@@ -230,26 +229,31 @@ impl Dispatcher {
         }
     }
 
+    /// The time since `started`, by the dispatcher's clock.
+    fn elapsed(&self, started: Instant) -> Duration {
+        self.clock.instant().saturating_duration_since(started)
+    }
+
     /// One attempt for one claimed message.
     async fn deliver(&self, message: Claimed, abort: &CancellationToken) {
         let started_at = self.clock.now();
         let started = self.clock.instant();
-        // Attempts at a relay are counted in `via_relays`, one per relay
-        // tried; the others here.
-        let (relay, results) = match envelope_of(&message) {
+        let tried = match envelope_of(&message) {
             Err(reason) => {
                 let results = fail_all(&message.recipients, &reason);
-                self.count_attempt(RELAY_NONE, &results, self.elapsed(started));
-                (RELAY_NONE.to_owned(), results)
+                let tried = Tried::new(RELAY_NONE, results, self.elapsed(started));
+                self.report(&message, &tried, Via::Nowhere);
+                tried
             }
             Ok(envelope) if self.relays.is_empty() => {
                 let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
-                let (relay, results) = self.to_outbox(&message, &envelope).instrument(span).await;
-                self.count_attempt(&relay, &results, self.elapsed(started));
-                (relay, results)
+                let results = self.to_outbox(&message, &envelope).instrument(span).await;
+                let tried = Tried::new(RELAY_OUTBOX, results, self.elapsed(started));
+                self.report(&message, &tried, Via::Outbox);
+                tried
             }
             Ok(envelope) => match self.via_relays(&message, &envelope, abort).await {
-                Some(done) => done,
+                Some(tried) => tried,
                 None => {
                     // Cancelled by shutdown: give the message back untried.
                     if let Err(error) = self.store.release(&message.id, &self.settings.owner).await
@@ -260,38 +264,26 @@ impl Dispatcher {
                 }
             },
         };
-        let attempts_made = message.attempts + 1;
-        self.feed_alerting(&relay, &message.id, &results);
         let next = attempt::next_step(
-            &results,
-            attempts_made,
+            &tried.results,
+            message.attempts + 1,
             &self.settings.policy,
             message.created_at,
             self.clock.now(),
             &mut *crate::lock(&self.rng),
         );
-        let outcome = herald_store::AttemptOutcome::of(&results);
-        let (smtp_code, enhanced_code, detail) = attempt::headline(&results);
-        let duration = self.elapsed(started);
-        tracing::info!(
-            id = %message.id,
-            relay = %relay,
-            attempt = attempts_made,
-            outcome = outcome.as_str(),
-            code = smtp_code.unwrap_or(0),
-            duration_ms = duration.as_millis() as u64,
-            "delivery attempt"
-        );
-        let statuses: Vec<RecipientStatus> = results.iter().map(|r| r.status).collect();
+        let (smtp_code, enhanced_code, detail) = attempt::headline(&tried.results);
+        let statuses: Vec<RecipientStatus> = tried.results.iter().map(|r| r.status).collect();
+        let relay = tried.relay;
         let record = AttemptRecord {
             started_at,
-            duration,
+            duration: self.elapsed(started),
             relay: relay.clone(),
-            outcome,
+            outcome: tried.outcome,
             smtp_code,
             enhanced_code,
             detail,
-            recipients: results,
+            recipients: tried.results,
             next,
         };
         match self
@@ -312,74 +304,8 @@ impl Dispatcher {
         }
     }
 
-    /// Counts an attempt that went to no relay or to the outbox.
-    /// The time since `started`, by the dispatcher's clock.
-    fn elapsed(&self, started: Instant) -> Duration {
-        self.clock.instant().saturating_duration_since(started)
-    }
-
-    fn count_attempt(&self, relay: &str, results: &[RecipientResult], duration: Duration) {
-        let outcome = AttemptOutcome::from(herald_store::AttemptOutcome::of(results));
-        self.metrics.attempt(relay, outcome, duration);
-    }
-
-    /// What a recorded attempt did to its recipients and its message.
-    fn count_recorded(
-        &self,
-        message: &Claimed,
-        relay: &str,
-        recipients: &[RecipientStatus],
-        next: NextStep,
-        status: MessageStatus,
-    ) {
-        for recipient in recipients {
-            self.metrics.recipient(match (*recipient, next) {
-                (RecipientStatus::Delivered, _) => RecipientOutcome::Delivered,
-                (RecipientStatus::Deferred, NextStep::RetryAt(_)) => RecipientOutcome::Deferred,
-                // Giving up turns the deferred into failed.
-                _ => RecipientOutcome::Failed,
-            });
-        }
-        if let NextStep::RetryAt(_) = next {
-            self.metrics.retry_scheduled(relay);
-        }
-        if status == MessageStatus::Delivered {
-            let elapsed = self.clock.now() - message.created_at;
-            self.metrics
-                .accept_to_delivery(elapsed.try_into().unwrap_or_default());
-        }
-        self.metrics.finished(status);
-    }
-
-    /// Every recipient tried counts as an attempt for rate rules; every one
-    /// not delivered is a failure sample for error groups.
-    fn feed_alerting(&self, relay: &str, message_id: &str, results: &[RecipientResult]) {
-        let now = self.clock.now();
-        for result in results {
-            self.alerting.record_attempt(relay, now);
-            let class = match result.status {
-                RecipientStatus::Deferred => FailureClass::Transient,
-                RecipientStatus::Failed => FailureClass::Permanent,
-                _ => continue,
-            };
-            self.alerting.record_failure(FailureSample {
-                relay: relay.to_owned(),
-                class,
-                smtp_code: result.smtp_code,
-                enhanced_code: result.enhanced_code.clone(),
-                response: result.response.clone().unwrap_or_default(),
-                message_id: message_id.to_owned(),
-                at: now,
-            });
-        }
-    }
-
-    async fn to_outbox(
-        &self,
-        message: &Claimed,
-        envelope: &Envelope,
-    ) -> (String, Vec<RecipientResult>) {
-        let results = match self
+    async fn to_outbox(&self, message: &Claimed, envelope: &Envelope) -> Vec<RecipientResult> {
+        match self
             .outbox
             .write(&message.id, message.rendered.clone())
             .await
@@ -403,18 +329,19 @@ impl Dispatcher {
                 tracing::error!(error = %error, "writing to the outbox failed");
                 defer_all(&message.recipients, &format!("outbox: {error}"))
             }
-        };
-        (RELAY_OUTBOX.to_owned(), results)
+        }
     }
 
-    /// Tries the relays in order; the first that takes the transaction
-    /// decides the outcome. `None` when cancelled by shutdown.
+    /// Tries the relays in order, skipping those whose circuit is open;
+    /// the first that takes the transaction decides the outcome. Every
+    /// relay tried is reported on its own. `None` when cancelled by
+    /// shutdown.
     async fn via_relays(
         &self,
         message: &Claimed,
         envelope: &Envelope,
         abort: &CancellationToken,
-    ) -> Option<(String, Vec<RecipientResult>)> {
+    ) -> Option<Tried> {
         let ctx = Ctx {
             deadline: None,
             cancel: abort.clone(),
@@ -422,7 +349,8 @@ impl Dispatcher {
         let options = SendOptions {
             smtputf8: message.smtputf8,
         };
-        let mut last: Option<(String, Vec<RecipientResult>)> = None;
+        let mut last: Option<Tried> = None;
+        let mut skipped: Option<&Relay> = None;
         for relay in &self.relays {
             let allowed = relay
                 .breaker
@@ -431,6 +359,7 @@ impl Dispatcher {
                 .unwrap_or(true);
             if !allowed {
                 tracing::debug!(relay = %relay.name, "circuit open; skipping relay");
+                skipped = skipped.or(Some(relay));
                 continue;
             }
             let started = self.clock.instant();
@@ -452,7 +381,12 @@ impl Dispatcher {
                 .await;
             match sent {
                 Ok(outcomes) => {
-                    record_breaker(relay, BreakerOutcome::Success, self.clock.instant());
+                    record_breaker(
+                        relay,
+                        BreakerOutcome::Success,
+                        started,
+                        self.clock.instant(),
+                    );
                     let results: Vec<_> = outcomes.iter().map(attempt::recipient_result).collect();
                     for (index, result) in results.iter().enumerate() {
                         tracing::info!(
@@ -460,58 +394,77 @@ impl Dispatcher {
                             parent: &span,
                             recipient = index,
                             status = result.status.as_str(),
-                            code = result.smtp_code.unwrap_or(0),
+                            code = result.smtp_code,
                             "recipient"
                         );
                     }
-                    let outcome = AttemptOutcome::from(herald_store::AttemptOutcome::of(&results));
-                    self.metrics
-                        .attempt(&relay.name, outcome, self.elapsed(started));
-                    for result in &results {
-                        self.metrics.smtp_reply(&relay.name, result.smtp_code);
-                    }
-                    return Some((relay.name.clone(), results));
+                    let tried = Tried::new(&relay.name, results, self.elapsed(started));
+                    self.report(message, &tried, Via::Relay);
+                    return Some(tried);
                 }
                 Err(error) if error.kind() == ErrorKind::Cancelled => return None,
                 Err(error) => {
                     span.record("otel.status_code", "error");
                     span.record("otel.status_description", error.to_string());
-                    self.metrics
-                        .attempt(&relay.name, AttemptOutcome::Error, self.elapsed(started));
-                    self.metrics.smtp_reply(&relay.name, error.smtp_code());
-                    let outcome = if error.is_timeout() {
-                        BreakerOutcome::Timeout
-                    } else if error.smtp_code() == Some(421) {
-                        BreakerOutcome::Throttled
-                    } else {
-                        BreakerOutcome::ConnectionFailure
-                    };
-                    record_breaker(relay, outcome, self.clock.instant());
-                    tracing::warn!(relay = %relay.name, id = %message.id, error = %error, "relay failed");
+                    record_breaker(
+                        relay,
+                        breaker_outcome(&error),
+                        started,
+                        self.clock.instant(),
+                    );
                     let results = message
                         .recipients
                         .iter()
                         .map(|r| attempt::failed_result(r, &error))
                         .collect();
-                    last = Some((relay.name.clone(), results));
+                    let tried = Tried {
+                        relay: relay.name.clone(),
+                        outcome: AttemptOutcome::Error,
+                        results,
+                        duration: self.elapsed(started),
+                    };
+                    self.report(message, &tried, Via::Relay);
+                    last = Some(tried);
                 }
             }
         }
-        Some(last.unwrap_or_else(|| {
-            let results = defer_all(
-                &message.recipients,
-                "no relay available: every circuit is open",
-            );
-            self.metrics
-                .attempt(RELAY_NONE, AttemptOutcome::Transient, Duration::ZERO);
-            (RELAY_NONE.to_owned(), results)
-        }))
+        if let Some(tried) = last {
+            return Some(tried);
+        }
+        // Nothing was tried: every circuit is open. The deferral is the
+        // first skipped relay's, so that its panels show it.
+        let relay = skipped.map_or(RELAY_NONE, |r| r.name.as_str());
+        let reason = format!("not tried: the circuit of relay {relay} is open");
+        let tried = Tried::new(
+            relay,
+            defer_all(&message.recipients, &reason),
+            Duration::ZERO,
+        );
+        self.report(message, &tried, Via::Nowhere);
+        Some(tried)
     }
 }
 
-fn record_breaker(relay: &Relay, outcome: BreakerOutcome, at: Instant) {
+/// Feeds the breaker a call that ran from `started` to `now`.
+fn record_breaker(relay: &Relay, outcome: BreakerOutcome, started: Instant, now: Instant) {
     if let Ok(mut breaker) = relay.breaker.lock() {
-        breaker.record(outcome, at);
+        breaker.record_call(outcome, now.saturating_duration_since(started), now);
+    }
+}
+
+/// What a failed send says about the relay's health: a timeout, a `421`,
+/// or any other fault of the connection (refused, TLS, AUTH, a dropped
+/// session) counts against it; a refusal of this message or of its
+/// recipients (size, content, "user unknown") is no fault of the relay's.
+fn breaker_outcome(error: &herald_smtp::Error) -> BreakerOutcome {
+    if error.is_timeout() {
+        BreakerOutcome::Timeout
+    } else if error.smtp_code() == Some(421) {
+        BreakerOutcome::Throttled
+    } else if error.scope() == herald_smtp::Scope::Connection {
+        BreakerOutcome::ConnectionFailure
+    } else {
+        BreakerOutcome::RecipientRejected
     }
 }
 
