@@ -7,6 +7,8 @@
 //! - [`CircuitBreaker`] answers "may we talk to this relay right now?".
 //! - [`Gcra`] answers "may the next message go to this relay yet, or in
 //!   how long?" for a [`RateLimit`] such as `20/s`.
+//! - [`DailyQuota`] says which period a relay's quota counts in and when
+//!   it resets.
 //! - [`Clock`] is where the time comes from, for every decision by time in
 //!   herald (the system's clocks, or a [`ManualClock`] in tests).
 //!
@@ -19,11 +21,13 @@
 
 mod breaker;
 mod clock;
+mod quota;
 mod rate;
 mod retry;
 
 pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use quota::{DailyQuota, QuotaReset};
 pub use rate::{Gcra, Rate, RateLimit};
 pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
 

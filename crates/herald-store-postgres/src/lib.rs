@@ -37,6 +37,7 @@ mod depth;
 mod enqueue;
 mod group;
 mod lease;
+mod limits;
 mod listen;
 mod open;
 mod pipeline;
@@ -49,6 +50,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use herald_policy::RateLimit;
 use time::OffsetDateTime;
 use tokio::task::AbortHandle;
 
@@ -429,6 +431,40 @@ impl Store for PgStore {
     ) -> Result<bool, StoreError> {
         let (role, holder) = (role.to_owned(), holder.to_owned());
         self.run(|shared| async move { upkeep::lead(&shared, &role, &holder, ttl, now).await })
+            .await
+    }
+
+    async fn take_quota(
+        &self,
+        relay: &str,
+        period: OffsetDateTime,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        let relay = relay.to_owned();
+        self.run(|shared| async move { limits::take_quota(&shared, &relay, period, limit).await })
+            .await
+    }
+
+    async fn return_quota(&self, relay: &str, period: OffsetDateTime) -> Result<(), StoreError> {
+        let relay = relay.to_owned();
+        self.run(|shared| async move { limits::return_quota(&shared, &relay, period).await })
+            .await
+    }
+
+    async fn quota_used(&self, relay: &str, period: OffsetDateTime) -> Result<u64, StoreError> {
+        let relay = relay.to_owned();
+        self.run(|shared| async move { limits::quota_used(&shared, &relay, period).await })
+            .await
+    }
+
+    async fn take_rate_slot(
+        &self,
+        relay: &str,
+        limit: RateLimit,
+        now: OffsetDateTime,
+    ) -> Result<Option<Duration>, StoreError> {
+        let relay = relay.to_owned();
+        self.run(|shared| async move { limits::take_rate_slot(&shared, &relay, limit, now).await })
             .await
     }
 

@@ -8,6 +8,7 @@ mod attempt;
 mod codec;
 mod enqueue;
 mod lease;
+mod limits;
 mod open;
 mod query;
 mod readers;
@@ -20,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use herald_policy::RateLimit;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,6 +49,7 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     writer: JoinHandle<()>,
     options: StoreOptions,
+    rates: limits::Rates,
 }
 
 impl SqliteStore {
@@ -87,6 +90,7 @@ impl SqliteStore {
             shared,
             writer,
             options,
+            rates: limits::Rates::default(),
         })
     }
 
@@ -340,6 +344,39 @@ impl Store for SqliteStore {
         let (role, holder) = (role.to_owned(), holder.to_owned());
         self.job(move |conn| upkeep::lead(conn, &role, &holder, ttl, now))
             .await
+    }
+
+    async fn take_quota(
+        &self,
+        relay: &str,
+        period: OffsetDateTime,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        let relay = relay.to_owned();
+        self.job(move |conn| limits::take_quota(conn, &relay, period, limit))
+            .await
+    }
+
+    async fn return_quota(&self, relay: &str, period: OffsetDateTime) -> Result<(), StoreError> {
+        let relay = relay.to_owned();
+        self.job(move |conn| limits::return_quota(conn, &relay, period))
+            .await
+    }
+
+    async fn quota_used(&self, relay: &str, period: OffsetDateTime) -> Result<u64, StoreError> {
+        let relay = relay.to_owned();
+        self.reads
+            .with(move |conn| limits::quota_used(conn, &relay, period))
+            .await
+    }
+
+    async fn take_rate_slot(
+        &self,
+        relay: &str,
+        limit: RateLimit,
+        now: OffsetDateTime,
+    ) -> Result<Option<Duration>, StoreError> {
+        Ok(self.rates.take(relay, limit, now))
     }
 
     async fn append_feed(&self, entries: Vec<FeedEntry>) -> Result<(), StoreError> {

@@ -19,6 +19,7 @@ mod url;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use herald_policy::RateLimit;
 use time::OffsetDateTime;
 
 pub use lifecycle::{AttemptOutcome, EventKind};
@@ -231,6 +232,42 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
+
+    /// Takes one message from `relay`'s daily quota in the period that
+    /// began at `period` (the quota's last reset): `true`, counted, while
+    /// fewer than `limit` were taken in that period; `false`, counting
+    /// nothing, once the quota is spent. A later period starts again from
+    /// zero; an earlier one (a node whose clock lags) counts against the
+    /// current one. One count per relay, shared by every node.
+    async fn take_quota(
+        &self,
+        relay: &str,
+        period: OffsetDateTime,
+        limit: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives back one message taken from `relay`'s quota in `period` (the
+    /// send failed before the relay could have taken it). Nothing happens
+    /// if the period is over or nothing was taken.
+    async fn return_quota(&self, relay: &str, period: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// How many messages `relay` has taken from its quota in `period`
+    /// (0 once a later period has begun).
+    async fn quota_used(&self, relay: &str, period: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Takes a slot of `relay`'s rate `limit` at `now` by the GCRA rule
+    /// ([`RateLimit::decide`]): `None` when taken, `Some(wait)` (nothing
+    /// taken) with how long until one would be free. A backend that many
+    /// nodes share keeps the rule's one number (the TAT) per relay in the
+    /// database and moves it with one conditional update, so the rate
+    /// holds across nodes (exact up to the nodes' clock skew); one that a
+    /// single process owns may keep it in memory.
+    async fn take_rate_slot(
+        &self,
+        relay: &str,
+        limit: RateLimit,
+        now: OffsetDateTime,
+    ) -> Result<Option<Duration>, StoreError>;
 
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

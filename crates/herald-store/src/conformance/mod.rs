@@ -14,6 +14,7 @@
 mod admin;
 mod claim;
 mod enqueue;
+mod limits;
 mod nodes;
 mod outcome;
 mod query;
@@ -47,6 +48,10 @@ pub use enqueue::{
     idempotency_key_expires_after_the_window, idempotency_key_with_another_body_conflicts,
     idempotent_repeat_returns_the_first_message, keyed_batch_replays_whole_or_conflicts_whole,
     replay_answers_with_the_first_answer_and_stores_nothing, scheduled_message_waits_for_send_at,
+};
+pub use limits::{
+    a_quota_counts_to_its_limit_and_resets_with_the_period,
+    a_quota_is_never_overdrawn_under_concurrency, rate_slots_follow_the_gcra_rule,
 };
 pub use nodes::{
     a_message_whose_leases_keep_ending_is_failed_as_poison,
@@ -120,6 +125,9 @@ where
         lead_gives_a_role_to_one_holder_at_a_time,
         the_feed_reads_on_from_any_cursor,
         the_feed_misses_nothing_under_concurrent_appends,
+        a_quota_counts_to_its_limit_and_resets_with_the_period,
+        a_quota_is_never_overdrawn_under_concurrency,
+        rate_slots_follow_the_gcra_rule,
     );
 }
 
