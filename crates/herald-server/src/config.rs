@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herald_policy::{BreakerConfig, RetryPolicy};
+use herald_policy::{BreakerConfig, DailyQuota, RateLimit, RetryPolicy};
 use herald_smtp::{ClientConfig, PoolConfig, Timeouts};
 
 pub use api_key::{ApiKey, Scope, Scopes};
@@ -194,6 +194,12 @@ pub struct RelayConfig {
     pub pool: PoolConfig,
     /// When to stop talking to the relay for a while.
     pub breaker: BreakerConfig,
+    /// `rate` and `burst`: how fast messages may go to the relay, across
+    /// every node; `None`: as fast as the pool allows.
+    pub rate: Option<RateLimit>,
+    /// `daily_quota` and `quota_reset`: how many messages the relay takes
+    /// a day, counted in the store; `None`: no quota.
+    pub daily_quota: Option<DailyQuota>,
 }
 
 /// `[tracing]`: where spans go (the `accept` of a message, each delivery

@@ -156,6 +156,8 @@ pub async fn serve_with_clock(
             name: r.name.clone(),
             pool: Pool::new(r.client.clone(), r.pool),
             breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
+            rate: r.rate,
+            quota: r.daily_quota,
         })
         .collect();
     let alerting = Alerting::new(config.alerts.clone(), clock.clone());

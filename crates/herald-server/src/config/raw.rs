@@ -324,6 +324,18 @@ pub(crate) struct RawRelay {
     /// How long a session may sit idle.
     #[serde(default = "defaults::idle_timeout")]
     pub(crate) idle_timeout: Dur,
+    /// Rate limit, `"20/s"`, `"300/min"`, `"5000/h"`; `None`: unlimited.
+    #[serde(default = "defaults::rate")]
+    pub(crate) rate: Option<String>,
+    /// Messages the rate lets go back to back.
+    #[serde(default = "defaults::burst")]
+    pub(crate) burst: u32,
+    /// Messages per day; `None`: no quota.
+    #[serde(default = "defaults::daily_quota")]
+    pub(crate) daily_quota: Option<u64>,
+    /// When the daily quota starts again: `"HH:MM [offset]"`.
+    #[serde(default = "defaults::quota_reset")]
+    pub(crate) quota_reset: String,
     /// `[relays.breaker]`: when to stop talking to this relay for a while.
     #[serde(default)]
     pub(crate) breaker: RawBreaker,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use herald_policy::BreakerConfig;
+use herald_policy::{BreakerConfig, DailyQuota, QuotaReset, Rate, RateLimit};
 use herald_smtp::{ClientConfig, Credentials, Mechanism, PoolConfig, TlsMode, system_tls_config};
 
 use super::build::{Env, check_helo_name, positive};
@@ -136,6 +136,30 @@ fn one(
         .validate()
         .map_err(|e| ConfigError::new(field(&format!("breaker.{}", e.field())), e.reason()))?;
 
+    let policy_error =
+        |e: herald_policy::InvalidPolicy| ConfigError::new(field(e.field()), e.reason());
+    let rate = match &raw.rate {
+        None => None,
+        Some(text) => {
+            let rate: Rate = text.parse().map_err(policy_error)?;
+            let limit = RateLimit {
+                rate,
+                burst: raw.burst,
+            };
+            limit.validate().map_err(policy_error)?;
+            Some(limit)
+        }
+    };
+    let reset: QuotaReset = raw.quota_reset.parse().map_err(policy_error)?;
+    let daily_quota = match raw.daily_quota {
+        None => None,
+        Some(limit) => {
+            let quota = DailyQuota { limit, reset };
+            quota.validate().map_err(policy_error)?;
+            Some(quota)
+        }
+    };
+
     Ok(RelayConfig {
         name: raw.name,
         client: ClientConfig {
@@ -154,6 +178,8 @@ fn one(
             idle_timeout: raw.idle_timeout.0,
         },
         breaker,
+        rate,
+        daily_quota,
     })
 }
 

@@ -9,6 +9,7 @@ use herald_smtp::{Mechanism, PoolConfig, Secret, TlsMode};
 use super::*;
 
 mod docs;
+mod limits;
 mod otlp;
 mod secrets;
 mod submission;

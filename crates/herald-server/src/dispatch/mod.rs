@@ -4,6 +4,7 @@
 //! recipients' states and the next step in one store transaction.
 
 mod attempt;
+mod limits;
 mod outbox;
 mod report;
 
@@ -11,9 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_message::{EmailAddress, Envelope};
-use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy, SharedClock};
+use herald_policy::{
+    BreakerOutcome, BreakerState, CircuitBreaker, DailyQuota, RateLimit, RetryPolicy, SharedClock,
+};
 use herald_smtp::{Ctx, ErrorKind, Pool, PoolStats, SendOptions};
-use herald_store::{AttemptRecord, Claimed, RecipientResult, RecipientStatus, Store, StoreError};
+use herald_store::{
+    AttemptRecord, Claimed, NextStep, RecipientResult, RecipientStatus, Store, StoreError,
+};
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, Semaphore};
@@ -27,17 +32,22 @@ use crate::observe::Metrics;
 use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX};
 use crate::trace::export::{EXPORT_TARGET, continue_message};
 use herald_alerts::Alerting;
+use limits::Quota;
 use report::{Tried, Via};
 
 /// How long the goodbye to the relays (QUIT on idle connections) may take
 /// once deliveries are drained.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
 
-/// One relay with its pool and circuit breaker.
+/// One relay with its pool, circuit breaker and limits.
 pub(crate) struct Relay {
     pub(crate) name: String,
     pub(crate) pool: Pool,
     pub(crate) breaker: Mutex<CircuitBreaker>,
+    /// How fast messages may go, across every node.
+    pub(crate) rate: Option<RateLimit>,
+    /// How many a day, counted in the store.
+    pub(crate) quota: Option<DailyQuota>,
 }
 
 /// How the dispatcher runs.
@@ -264,14 +274,18 @@ impl Dispatcher {
                 }
             },
         };
-        let next = attempt::next_step(
+        let next = match attempt::next_step(
             &tried.results,
             message.attempts + 1,
             &self.settings.policy,
             message.created_at,
             self.clock.now(),
             &mut *crate::lock(&self.rng),
-        );
+        ) {
+            // Deferred by quotas: tried again when the first one resets.
+            NextStep::RetryAt(at) => NextStep::RetryAt(tried.retry_at.unwrap_or(at)),
+            give_up => give_up,
+        };
         let (smtp_code, enhanced_code, detail) = attempt::headline(&tried.results);
         let statuses: Vec<RecipientStatus> = tried.results.iter().map(|r| r.status).collect();
         let relay = tried.relay;
@@ -351,7 +365,19 @@ impl Dispatcher {
         };
         let mut last: Option<Tried> = None;
         let mut skipped: Option<&Relay> = None;
+        // The first relay skipped for its quota, and when the first of
+        // those quotas resets.
+        let mut spent: Option<(&Relay, time::OffsetDateTime)> = None;
         for relay in &self.relays {
+            let quota = self.take_quota(relay).await;
+            if let Quota::Spent(reset) = quota {
+                tracing::debug!(relay = %relay.name, %reset, "daily quota spent; skipping relay");
+                spent = Some(match spent {
+                    Some((first, at)) => (first, at.min(reset)),
+                    None => (relay, reset),
+                });
+                continue;
+            }
             let allowed = relay
                 .breaker
                 .lock()
@@ -359,8 +385,15 @@ impl Dispatcher {
                 .unwrap_or(true);
             if !allowed {
                 tracing::debug!(relay = %relay.name, "circuit open; skipping relay");
+                self.return_quota(relay, quota).await;
                 skipped = skipped.or(Some(relay));
                 continue;
+            }
+            // Over the rate, the message waits here for a slot, under its
+            // lease; shutdown's abort gives it back untried.
+            if !self.wait_for_slot(relay, abort).await {
+                self.return_quota(relay, quota).await;
+                return None;
             }
             let started = self.clock.instant();
             // Exported only: the relay's SMTP session for this message,
@@ -403,9 +436,14 @@ impl Dispatcher {
                     return Some(tried);
                 }
                 Err(error) if error.kind() == ErrorKind::Cancelled && !error.is_ambiguous() => {
+                    self.return_quota(relay, quota).await;
                     return None;
                 }
                 Err(error) => {
+                    if !error.is_ambiguous() {
+                        // Refused before it could count at the relay.
+                        self.return_quota(relay, quota).await;
+                    }
                     span.record("otel.status_code", "error");
                     span.record("otel.status_description", error.to_string());
                     record_breaker(
@@ -424,6 +462,7 @@ impl Dispatcher {
                         outcome: AttemptOutcome::Error,
                         results,
                         duration: self.elapsed(started),
+                        retry_at: None,
                     };
                     self.report(message, &tried, Via::Relay);
                     if error.is_ambiguous() {
@@ -436,6 +475,25 @@ impl Dispatcher {
             }
         }
         if let Some(tried) = last {
+            return Some(tried);
+        }
+        if let (None, Some((relay, reset))) = (skipped, spent) {
+            // Every relay's quota is spent: retried at the first reset.
+            let limit = relay.quota.map_or(0, |q| q.limit);
+            let reason = format!(
+                "not tried: the daily quota of relay {} ({limit}) is spent; quota resets at {}",
+                relay.name,
+                reset
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| reset.to_string()),
+            );
+            let mut tried = Tried::new(
+                &relay.name,
+                defer_all(&message.recipients, &reason),
+                Duration::ZERO,
+            );
+            tried.retry_at = Some(reset);
+            self.report(message, &tried, Via::Nowhere);
             return Some(tried);
         }
         // Nothing was tried: every circuit is open. The deferral is the

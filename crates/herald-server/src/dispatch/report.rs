@@ -22,6 +22,9 @@ pub(super) struct Tried {
     pub(super) outcome: AttemptOutcome,
     pub(super) results: Vec<RecipientResult>,
     pub(super) duration: Duration,
+    /// When to try again instead of the retry policy's time (a quota's
+    /// reset), if the policy does not give up.
+    pub(super) retry_at: Option<time::OffsetDateTime>,
 }
 
 impl Tried {
@@ -32,6 +35,7 @@ impl Tried {
             outcome: AttemptOutcome::of(&results),
             results,
             duration,
+            retry_at: None,
         }
     }
 }

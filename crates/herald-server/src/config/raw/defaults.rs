@@ -130,6 +130,18 @@ pub(crate) fn allow_insecure_auth() -> bool {
 pub(crate) fn relay_helo_name() -> Option<String> {
     None
 }
+pub(crate) fn rate() -> Option<String> {
+    None
+}
+pub(crate) fn burst() -> u32 {
+    1
+}
+pub(crate) fn daily_quota() -> Option<u64> {
+    None
+}
+pub(crate) fn quota_reset() -> String {
+    "00:00 UTC".to_owned()
+}
 // Pool and breaker defaults are their crates', so there is one source.
 pub(crate) fn max_connections() -> usize {
     PoolConfig::default().max_connections

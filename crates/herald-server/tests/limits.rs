@@ -1,0 +1,201 @@
+//! Relay limits end to end with testkit relays: a rate makes messages
+//! wait for their slot (none is lost or failed), a daily quota sends the
+//! rest through the next relay or defers it to the reset with an event
+//! that says so, and nodes sharing a PostgreSQL store share one quota.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::pg::PgDatabase;
+use common::{Herald, config_text, manual_clock, message, temp_dir};
+use herald_api::{Event, EventKind, MessageStatus};
+use herald_policy::Clock as _;
+use herald_testkit::{ServerConfig, TestServer};
+
+fn relay(name: &str, server: &TestServer, limits: &str) -> String {
+    format!(
+        "[[relays]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n{limits}\n",
+        server.port()
+    )
+}
+
+/// Waits until `servers` have accepted `n` messages between them.
+async fn until_accepted(servers: &[&TestServer], n: usize, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let accepted: usize = servers.iter().map(|s| s.message_count()).sum();
+        if accepted >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{accepted} of {n} accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_limited_to_20_a_second_takes_100_messages_in_5_seconds() {
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let relays = relay("slow", &server, "rate = \"20/s\"\nmax_connections = 4");
+    let herald = Herald::start_in(dir.clone(), &config_text(&dir, None, &relays)).await;
+
+    let started = tokio::time::Instant::now();
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        ids.push(
+            herald
+                .queue(message(&[&format!("r{n}@example.com")]))
+                .await
+                .id,
+        );
+    }
+    until_accepted(&[&server], 100, Duration::from_secs(30)).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(4_500),
+        "100 at 20/s in {took:?}"
+    );
+    assert!(took < Duration::from_secs(15), "100 at 20/s in {took:?}");
+    for id in &ids {
+        let done = herald.wait_status(id, MessageStatus::Delivered).await;
+        // Waiting for a slot spent no attempt.
+        assert_eq!(done.attempts, 1, "{done:#?}");
+    }
+    assert_eq!(server.message_count(), 100);
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_daily_quota_the_first_relay_hands_over_to_the_second() {
+    let first = TestServer::start(ServerConfig::default()).await.unwrap();
+    let second = TestServer::start(ServerConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let relays = relay("first", &first, "daily_quota = 30") + &relay("second", &second, "");
+    let herald = Herald::start_in(dir.clone(), &config_text(&dir, None, &relays)).await;
+
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        ids.push(
+            herald
+                .queue(message(&[&format!("q{n}@example.com")]))
+                .await
+                .id,
+        );
+    }
+    for id in &ids {
+        let done = herald.wait_status(id, MessageStatus::Delivered).await;
+        assert_eq!(done.attempts, 1, "{done:#?}");
+    }
+    assert_eq!(first.message_count(), 30);
+    assert_eq!(second.message_count(), 20);
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_relay_past_its_quota_mail_waits_for_the_reset() {
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    let dir = temp_dir();
+    let relays = relay(
+        "only",
+        &server,
+        "daily_quota = 30\nquota_reset = \"00:00 UTC\"",
+    );
+    let (clock, shared) = manual_clock();
+    let herald =
+        Herald::start_in_with_clock(dir.clone(), &config_text(&dir, None, &relays), shared).await;
+    let start = clock.now();
+    let reset = (start + time::Duration::days(1)).replace_time(time::Time::MIDNIGHT);
+
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        ids.push(
+            herald
+                .queue(message(&[&format!("d{n}@example.com")]))
+                .await
+                .id,
+        );
+    }
+    let mut deferred = Vec::new();
+    for id in &ids {
+        let seen = herald
+            .wait_for(id, Duration::from_secs(15), |m| {
+                matches!(m.status, MessageStatus::Delivered | MessageStatus::Deferred)
+            })
+            .await;
+        if seen.status == MessageStatus::Deferred {
+            deferred.push(seen);
+        }
+    }
+    assert_eq!(server.message_count(), 30);
+    assert_eq!(deferred.len(), 20);
+    for m in &deferred {
+        assert_eq!(
+            m.next_attempt_at,
+            Some(reset),
+            "retried at the reset: {m:#?}"
+        );
+        let attempt: &Event = m
+            .events
+            .iter()
+            .flatten()
+            .find(|e| e.kind == EventKind::Attempt)
+            .expect("an attempt event");
+        let detail = attempt.detail.as_deref().unwrap_or_default();
+        assert!(detail.contains("quota"), "{detail}");
+        assert!(detail.contains(&common::rfc3339(reset)), "{detail}");
+        assert_eq!(attempt.relay.as_deref(), Some("only"));
+    }
+
+    // At the reset the quota starts again and the rest goes out.
+    clock.advance((reset - start).unsigned_abs() + Duration::from_secs(1));
+    for m in &deferred {
+        herald.wait_status(&m.id, MessageStatus::Delivered).await;
+    }
+    assert_eq!(server.message_count(), 50);
+    herald.stop().await.unwrap();
+}
+
+/// Node `name` on `db` with `relays`.
+async fn node(name: &str, db: &PgDatabase, relays: &str) -> Herald {
+    let dir = temp_dir();
+    let text = config_text(&dir, None, relays)
+        .replace(
+            "http_listen = \"127.0.0.1:0\"",
+            &format!("http_listen = \"127.0.0.1:0\"\nnode_id = \"{name}\""),
+        )
+        .replace(
+            &format!("url = \"sqlite://{}/herald.db\"", dir.display()),
+            &format!("url = \"{}\"", db.url),
+        );
+    assert!(text.contains(&db.url), "{text}");
+    Herald::start_in(dir, &text).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_quota() {
+    let db = PgDatabase::create("quota");
+    let first = TestServer::start(ServerConfig::default()).await.unwrap();
+    let second = TestServer::start(ServerConfig::default()).await.unwrap();
+    let relays = relay("first", &first, "daily_quota = 30") + &relay("second", &second, "");
+    let a = node("node-a", &db, &relays).await;
+    let b = node("node-b", &db, &relays).await;
+
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let via = if n % 2 == 0 { &a } else { &b };
+        ids.push(via.queue(message(&[&format!("s{n}@example.com")])).await.id);
+    }
+    for id in &ids {
+        a.wait_status(id, MessageStatus::Delivered).await;
+    }
+    assert_eq!(first.message_count(), 30, "one quota for both nodes");
+    assert_eq!(second.message_count(), 20);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
