@@ -14,6 +14,7 @@ mod errors;
 mod message;
 mod problem;
 mod query;
+mod relays;
 mod submit;
 
 pub use errors::{ErrorGroup, ErrorGroups, FailureClass};
@@ -24,4 +25,5 @@ pub use message::{
 };
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem};
 pub use query::{ErrorsQuery, ListQuery, MAX_LIST_LIMIT};
+pub use relays::{CircuitState, PoolUse, QuotaStatus, RateStatus, RelayStatus, Relays};
 pub use submit::{Accepted, BatchAnswer, BatchRequest, BatchResult, RawRequest};

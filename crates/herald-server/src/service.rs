@@ -158,6 +158,7 @@ pub async fn serve_with_clock(
             breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
             rate: r.rate,
             quota: r.daily_quota,
+            max_connections: r.pool.max_connections,
         })
         .collect();
     let alerting = Alerting::new(config.alerts.clone(), clock.clone());

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::pg::PgDatabase;
 use common::{Herald, config_text, manual_clock, message, temp_dir};
-use herald_api::{Event, EventKind, MessageStatus};
+use herald_api::{CircuitState, Event, EventKind, MessageStatus, Relays};
 use herald_policy::Clock as _;
 use herald_testkit::{ServerConfig, TestServer};
 
@@ -76,7 +76,8 @@ async fn past_its_daily_quota_the_first_relay_hands_over_to_the_second() {
     let first = TestServer::start(ServerConfig::default()).await.unwrap();
     let second = TestServer::start(ServerConfig::default()).await.unwrap();
     let dir = temp_dir();
-    let relays = relay("first", &first, "daily_quota = 30") + &relay("second", &second, "");
+    let relays = relay("first", &first, "daily_quota = 30")
+        + &relay("second", &second, "rate = \"1000/s\"\nburst = 5");
     let herald = Herald::start_in(dir.clone(), &config_text(&dir, None, &relays)).await;
 
     let mut ids = Vec::new();
@@ -94,6 +95,27 @@ async fn past_its_daily_quota_the_first_relay_hands_over_to_the_second() {
     }
     assert_eq!(first.message_count(), 30);
     assert_eq!(second.message_count(), 20);
+
+    // GET /v1/relays shows the quota spent, the limits and the circuits.
+    let (status, body) = herald.get("/v1/relays").await;
+    assert_eq!(status, 200, "{body:#}");
+    let relays: Relays = common::typed(&body);
+    let names: Vec<&str> = relays.relays.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["first", "second"]);
+    let (one, two) = (&relays.relays[0], &relays.relays[1]);
+    let quota = one.quota.as_ref().expect("first has a quota");
+    assert_eq!((quota.limit, quota.used, quota.left), (30, 30, 0));
+    assert_eq!(
+        quota.resets_at - quota.period_start,
+        time::Duration::days(1)
+    );
+    assert_eq!(one.rate, None);
+    assert_eq!(one.circuit, CircuitState::Closed);
+    assert_eq!(one.port, first.port());
+    assert_eq!(two.quota, None);
+    let rate = two.rate.as_ref().expect("second has a rate");
+    assert_eq!((rate.limit.as_str(), rate.burst), ("1000/s", 5));
+    assert!(two.pool.open <= two.pool.max, "{two:?}");
     herald.stop().await.unwrap();
 }
 

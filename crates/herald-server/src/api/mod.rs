@@ -10,6 +10,7 @@ mod messages;
 pub(crate) use messages::queued;
 mod problem;
 mod raw;
+mod relays;
 mod scrape;
 
 use std::sync::Arc;
@@ -145,6 +146,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/messages/{id}/retry"),
     ("POST", "/v1/messages/{id}/cancel"),
     ("GET", "/v1/errors"),
+    ("GET", "/v1/relays"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -176,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
         .route("/v1/errors", get(error_groups::list))
+        .route("/v1/relays", get(relays::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -209,7 +212,7 @@ pub struct ApiKeyName(pub String);
 pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
     Some(match (method, template) {
         ("POST", "/v1/messages" | "/v1/messages/batch" | "/v1/messages/raw") => Scope::Send,
-        ("GET" | "HEAD", "/v1/messages" | "/v1/messages/{id}") => Scope::Read,
+        ("GET" | "HEAD", "/v1/messages" | "/v1/messages/{id}" | "/v1/relays") => Scope::Read,
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
         ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
         _ => return None,

@@ -48,6 +48,8 @@ pub(crate) struct Relay {
     pub(crate) rate: Option<RateLimit>,
     /// How many a day, counted in the store.
     pub(crate) quota: Option<DailyQuota>,
+    /// The pool's bound, for `GET /v1/relays`.
+    pub(crate) max_connections: usize,
 }
 
 /// How the dispatcher runs.
@@ -78,12 +80,17 @@ pub(crate) struct Dispatcher {
     rng: Mutex<StdRng>,
 }
 
-/// One relay as `/metrics` samples it.
+/// One relay as `/metrics` and `GET /v1/relays` sample it.
 #[derive(Debug, Clone)]
 pub(crate) struct RelaySample {
     pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     pub(crate) pool: PoolStats,
+    pub(crate) max_connections: usize,
     pub(crate) circuit: BreakerState,
+    pub(crate) rate: Option<RateLimit>,
+    pub(crate) quota: Option<DailyQuota>,
 }
 
 impl Dispatcher {
@@ -122,7 +129,12 @@ impl Dispatcher {
             .iter()
             .map(|relay| RelaySample {
                 name: relay.name.clone(),
+                host: relay.pool.client_config().host.clone(),
+                port: relay.pool.client_config().port,
                 pool: relay.pool.stats(),
+                max_connections: relay.max_connections,
+                rate: relay.rate,
+                quota: relay.quota,
                 circuit: relay
                     .breaker
                     .lock()
