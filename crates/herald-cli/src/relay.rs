@@ -81,6 +81,15 @@ impl RelayArgs {
             .map_err(|e| Failure::input(format!("--config: {}: {e}", path.display())))
     }
 
+    /// The `[[relays]]` entry of --config chosen (none without --config).
+    pub(crate) fn entry<'a>(
+        &self,
+        file: Option<&'a Config>,
+    ) -> Result<Option<&'a RelayConfig>, Failure> {
+        file.map(|file| pick_relay(file, self.relay.as_deref()))
+            .transpose()
+    }
+
     /// The client configuration: the chosen relay of --config (if any),
     /// with every flag given taking precedence.
     pub(crate) fn client_config(&self, file: Option<&Config>) -> Result<ClientConfig, Failure> {

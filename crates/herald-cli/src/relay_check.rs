@@ -34,6 +34,12 @@ pub(crate) fn run(args: RelayCheckArgs) -> Result<ExitCode, Failure> {
     let has_credentials = client.credentials.is_some();
     let plain_mode = client.tls == TlsMode::None;
     println!("relay       {target}");
+    if let Some(entry) = args.relay.entry(file.as_ref())? {
+        if let Some(provider) = &entry.provider {
+            println!("preset      {provider}");
+        }
+        println!("limits      {}", limits(entry));
+    }
     let result = runtime.block_on(async {
         let conn = Connection::open(Arc::new(client), &Ctx::default()).await?;
         Ok::<_, herald_smtp::Error>(conn)
@@ -82,4 +88,17 @@ pub(crate) fn run(args: RelayCheckArgs) -> Result<ExitCode, Failure> {
     runtime.block_on(conn.quit());
     println!("result      OK");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A relay's rate and quota in words.
+fn limits(relay: &herald_server::config::RelayConfig) -> String {
+    let rate = match relay.rate {
+        Some(limit) => format!("rate {} (burst {})", limit.rate, limit.burst),
+        None => "no rate limit".to_owned(),
+    };
+    let quota = match relay.daily_quota {
+        Some(quota) => format!("daily quota {} (resets {})", quota.limit, quota.reset),
+        None => "no daily quota".to_owned(),
+    };
+    format!("{rate}, {quota}")
 }

@@ -461,3 +461,37 @@ async fn check_config_names_the_bad_field() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_check_shows_the_preset_and_its_limits() {
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    let file = std::env::temp_dir().join(format!("herald-preset-{}.toml", server.port()));
+    // The Gmail preset, pointed at the testkit: host, port and TLS set in
+    // the entry win; the preset's limits stay.
+    std::fs::write(
+        &file,
+        format!(
+            "[[relays]]\nname = \"gmail\"\nprovider = \"gmail\"\nhost = \"127.0.0.1\"\n\
+             port = {}\ntls = \"none\"\n",
+            server.port()
+        ),
+    )
+    .unwrap();
+    let out = herald(
+        vec![
+            "relay-check".into(),
+            "--config".into(),
+            file.to_str().unwrap().into(),
+        ],
+        vec![],
+    )
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("preset      gmail\n"), "{text}");
+    assert!(
+        text.contains("limits      rate 20/min (burst 1), daily quota 500 (resets 00:00 UTC)\n"),
+        "{text}"
+    );
+    std::fs::remove_file(&file).ok();
+}

@@ -10,6 +10,7 @@ mod api_key;
 mod build;
 mod error;
 mod keys;
+mod preset;
 mod raw;
 
 mod relay;
@@ -200,6 +201,9 @@ pub struct RelayConfig {
     /// `daily_quota` and `quota_reset`: how many messages the relay takes
     /// a day, counted in the store; `None`: no quota.
     pub daily_quota: Option<DailyQuota>,
+    /// The `provider` preset the entry started from (with SES's region),
+    /// e.g. `gmail` or `ses (eu-west-1)`; `None` without one.
+    pub provider: Option<String>,
 }
 
 /// `[tracing]`: where spans go (the `accept` of a message, each delivery

@@ -283,14 +283,23 @@ impl Default for RawTracing {
 pub(crate) struct RawRelay {
     /// Unique name: `[a-z0-9_-]+`.
     pub(crate) name: String,
-    /// Host name or IP address.
-    pub(crate) host: String,
-    /// TCP port; `None` means the usual port for `tls`.
+    /// A provider preset (`gmail`, `outlook`, `qq`, `163`, `ses`) that
+    /// fills host, port, TLS mode and limits not set here.
+    #[serde(default = "defaults::provider")]
+    pub(crate) provider: Option<String>,
+    /// The AWS region, with `provider = "ses"`.
+    #[serde(default = "defaults::region")]
+    pub(crate) region: Option<String>,
+    /// Host name or IP address; required unless `provider` gives it.
+    #[serde(default = "defaults::host")]
+    pub(crate) host: Option<String>,
+    /// TCP port; `None` means the preset's, or the usual port for `tls`.
     #[serde(default = "defaults::port")]
     pub(crate) port: Option<u16>,
-    /// How the connection is encrypted.
-    #[serde(default = "defaults::tls")]
-    pub(crate) tls: Named<TlsMode>,
+    /// How the connection is encrypted; `None` means the preset's, or
+    /// STARTTLS.
+    #[serde(default = "defaults::relay_tls")]
+    pub(crate) tls: Option<Named<TlsMode>>,
     /// User name for AUTH.
     #[serde(default = "defaults::username")]
     pub(crate) username: Option<String>,
@@ -333,9 +342,10 @@ pub(crate) struct RawRelay {
     /// Messages per day; `None`: no quota.
     #[serde(default = "defaults::daily_quota")]
     pub(crate) daily_quota: Option<u64>,
-    /// When the daily quota starts again: `"HH:MM [offset]"`.
+    /// When the daily quota starts again: `"HH:MM [offset]"`; `None`
+    /// means the preset's, or midnight UTC.
     #[serde(default = "defaults::quota_reset")]
-    pub(crate) quota_reset: String,
+    pub(crate) quota_reset: Option<String>,
     /// `[relays.breaker]`: when to stop talking to this relay for a while.
     #[serde(default)]
     pub(crate) breaker: RawBreaker,

@@ -9,6 +9,7 @@ use herald_policy::{BreakerConfig, DailyQuota, QuotaReset, Rate, RateLimit};
 use herald_smtp::{ClientConfig, Credentials, Mechanism, PoolConfig, TlsMode, system_tls_config};
 
 use super::build::{Env, check_helo_name, positive};
+use super::preset;
 use super::raw::{RawRelay, defaults};
 use super::{ConfigError, DeliveryConfig, RelayConfig};
 
@@ -61,15 +62,43 @@ fn one(
     system_roots: &mut Option<Arc<rustls::ClientConfig>>,
 ) -> Result<RelayConfig, ConfigError> {
     let field = |name: &str| format!("relays[{i}].{name}");
-    let host = raw.host.trim();
+    let preset = match &raw.provider {
+        Some(provider) => Some(
+            preset::preset(provider, raw.region.as_deref())
+                .map_err(|(name, reason)| ConfigError::new(field(name), reason))?,
+        ),
+        None if raw.region.is_some() => {
+            return Err(ConfigError::new(
+                field("region"),
+                "is only used with provider = \"ses\"",
+            ));
+        }
+        None => None,
+    };
+    let host = match (&raw.host, &preset) {
+        (Some(host), _) => host.trim().to_owned(),
+        (None, Some(preset)) => preset.host.clone(),
+        (None, None) => {
+            return Err(ConfigError::new(field("host"), "required"));
+        }
+    };
     if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(ConfigError::new(
             field("host"),
             "must be a host name or IP address",
         ));
     }
-    let tls = raw.tls.0;
-    let port = raw.port.unwrap_or_else(|| defaults::port_for(tls));
+    let tls = match (&raw.tls, &preset) {
+        (Some(tls), _) => tls.0,
+        (None, Some(preset)) => preset.tls,
+        (None, None) => defaults::tls().0,
+    };
+    // The preset's port goes with its TLS mode; a TLS mode set here picks
+    // its usual port instead.
+    let port = raw.port.unwrap_or_else(|| match &preset {
+        Some(preset) if raw.tls.is_none() => preset.port,
+        _ => defaults::port_for(tls),
+    });
     if port == 0 {
         return Err(ConfigError::new(
             field("port"),
@@ -138,7 +167,11 @@ fn one(
 
     let policy_error =
         |e: herald_policy::InvalidPolicy| ConfigError::new(field(e.field()), e.reason());
-    let rate = match &raw.rate {
+    let rate_text = raw
+        .rate
+        .clone()
+        .or_else(|| preset.as_ref().map(|p| p.rate.to_owned()));
+    let rate = match &rate_text {
         None => None,
         Some(text) => {
             let rate: Rate = text.parse().map_err(policy_error)?;
@@ -150,8 +183,12 @@ fn one(
             Some(limit)
         }
     };
-    let reset: QuotaReset = raw.quota_reset.parse().map_err(policy_error)?;
-    let daily_quota = match raw.daily_quota {
+    let reset: QuotaReset = match (&raw.quota_reset, &preset) {
+        (Some(text), _) => text.parse().map_err(policy_error)?,
+        (None, Some(preset)) => preset.quota_reset.parse().map_err(policy_error)?,
+        (None, None) => QuotaReset::default(),
+    };
+    let daily_quota = match raw.daily_quota.or(preset.as_ref().map(|p| p.daily_quota)) {
         None => None,
         Some(limit) => {
             let quota = DailyQuota { limit, reset };
@@ -162,8 +199,12 @@ fn one(
 
     Ok(RelayConfig {
         name: raw.name,
+        provider: raw.provider.as_ref().map(|name| match &raw.region {
+            Some(region) => format!("{name} ({region})"),
+            None => name.clone(),
+        }),
         client: ClientConfig {
-            host: host.to_owned(),
+            host,
             port,
             tls,
             tls_config,

@@ -139,8 +139,22 @@ pub(crate) fn burst() -> u32 {
 pub(crate) fn daily_quota() -> Option<u64> {
     None
 }
-pub(crate) fn quota_reset() -> String {
-    "00:00 UTC".to_owned()
+/// Midnight UTC, unless a provider preset says otherwise.
+pub(crate) fn quota_reset() -> Option<String> {
+    None
+}
+pub(crate) fn provider() -> Option<String> {
+    None
+}
+pub(crate) fn region() -> Option<String> {
+    None
+}
+pub(crate) fn host() -> Option<String> {
+    None
+}
+/// STARTTLS, unless a provider preset says otherwise.
+pub(crate) fn relay_tls() -> Option<Named<TlsMode>> {
+    None
 }
 // Pool and breaker defaults are their crates', so there is one source.
 pub(crate) fn max_connections() -> usize {

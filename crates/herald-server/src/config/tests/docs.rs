@@ -92,6 +92,8 @@ fn the_docs_mention_every_field() {
         "burst",
         "daily_quota",
         "quota_reset",
+        "provider",
+        "region",
         "dir",
         "name",
         "host",

@@ -60,3 +60,56 @@ fn bad_limits_name_their_field() {
         assert_eq!(e.field, field, "{text}: {e}");
     }
 }
+
+#[test]
+fn a_provider_fills_what_the_entry_leaves_out() {
+    let c = ok("[[relays]]\nname = \"g\"\nprovider = \"gmail\"\n");
+    let r = &c.relays[0];
+    assert_eq!(r.provider.as_deref(), Some("gmail"));
+    assert_eq!(
+        (r.client.host.as_str(), r.client.port, r.client.tls),
+        ("smtp.gmail.com", 587, TlsMode::StartTls)
+    );
+    assert_eq!(r.rate.map(|l| l.rate.to_string()), Some("20/min".into()));
+    assert_eq!(r.daily_quota.map(|q| q.limit), Some(500));
+
+    // What the entry sets wins.
+    let c = ok(
+        "[[relays]]\nname = \"g\"\nprovider = \"qq\"\ndaily_quota = 50\nrate = \"1/s\"\n\
+         quota_reset = \"06:00 UTC\"\nport = 587\ntls = \"starttls\"\n",
+    );
+    let r = &c.relays[0];
+    assert_eq!(
+        (r.client.host.as_str(), r.client.port, r.client.tls),
+        ("smtp.qq.com", 587, TlsMode::StartTls)
+    );
+    assert_eq!(r.rate.map(|l| l.rate.to_string()), Some("1/s".into()));
+    let quota = r.daily_quota.expect("quota");
+    assert_eq!(
+        (quota.limit, quota.reset.to_string().as_str()),
+        (50, "06:00 UTC")
+    );
+    // QQ's own day ends at midnight in China.
+    let c = ok("[[relays]]\nname = \"q\"\nprovider = \"qq\"\n");
+    let quota = c.relays[0].daily_quota.expect("quota");
+    assert_eq!(quota.reset.to_string(), "00:00 +08:00");
+    assert_eq!(c.relays[0].client.port, 465);
+
+    let c = ok("[[relays]]\nname = \"s\"\nprovider = \"ses\"\nregion = \"eu-west-1\"\n");
+    assert_eq!(
+        c.relays[0].client.host,
+        "email-smtp.eu-west-1.amazonaws.com"
+    );
+    assert_eq!(c.relays[0].provider.as_deref(), Some("ses (eu-west-1)"));
+
+    for (text, field) in [
+        ("provider = \"ses\"", "relays[0].region"),
+        ("provider = \"yahoo\"", "relays[0].provider"),
+        ("host = \"x\"\nregion = \"eu-west-1\"", "relays[0].region"),
+    ] {
+        let e = err(&format!("[[relays]]\nname = \"p\"\n{text}\n"));
+        assert_eq!(e.field, field, "{text}: {e}");
+    }
+    let e = err("[[relays]]\nname = \"p\"\n");
+    assert_eq!(e.field, "relays[0].host");
+}
