@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Herald, config_text, message, temp_dir};
-use serde_json::Value;
+use herald_api::{AttemptOutcome, Event, EventKind, Message};
 
 /// The value of the `herald_delivery_attempts_total` series with exactly
 /// these `relay` and `outcome` labels (0 when absent).
@@ -26,12 +26,12 @@ fn attempts(scrape: &str, relay: &str, outcome: &str) -> f64 {
         .sum()
 }
 
-fn attempt_events(message: &Value) -> Vec<Value> {
-    message["events"]
-        .as_array()
-        .unwrap()
+fn attempt_events(message: &Message) -> Vec<Event> {
+    message
+        .events
         .iter()
-        .filter(|e| e["type"] == "attempt")
+        .flatten()
+        .filter(|e| e.kind == EventKind::Attempt)
         .cloned()
         .collect()
 }
@@ -50,11 +50,7 @@ async fn a_refused_connection_is_an_error_and_an_open_circuit_counts_under_its_r
     );
     let dir = temp_dir();
     let herald = Herald::start_in(dir.clone(), &config_text(&dir, None, &relay)).await;
-    let (status, created) = herald
-        .post("/v1/messages", message(&["a@example.com"]))
-        .await;
-    assert_eq!(status, 202, "{created}");
-    let id = created["id"].as_str().unwrap();
+    let id = &herald.queue(message(&["a@example.com"])).await.id;
     let seen = herald
         .wait_for(id, Duration::from_secs(15), |m| {
             attempt_events(m).len() >= 2
@@ -64,15 +60,27 @@ async fn a_refused_connection_is_an_error_and_an_open_circuit_counts_under_its_r
 
     // The refused connection: the relay failed as a whole, with no SMTP
     // code to show.
-    assert_eq!(events[0]["relay"], "down", "{events:#?}");
-    assert_eq!(events[0]["outcome"], "error", "{events:#?}");
-    assert!(events[0].get("smtp_code").is_none(), "{events:#?}");
+    assert_eq!(events[0].relay.as_deref(), Some("down"), "{events:#?}");
+    assert_eq!(
+        events[0].outcome,
+        Some(AttemptOutcome::Error),
+        "{events:#?}"
+    );
+    assert_eq!(events[0].smtp_code, None, "{events:#?}");
     // The circuit is now open: the retry is deferred untried, still the
     // relay's, and says why.
-    assert_eq!(events[1]["relay"], "down", "{events:#?}");
-    assert_eq!(events[1]["outcome"], "transient", "{events:#?}");
+    assert_eq!(events[1].relay.as_deref(), Some("down"), "{events:#?}");
+    assert_eq!(
+        events[1].outcome,
+        Some(AttemptOutcome::Transient),
+        "{events:#?}"
+    );
     assert!(
-        events[1]["detail"].as_str().unwrap().contains("circuit"),
+        events[1]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("circuit"),
         "{events:#?}"
     );
 

@@ -1,16 +1,16 @@
-//! The HTTP API (../shared/design/api.md): routes, the state they share,
+//! The HTTP API (docs/api.md; its types are herald-api's): routes, the state they share,
 //! API-key authentication, and the health endpoints. Handlers validate
 //! into herald-message types and commit through the store before they
 //! answer `202`.
 
+mod answers;
 mod batch;
-mod error;
-mod errors;
+mod error_groups;
 mod messages;
 pub(crate) use messages::queued;
+mod problem;
 mod raw;
 mod scrape;
-mod views;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +25,8 @@ use herald_policy::{SharedClock, SystemClock};
 use herald_store::Store;
 use tokio::sync::Notify;
 
-pub use error::{MAX_FIELD_ERRORS, Problem};
 pub(crate) use messages::admit;
+pub use problem::{MAX_FIELD_ERRORS, Problem};
 
 use crate::config::{ApiKey, Scope};
 use crate::dispatch::Dispatcher;
@@ -175,7 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}", get(messages::show))
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
-        .route("/v1/errors", get(errors::list))
+        .route("/v1/errors", get(error_groups::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,

@@ -402,7 +402,9 @@ impl Dispatcher {
                     self.report(message, &tried, Via::Relay);
                     return Some(tried);
                 }
-                Err(error) if error.kind() == ErrorKind::Cancelled => return None,
+                Err(error) if error.kind() == ErrorKind::Cancelled && !error.is_ambiguous() => {
+                    return None;
+                }
                 Err(error) => {
                     span.record("otel.status_code", "error");
                     span.record("otel.status_description", error.to_string());
@@ -424,6 +426,11 @@ impl Dispatcher {
                         duration: self.elapsed(started),
                     };
                     self.report(message, &tried, Via::Relay);
+                    if error.is_ambiguous() {
+                        // The relay may have taken it: another relay now
+                        // could deliver it twice. Later, as a retry.
+                        return Some(tried);
+                    }
                     last = Some(tried);
                 }
             }
