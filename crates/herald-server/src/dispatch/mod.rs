@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_message::{EmailAddress, Envelope};
-use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy};
+use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy, SharedClock};
 use herald_smtp::{Ctx, ErrorKind, Pool, PoolStats, SendOptions};
 use herald_store::{AttemptRecord, Claimed, RecipientResult, RecipientStatus, Store, StoreError};
-use time::OffsetDateTime;
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -22,10 +23,10 @@ use tracing::Instrument as _;
 
 pub(crate) use outbox::Outbox;
 
-use crate::alerts::Alerting;
 use crate::observe::Metrics;
 use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX};
 use crate::trace::export::{EXPORT_TARGET, continue_message};
+use herald_alerts::Alerting;
 use report::{Tried, Via};
 
 /// How long the goodbye to the relays (QUIT on idle connections) may take
@@ -48,6 +49,8 @@ pub(crate) struct DispatchSettings {
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) policy: RetryPolicy,
+    /// Where due times, attempt times and breaker times come from.
+    pub(crate) clock: SharedClock,
 }
 
 /// Claims due messages and delivers them, at most `concurrency` at once.
@@ -59,6 +62,10 @@ pub(crate) struct Dispatcher {
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     alerting: Arc<Alerting>,
+    /// The settings' clock.
+    clock: SharedClock,
+    /// The retry schedule's jitter.
+    rng: Mutex<StdRng>,
 }
 
 /// One relay as `/metrics` samples it.
@@ -85,6 +92,7 @@ impl Dispatcher {
         for relay in &relays {
             metrics.register_relay(&relay.name);
         }
+        let clock = settings.clock.clone();
         Self {
             store,
             relays,
@@ -93,6 +101,8 @@ impl Dispatcher {
             wake,
             metrics,
             alerting,
+            clock,
+            rng: Mutex::new(StdRng::from_os_rng()),
         }
     }
 
@@ -141,7 +151,7 @@ impl Dispatcher {
                         &self.settings.owner,
                         free,
                         self.settings.lease,
-                        OffsetDateTime::now_utc(),
+                        self.clock.now(),
                     )
                     .await
                 {
@@ -219,21 +229,26 @@ impl Dispatcher {
         }
     }
 
+    /// The time since `started`, by the dispatcher's clock.
+    fn elapsed(&self, started: Instant) -> Duration {
+        self.clock.instant().saturating_duration_since(started)
+    }
+
     /// One attempt for one claimed message.
     async fn deliver(&self, message: Claimed, abort: &CancellationToken) {
-        let started_at = OffsetDateTime::now_utc();
-        let clock = Instant::now();
+        let started_at = self.clock.now();
+        let started = self.clock.instant();
         let tried = match envelope_of(&message) {
             Err(reason) => {
                 let results = fail_all(&message.recipients, &reason);
-                let tried = Tried::new(RELAY_NONE, results, clock.elapsed());
+                let tried = Tried::new(RELAY_NONE, results, self.elapsed(started));
                 self.report(&message, &tried, Via::Nowhere);
                 tried
             }
             Ok(envelope) if self.relays.is_empty() => {
                 let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
                 let results = self.to_outbox(&message, &envelope).instrument(span).await;
-                let tried = Tried::new(RELAY_OUTBOX, results, clock.elapsed());
+                let tried = Tried::new(RELAY_OUTBOX, results, self.elapsed(started));
                 self.report(&message, &tried, Via::Outbox);
                 tried
             }
@@ -254,15 +269,15 @@ impl Dispatcher {
             message.attempts + 1,
             &self.settings.policy,
             message.created_at,
-            OffsetDateTime::now_utc(),
-            &mut rand::rng(),
+            self.clock.now(),
+            &mut *crate::lock(&self.rng),
         );
         let (smtp_code, enhanced_code, detail) = attempt::headline(&tried.results);
         let statuses: Vec<RecipientStatus> = tried.results.iter().map(|r| r.status).collect();
         let relay = tried.relay;
         let record = AttemptRecord {
             started_at,
-            duration: clock.elapsed(),
+            duration: self.elapsed(started),
             relay: relay.clone(),
             outcome: tried.outcome,
             smtp_code,
@@ -340,14 +355,14 @@ impl Dispatcher {
             let allowed = relay
                 .breaker
                 .lock()
-                .map(|mut b| b.allow(Instant::now()))
+                .map(|mut b| b.allow(self.clock.instant()))
                 .unwrap_or(true);
             if !allowed {
                 tracing::debug!(relay = %relay.name, "circuit open; skipping relay");
                 skipped = skipped.or(Some(relay));
                 continue;
             }
-            let clock = Instant::now();
+            let started = self.clock.instant();
             // Exported only: the relay's SMTP session for this message,
             // with an event per reply (the phases) and per recipient.
             let span = tracing::info_span!(
@@ -366,7 +381,12 @@ impl Dispatcher {
                 .await;
             match sent {
                 Ok(outcomes) => {
-                    record_breaker(relay, BreakerOutcome::Success, clock.elapsed());
+                    record_breaker(
+                        relay,
+                        BreakerOutcome::Success,
+                        started,
+                        self.clock.instant(),
+                    );
                     let results: Vec<_> = outcomes.iter().map(attempt::recipient_result).collect();
                     for (index, result) in results.iter().enumerate() {
                         tracing::info!(
@@ -378,7 +398,7 @@ impl Dispatcher {
                             "recipient"
                         );
                     }
-                    let tried = Tried::new(&relay.name, results, clock.elapsed());
+                    let tried = Tried::new(&relay.name, results, self.elapsed(started));
                     self.report(message, &tried, Via::Relay);
                     return Some(tried);
                 }
@@ -388,7 +408,12 @@ impl Dispatcher {
                 Err(error) => {
                     span.record("otel.status_code", "error");
                     span.record("otel.status_description", error.to_string());
-                    record_breaker(relay, breaker_outcome(&error), clock.elapsed());
+                    record_breaker(
+                        relay,
+                        breaker_outcome(&error),
+                        started,
+                        self.clock.instant(),
+                    );
                     let results = message
                         .recipients
                         .iter()
@@ -398,7 +423,7 @@ impl Dispatcher {
                         relay: relay.name.clone(),
                         outcome: AttemptOutcome::Error,
                         results,
-                        duration: clock.elapsed(),
+                        duration: self.elapsed(started),
                     };
                     self.report(message, &tried, Via::Relay);
                     if error.is_ambiguous() {
@@ -427,9 +452,10 @@ impl Dispatcher {
     }
 }
 
-fn record_breaker(relay: &Relay, outcome: BreakerOutcome, took: Duration) {
+/// Feeds the breaker a call that ran from `started` to `now`.
+fn record_breaker(relay: &Relay, outcome: BreakerOutcome, started: Instant, now: Instant) {
     if let Ok(mut breaker) = relay.breaker.lock() {
-        breaker.record_call(outcome, took, Instant::now());
+        breaker.record_call(outcome, now.saturating_duration_since(started), now);
     }
 }
 
