@@ -3,8 +3,8 @@
 //! and reports the server's problems as one line with a failing status.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-// These tests run the binary in its own process: they wait on real time
-// (for conditions, with deadlines), so they read the machine's clocks.
+// The binary runs in its own process, on the machine's clock: a message
+// is scheduled an hour from that clock's now.
 #![allow(clippy::disallowed_methods)]
 
 mod support;
