@@ -35,6 +35,7 @@ export PATH="$PATH:/usr/sbin:/usr/local/sbin"
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
 BENCH=limits.sh
+BIN=${CARGO_TARGET_DIR:-target}/release
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 command -v smtp-sink >/dev/null || die "smtp-sink not found (apt-get install postfix)"
@@ -70,7 +71,7 @@ max_connections = $RELAY_CONNECTIONS
 max_messages_per_connection = 1000
 $extra
 EOF
-    ./target/release/herald serve --config "$dir/herald.toml" >"$dir/herald.log" 2>&1 &
+    "$BIN/herald" serve --config "$dir/herald.toml" >"$dir/herald.log" 2>&1 &
     HERALD_PID=$!
     PIDS+=("$HERALD_PID")
     HERALD_ADDR=127.0.0.1:$port
@@ -97,7 +98,7 @@ run() {
     if [[ $store == pg ]]; then url=$(fresh_pg); else url=sqlite://$OUT/$name/herald.db; fi
     start_herald "$name" "$SINK_PORT" "$url" "$extra"
     local line
-    line=$(HERALD_API_KEY=$KEY ./target/release/herald-load --target "$HERALD_ADDR" --size "$SIZE" \
+    line=$(HERALD_API_KEY=$KEY "$BIN/herald-load" --target "$HERALD_ADDR" --size "$SIZE" \
         --pid "$HERALD_PID" --phase "$name" --messages "$MESSAGES" --concurrency "$CLIENTS" --wait-delivered)
     stop_herald
     echo "$line" >>"$OUT/results.jsonl"
