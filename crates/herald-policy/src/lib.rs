@@ -1,10 +1,11 @@
 //! When to try again, for herald: the retry schedule (exponential backoff with
-//! jitter, a cap, a floor and a maximum age) and the per-relay circuit breaker.
+//! jitter, a cap, a floor and a maximum age) and the per-relay circuit breaker, and the class of a bounce.
 //! Everything here is a pure decision over time and randomness passed in, so
 //! the delivery workers only carry decisions out and the tests are exact tables.
 //!
 //! - [`RetryPolicy`] answers "retry this message at T, or give up?".
 //! - [`CircuitBreaker`] answers "may we talk to this relay right now?".
+//! - [`classify`] answers "what does this failure say?" ([`BounceClass`]).
 //!
 //! Both are plain structs with public fields plus a `validate()` that the
 //! service's config layer calls once; an unvalidated value never panics, it
@@ -13,9 +14,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bounce;
 mod breaker;
 mod retry;
 
+pub use bounce::{BounceClass, RULES, Rule, classify, classify_with};
 pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
 pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
 
