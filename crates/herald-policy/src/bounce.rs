@@ -12,7 +12,10 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What a failure says about the recipient, the message or the sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum BounceClass {
     /// No such mailbox or domain (5.1.x): the address is dead.
     InvalidRecipient,

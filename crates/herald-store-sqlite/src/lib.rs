@@ -11,6 +11,7 @@ mod lease;
 mod open;
 mod query;
 mod readers;
+mod suppress;
 mod upkeep;
 mod writer;
 
@@ -30,9 +31,10 @@ use self::open::Location;
 use self::readers::Readers;
 use self::writer::{Closure, Op, Reply, Shared};
 use herald_store::{
-    AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency, Leases,
-    ListFilter, MessageRecord, MessageStatus, NewMessage, Page, Purged, QueueStats, Retention,
-    Store, StoreError, StoreOptions,
+    Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
+    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, OutboxEvent, Page, Purged,
+    QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
+    SuppressionPage,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -370,6 +372,71 @@ impl Store for SqliteStore {
                 conn.query_row("SELECT n FROM status_counts LIMIT 1", [], |_| Ok(()))
                     .map_err(codec::db("ping"))
             })
+            .await
+    }
+
+    async fn add_suppressions(
+        &self,
+        entries: Vec<Suppression>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Added>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.job(move |conn| suppress::add(conn, entries, now))
+            .await
+    }
+
+    async fn remove_suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let address = address.to_owned();
+        self.job(move |conn| suppress::remove(conn, &address, now))
+            .await
+    }
+
+    async fn suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let address = address.to_owned();
+        self.reads
+            .with(move |conn| suppress::get(conn, &address, now))
+            .await
+    }
+
+    async fn suppressions_among(
+        &self,
+        addresses: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let addresses = addresses.to_vec();
+        self.reads
+            .with(move |conn| suppress::among(conn, &addresses, now))
+            .await
+    }
+
+    async fn list_suppressions(
+        &self,
+        filter: &SuppressionFilter,
+        now: OffsetDateTime,
+    ) -> Result<SuppressionPage, StoreError> {
+        let filter = filter.clone();
+        self.reads
+            .with(move |conn| suppress::list(conn, &filter, now))
+            .await
+    }
+
+    async fn read_outbox(
+        &self,
+        after: Option<FeedCursor>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.reads
+            .with(move |conn| suppress::read_outbox(conn, after, limit))
             .await
     }
 }

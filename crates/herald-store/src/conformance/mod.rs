@@ -17,6 +17,7 @@ mod enqueue;
 mod nodes;
 mod outcome;
 mod query;
+mod suppress;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -64,6 +65,11 @@ pub use outcome::{
 pub use query::{
     list_filters_by_status_tag_recipient_and_time, list_pages_cover_everything_exactly_once,
     ping_answers, stats_and_depth_count_by_status,
+};
+pub use suppress::{
+    a_hard_bounce_suppresses_in_the_attempts_transaction, a_lapsed_entry_no_longer_holds,
+    a_policy_rejection_does_not_suppress, giving_up_and_suppressed_recipients_make_their_events,
+    suppressions_are_added_listed_and_removed,
 };
 
 /// Runs every conformance test, each on a fresh store from `make`, one
@@ -120,6 +126,11 @@ where
         lead_gives_a_role_to_one_holder_at_a_time,
         the_feed_reads_on_from_any_cursor,
         the_feed_misses_nothing_under_concurrent_appends,
+        suppressions_are_added_listed_and_removed,
+        a_lapsed_entry_no_longer_holds,
+        a_hard_bounce_suppresses_in_the_attempts_transaction,
+        a_policy_rejection_does_not_suppress,
+        giving_up_and_suppressed_recipients_make_their_events,
     );
 }
 
@@ -238,6 +249,7 @@ fn result(
         smtp_code: Some(code),
         enhanced_code: Some(enhanced.to_owned()),
         response: Some(text.to_owned()),
+        class: (code >= 400).then(|| herald_policy::classify(code, Some(enhanced), text)),
     }
 }
 
@@ -300,8 +312,10 @@ fn attempt(
                 )
             })
             .unwrap_or_default(),
+        class: shown.and_then(|r| r.class),
         recipients,
         next,
+        suppression: crate::SuppressionPolicy::off(),
     }
 }
 
