@@ -41,6 +41,7 @@ mod listen;
 mod open;
 mod pipeline;
 mod query;
+mod suppress;
 mod tls;
 mod upkeep;
 
@@ -53,9 +54,10 @@ use time::OffsetDateTime;
 use tokio::task::AbortHandle;
 
 use herald_store::{
-    AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency, Leases,
-    ListFilter, MessageRecord, MessageStatus, NewMessage, Page, Purged, QueueStats, Retention,
-    Store, StoreError, StoreOptions,
+    Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
+    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, OutboxEvent, Page, Purged,
+    QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
+    SuppressionPage,
 };
 
 use self::depth::Depth;
@@ -452,6 +454,68 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<Vec<FeedRecord>, StoreError> {
         self.run(|shared| async move { upkeep::read_feed(&shared, after, since, limit).await })
+            .await
+    }
+
+    async fn add_suppressions(
+        &self,
+        entries: Vec<Suppression>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Added>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|shared| async move { suppress::add(&shared, entries, now).await })
+            .await
+    }
+
+    async fn remove_suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let address = address.to_owned();
+        self.run(|shared| async move { suppress::remove(&shared, &address, now).await })
+            .await
+    }
+
+    async fn suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let addresses = vec![address.to_owned()];
+        self.run(|shared| async move { suppress::among(&shared, &addresses, now).await })
+            .await
+            .map(|mut found| found.pop())
+    }
+
+    async fn suppressions_among(
+        &self,
+        addresses: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let addresses = addresses.to_vec();
+        self.run(|shared| async move { suppress::among(&shared, &addresses, now).await })
+            .await
+    }
+
+    async fn list_suppressions(
+        &self,
+        filter: &SuppressionFilter,
+        now: OffsetDateTime,
+    ) -> Result<SuppressionPage, StoreError> {
+        let filter = filter.clone();
+        self.run(|shared| async move { suppress::list(&shared, &filter, now).await })
+            .await
+    }
+
+    async fn read_outbox(
+        &self,
+        after: Option<FeedCursor>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.run(|shared| async move { suppress::read_outbox(&shared, after, limit).await })
             .await
     }
 

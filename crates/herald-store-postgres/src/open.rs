@@ -14,7 +14,13 @@ use super::tls::{MakeRustls, RustlsStream, SslMode};
 use herald_store::{StoreError, StoreUrl, redact_url};
 
 /// The schema, in order; version N is the N-th entry.
-const MIGRATIONS: &[(&str, &str)] = &[("queue", include_str!("../migrations/0001_queue.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("queue", include_str!("../migrations/0001_queue.sql")),
+    (
+        "suppression",
+        include_str!("../migrations/0002_suppression.sql"),
+    ),
+];
 
 /// The key of the advisory lock that migrations hold: nodes that start
 /// together migrate one after another ("herald" in ASCII).

@@ -81,10 +81,10 @@ pub(super) fn add_one(
     now: OffsetDateTime,
 ) -> Result<Added, StoreError> {
     new.address = address_key(&new.address);
-    if let Some(existing) = stored(conn, &new.address)? {
-        if existing.is_active(now) {
-            return Ok(Added::Exists(existing));
-        }
+    if let Some(existing) = stored(conn, &new.address)?
+        && existing.is_active(now)
+    {
+        return Ok(Added::Exists(existing));
     }
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO suppressions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
