@@ -16,6 +16,7 @@ mod raw;
 pub(crate) use raw::Dur;
 mod relay;
 mod submission;
+mod suppression;
 #[cfg(test)]
 mod tests;
 
@@ -65,6 +66,9 @@ pub struct Config {
     /// `[submission]`: the SMTP submission listeners; `None` (the default)
     /// means herald does not accept mail over SMTP.
     pub submission: Option<SubmissionConfig>,
+    /// `[suppression]`: which failures suppress their address by
+    /// themselves (default: `invalid_recipient`, for good).
+    pub suppression: herald_store::SuppressionPolicy,
 }
 
 /// `[server]`.

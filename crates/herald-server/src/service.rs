@@ -160,6 +160,7 @@ pub async fn serve(
             poll_interval: config.delivery.poll_interval,
             drain_timeout: config.server.drain_timeout,
             policy: config.retry.clone(),
+            suppression: config.suppression.clone(),
         },
         wake.clone(),
         metrics.clone(),

@@ -10,6 +10,7 @@ mod messages;
 pub(crate) use messages::queued;
 mod raw;
 mod scrape;
+mod suppressions;
 mod views;
 
 use std::sync::Arc;
@@ -26,6 +27,9 @@ use tokio::sync::Notify;
 
 pub use error::{MAX_FIELD_ERRORS, Problem};
 pub(crate) use messages::admit;
+pub use suppressions::{
+    AddResult, AddResults, AddSuppressions, MAX_ADDRESSES, SuppressionList, SuppressionView,
+};
 
 use crate::config::{ApiKey, Scope};
 use crate::dispatch::Dispatcher;
@@ -135,6 +139,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/messages/{id}/retry"),
     ("POST", "/v1/messages/{id}/cancel"),
     ("GET", "/v1/errors"),
+    ("GET", "/v1/suppressions"),
+    ("POST", "/v1/suppressions"),
+    ("GET", "/v1/suppressions/{address}"),
+    ("DELETE", "/v1/suppressions/{address}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -166,6 +174,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
         .route("/v1/errors", get(errors::list))
+        .route(
+            "/v1/suppressions",
+            get(suppressions::list).post(suppressions::add),
+        )
+        .route(
+            "/v1/suppressions/{address}",
+            get(suppressions::show).delete(suppressions::remove),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -202,6 +218,8 @@ pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
         ("GET" | "HEAD", "/v1/messages" | "/v1/messages/{id}") => Scope::Read,
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
         ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
+        ("GET" | "HEAD", "/v1/suppressions" | "/v1/suppressions/{address}") => Scope::Read,
+        ("POST", "/v1/suppressions") | ("DELETE", "/v1/suppressions/{address}") => Scope::Manage,
         _ => return None,
     })
 }

@@ -29,6 +29,7 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
     let delivery = delivery(raw.delivery)?;
     let limits = limits(raw.limits)?;
     let submission = super::submission::submission(raw.submission, &limits)?;
+    let suppression = super::suppression::suppression(raw.suppression)?;
     if raw.outbox.dir.as_os_str().is_empty() {
         return Err(ConfigError::new("outbox.dir", "must not be empty"));
     }
@@ -53,6 +54,7 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
         tracing,
         alerts,
         submission,
+        suppression,
     })
 }
 
@@ -73,6 +75,7 @@ pub(super) fn defaults() -> Config {
         tracing: tracing_from(raw.tracing),
         alerts: crate::alerts::AlertsConfig::default(),
         submission: None,
+        suppression: herald_store::SuppressionPolicy::default(),
     }
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct RawConfig {
     pub(crate) alerts: crate::alerts::RawAlerts,
     /// `[submission]`: the SMTP submission listeners (off when absent).
     pub(crate) submission: Option<super::submission::RawSubmission>,
+    /// `[suppression]`: automatic entries of the suppression list.
+    pub(crate) suppression: super::suppression::RawSuppression,
 }
 
 /// `[server]`.

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_message::{EmailAddress, Envelope};
-use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy};
+use herald_policy::{BounceClass, BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy};
 use herald_smtp::{Ctx, ErrorKind, Pool, PoolStats, SendOptions};
 use herald_store::{
     AttemptRecord, Claimed, MessageStatus, NextStep, RecipientResult, RecipientStatus, Store,
-    StoreError,
+    StoreError, SuppressionPolicy,
 };
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore};
@@ -49,6 +49,8 @@ pub(crate) struct DispatchSettings {
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) policy: RetryPolicy,
+    /// Which failures put their address on the suppression list.
+    pub(crate) suppression: SuppressionPolicy,
 }
 
 /// Claims due messages and delivers them, at most `concurrency` at once.
@@ -220,10 +222,56 @@ impl Dispatcher {
         }
     }
 
+    /// Takes the suppressed recipients off `message` (they are not sent
+    /// to) and returns their results. A store that cannot answer
+    /// suppresses nobody: a lost look-up must not lose mail.
+    async fn suppress(&self, message: &mut Claimed) -> Vec<RecipientResult> {
+        let found = match self
+            .store
+            .suppressions_among(&message.recipients, OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(error = %error, "suppression look-up failed; sending to everyone");
+                return Vec::new();
+            }
+        };
+        if found.is_empty() {
+            return Vec::new();
+        }
+        let mut suppressed = Vec::new();
+        message.recipients.retain(|address| {
+            let key = herald_store::suppression::address_key(address);
+            match found.iter().find(|entry| entry.address == key) {
+                Some(entry) => {
+                    tracing::info!(reason = %entry.reason, "recipient suppressed; not sent");
+                    suppressed.push(attempt::suppressed_result(address, entry));
+                    false
+                }
+                None => true,
+            }
+        });
+        suppressed
+    }
+
     /// One attempt for one claimed message.
-    async fn deliver(&self, message: Claimed, abort: &CancellationToken) {
+    async fn deliver(&self, mut message: Claimed, abort: &CancellationToken) {
         let started_at = OffsetDateTime::now_utc();
         let clock = Instant::now();
+        let suppressed = self.suppress(&mut message).await;
+        if message.recipients.is_empty() {
+            // Nobody left to send to: no relay is tried.
+            self.record(
+                &message,
+                RELAY_NONE.to_owned(),
+                suppressed,
+                started_at,
+                clock,
+            )
+            .await;
+            return;
+        }
         // Attempts at a relay are counted in `via_relays`, one per relay
         // tried; the others here.
         let (relay, results) = match envelope_of(&message) {
@@ -250,6 +298,22 @@ impl Dispatcher {
                 }
             },
         };
+        let mut results = results;
+        results.extend(suppressed);
+        self.record(&message, relay, results, started_at, clock)
+            .await;
+    }
+
+    /// Records an attempt's results with its next step, and counts and
+    /// logs it.
+    async fn record(
+        &self,
+        message: &Claimed,
+        relay: String,
+        results: Vec<RecipientResult>,
+        started_at: OffsetDateTime,
+        clock: Instant,
+    ) {
         let attempts_made = message.attempts + 1;
         self.feed_alerting(&relay, &message.id, &results);
         let next = attempt::next_step(
@@ -262,6 +326,7 @@ impl Dispatcher {
         );
         let outcome = herald_store::AttemptOutcome::of(&results);
         let (smtp_code, enhanced_code, detail) = attempt::headline(&results);
+        let class = attempt::headline_class(&results);
         let duration = clock.elapsed();
         tracing::info!(
             id = %message.id,
@@ -269,10 +334,12 @@ impl Dispatcher {
             attempt = attempts_made,
             outcome = outcome.as_str(),
             code = smtp_code.unwrap_or(0),
+            class = class.map_or("", |c| c.as_str()),
             duration_ms = duration.as_millis() as u64,
             "delivery attempt"
         );
-        let statuses: Vec<RecipientStatus> = results.iter().map(|r| r.status).collect();
+        let statuses: Vec<(RecipientStatus, Option<BounceClass>)> =
+            results.iter().map(|r| (r.status, r.class)).collect();
         let record = AttemptRecord {
             started_at,
             duration,
@@ -281,8 +348,10 @@ impl Dispatcher {
             smtp_code,
             enhanced_code,
             detail,
+            class,
             recipients: results,
             next,
+            suppression: self.settings.suppression.clone(),
         };
         match self
             .store
@@ -291,7 +360,7 @@ impl Dispatcher {
         {
             Ok(status) => {
                 tracing::debug!(id = %message.id, status = %status, "attempt recorded");
-                self.count_recorded(&message, &relay, &statuses, next, status);
+                self.count_recorded(message, &relay, &statuses, next, status);
             }
             Err(StoreError::LeaseLost) => {
                 tracing::warn!(id = %message.id, "lease lost (cancelled or expired); attempt not recorded")
@@ -313,17 +382,27 @@ impl Dispatcher {
         &self,
         message: &Claimed,
         relay: &str,
-        recipients: &[RecipientStatus],
+        recipients: &[(RecipientStatus, Option<BounceClass>)],
         next: NextStep,
         status: MessageStatus,
     ) {
-        for recipient in recipients {
+        for (recipient, class) in recipients {
             self.metrics.recipient(match (*recipient, next) {
                 (RecipientStatus::Delivered, _) => RecipientOutcome::Delivered,
+                (RecipientStatus::Suppressed, _) => RecipientOutcome::Suppressed,
                 (RecipientStatus::Deferred, NextStep::RetryAt(_)) => RecipientOutcome::Deferred,
                 // Giving up turns the deferred into failed.
                 _ => RecipientOutcome::Failed,
             });
+            if let Some(class) = class {
+                self.metrics.recipient_class(*class);
+            }
+            if *recipient == RecipientStatus::Failed
+                && class.is_some_and(|c| self.settings.suppression.auto.contains(&c))
+            {
+                self.metrics
+                    .suppression_added(herald_store::SuppressionReason::Bounce);
+            }
         }
         if let NextStep::RetryAt(_) = next {
             self.metrics.retry_scheduled(relay);
@@ -382,6 +461,7 @@ impl Dispatcher {
                         "written to the file outbox as {}",
                         path.file_name().unwrap_or_default().to_string_lossy()
                     )),
+                    class: None,
                 })
                 .collect(),
             Err(error) => {
@@ -536,6 +616,10 @@ fn with_status(
             smtp_code: None,
             enhanced_code: None,
             response: Some(reason.to_owned()),
+            class: Some(match status {
+                RecipientStatus::Deferred => BounceClass::Network,
+                _ => BounceClass::Other,
+            }),
         })
         .collect()
 }

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::metrics::{Key, Label, Level, Metadata, Recorder, SharedString};
-use herald_policy::BreakerState;
+use herald_policy::{BounceClass, BreakerState};
 use herald_smtp::PoolStats;
-use herald_store::{Enqueued, MessageStatus, QueueStats, StoreError};
+use herald_store::{Enqueued, MessageStatus, QueueStats, StoreError, SuppressionReason};
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -134,6 +134,19 @@ impl Metrics {
                 .counter(RECIPIENTS, vec![Label::new("outcome", outcome.as_str())])
                 .increment(0);
         }
+        for class in BounceClass::ALL {
+            metrics
+                .counter(RECIPIENT_CLASSES, vec![Label::new("class", class.as_str())])
+                .increment(0);
+        }
+        for reason in SuppressionReason::ALL {
+            metrics
+                .counter(
+                    SUPPRESSIONS_ADDED,
+                    vec![Label::new("reason", reason.as_str())],
+                )
+                .increment(0);
+        }
         for status in FINAL_STATUSES {
             metrics
                 .counter(
@@ -214,6 +227,21 @@ impl Metrics {
     pub fn recipient(&self, outcome: RecipientOutcome) {
         self.counter(RECIPIENTS, vec![Label::new("outcome", outcome.as_str())])
             .increment(1);
+    }
+
+    /// One recipient failed or deferred with `class`.
+    pub fn recipient_class(&self, class: BounceClass) {
+        self.counter(RECIPIENT_CLASSES, vec![Label::new("class", class.as_str())])
+            .increment(1);
+    }
+
+    /// An entry was added to the suppression list.
+    pub fn suppression_added(&self, reason: SuppressionReason) {
+        self.counter(
+            SUPPRESSIONS_ADDED,
+            vec![Label::new("reason", reason.as_str())],
+        )
+        .increment(1);
     }
 
     /// A message reached `status`; statuses that are not final are ignored.

@@ -58,6 +58,10 @@ pub const RELAY_CIRCUIT_STATE: &str = "herald_relay_circuit_state";
 pub const HTTP_REQUESTS: &str = "herald_http_requests_total";
 /// `histogram{route, method}`: seconds from request to response head.
 pub const HTTP_REQUEST_DURATION: &str = "herald_http_request_duration_seconds";
+/// Counter `{class}`: recipients failed or deferred, by bounce class.
+pub const RECIPIENT_CLASSES: &str = "herald_recipient_failures_total";
+/// Counter `{reason}`: entries added to the suppression list.
+pub const SUPPRESSIONS_ADDED: &str = "herald_suppressions_added_total";
 
 /// Every metric name above, in the order the operations guide lists them.
 pub const ALL: &[&str] = &[
@@ -80,6 +84,8 @@ pub const ALL: &[&str] = &[
     RELAY_CIRCUIT_STATE,
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
+    RECIPIENT_CLASSES,
+    SUPPRESSIONS_ADDED,
 ];
 
 /// The `relay` label of attempts made without a relay: the message could
@@ -192,6 +198,16 @@ pub(crate) const HELP: &[(&str, Kind, &str)] = &[
         Kind::Histogram,
         "Seconds from an HTTP request to its response, by route template and method.",
     ),
+    (
+        RECIPIENT_CLASSES,
+        Kind::Counter,
+        "Recipients failed or deferred after a recorded attempt, by bounce class.",
+    ),
+    (
+        SUPPRESSIONS_ADDED,
+        Kind::Counter,
+        "Entries added to the suppression list, by reason.",
+    ),
 ];
 
 /// Where an accepted message came in.
@@ -277,11 +293,18 @@ pub enum RecipientOutcome {
     Deferred,
     /// Refused for good, or retries exhausted.
     Failed,
+    /// Not sent to: the address is on the suppression list.
+    Suppressed,
 }
 
 impl RecipientOutcome {
     /// Every outcome, for pre-registering zero series.
-    pub const ALL: [Self; 3] = [Self::Delivered, Self::Deferred, Self::Failed];
+    pub const ALL: [Self; 4] = [
+        Self::Delivered,
+        Self::Deferred,
+        Self::Failed,
+        Self::Suppressed,
+    ];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -289,6 +312,7 @@ impl RecipientOutcome {
             Self::Delivered => "delivered",
             Self::Deferred => "deferred",
             Self::Failed => "failed",
+            Self::Suppressed => "suppressed",
         }
     }
 }

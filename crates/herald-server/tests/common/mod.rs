@@ -138,8 +138,12 @@ impl Herald {
                 .into();
             let mut has_auth = false;
             let response = match method.as_str() {
-                "GET" => {
-                    let mut req = agent.get(&url);
+                "GET" | "DELETE" => {
+                    let mut req = if method == "DELETE" {
+                        agent.delete(&url)
+                    } else {
+                        agent.get(&url)
+                    };
                     for (k, v) in &headers {
                         has_auth |= k.eq_ignore_ascii_case("authorization");
                         req = req.header(k, v);
@@ -189,6 +193,11 @@ impl Herald {
 
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let (status, json, _) = self.request("GET", path, None, &[]).await;
+        (status, json)
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
+        let (status, json, _) = self.request("DELETE", path, None, &[]).await;
         (status, json)
     }
 
