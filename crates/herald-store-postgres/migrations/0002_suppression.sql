@@ -34,3 +34,25 @@ CREATE TABLE webhook_outbox (
     body    text        NOT NULL,
     PRIMARY KEY (tx, id)
 );
+
+-- How far each webhook endpoint has read the outbox (by its configured
+-- name): events up to the cursor were delivered, given up or filtered out.
+CREATE TABLE webhook_cursors (
+    endpoint  text   PRIMARY KEY,
+    cursor_tx xid8   NOT NULL,
+    cursor_id bigint NOT NULL
+);
+
+-- Every attempt to deliver an event to an endpoint.
+CREATE TABLE webhook_deliveries (
+    id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    endpoint    text        NOT NULL,
+    event_id    text        NOT NULL,
+    kind        text        NOT NULL,
+    attempt     int         NOT NULL,
+    at          timestamptz NOT NULL,
+    http_status int,
+    duration_ms bigint      NOT NULL,
+    error       text,
+    outcome     text        NOT NULL CHECK (outcome IN ('delivered', 'retrying', 'gave_up', 'disabled'))
+);

@@ -57,7 +57,7 @@ use herald_store::{
     Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, OutboxEvent, Page, Purged,
     QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
-    SuppressionPage,
+    SuppressionPage, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 use self::depth::Depth;
@@ -517,6 +517,42 @@ impl Store for PgStore {
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         self.run(|shared| async move { suppress::read_outbox(&shared, after, limit).await })
             .await
+    }
+
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<Option<FeedCursor>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.run(|shared| async move { suppress::webhook_cursor(&shared, &endpoint).await })
+            .await
+    }
+
+    async fn advance_webhook(&self, endpoint: &str, cursor: FeedCursor) -> Result<(), StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.run(
+            |shared| async move { suppress::advance_webhook(&shared, &endpoint, cursor).await },
+        )
+        .await
+    }
+
+    async fn record_webhook_delivery(
+        &self,
+        delivery: WebhookDelivery,
+        advance: Option<FeedCursor>,
+    ) -> Result<i64, StoreError> {
+        self.run(|shared| async move {
+            suppress::record_webhook_delivery(&shared, &delivery, advance).await
+        })
+        .await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
+        self.run(
+            |shared| async move { suppress::list_webhook_deliveries(&shared, before, limit).await },
+        )
+        .await
     }
 
     fn on_new_work(&self, wake: Arc<dyn Fn() + Send + Sync>) {

@@ -31,3 +31,25 @@ CREATE TABLE webhook_outbox (
     message TEXT,
     body    TEXT    NOT NULL
 ) STRICT;
+
+-- How far each webhook endpoint has read the outbox (by its configured
+-- name): events up to the cursor were delivered, given up or filtered out.
+CREATE TABLE webhook_cursors (
+    endpoint  TEXT    PRIMARY KEY NOT NULL,
+    cursor_tx INTEGER NOT NULL,
+    cursor_id INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Every attempt to deliver an event to an endpoint.
+CREATE TABLE webhook_deliveries (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint    TEXT    NOT NULL,
+    event_id    TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    attempt     INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    http_status INTEGER,
+    duration_ms INTEGER NOT NULL,
+    error       TEXT,
+    outcome     TEXT    NOT NULL CHECK (outcome IN ('delivered', 'retrying', 'gave_up', 'disabled'))
+) STRICT;

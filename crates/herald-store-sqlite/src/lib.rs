@@ -34,7 +34,7 @@ use herald_store::{
     Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, OutboxEvent, Page, Purged,
     QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
-    SuppressionPage,
+    SuppressionPage, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -437,6 +437,38 @@ impl Store for SqliteStore {
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         self.reads
             .with(move |conn| suppress::read_outbox(conn, after, limit))
+            .await
+    }
+
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<Option<FeedCursor>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.reads
+            .with(move |conn| suppress::webhook_cursor(conn, &endpoint))
+            .await
+    }
+
+    async fn advance_webhook(&self, endpoint: &str, cursor: FeedCursor) -> Result<(), StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.job(move |conn| suppress::advance_webhook(conn, &endpoint, cursor))
+            .await
+    }
+
+    async fn record_webhook_delivery(
+        &self,
+        delivery: WebhookDelivery,
+        advance: Option<FeedCursor>,
+    ) -> Result<i64, StoreError> {
+        self.job(move |conn| suppress::record_webhook_delivery(conn, &delivery, advance))
+            .await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
+        self.reads
+            .with(move |conn| suppress::list_webhook_deliveries(conn, before, limit))
             .await
     }
 }

@@ -30,7 +30,10 @@ pub use model::{
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NextStep, Page, Purged,
     QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Retention, StoreOptions,
 };
-pub use outbox::{NewOutboxEvent, OutboxEvent, WebhookEventType};
+pub use outbox::{
+    DeliveryOutcome, NewOutboxEvent, OutboxEvent, WebhookDelivery, WebhookDeliveryRecord,
+    WebhookEventType,
+};
 pub use suppression::{
     Added, Suppression, SuppressionCursor, SuppressionFilter, SuppressionPage, SuppressionPolicy,
     SuppressionReason,
@@ -312,6 +315,28 @@ pub trait Store: Send + Sync + 'static {
         after: Option<FeedCursor>,
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// How far `endpoint` has read the outbox (`None`: from the start).
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<Option<FeedCursor>, StoreError>;
+
+    /// Moves `endpoint`'s cursor to `cursor` (events up to it are done).
+    async fn advance_webhook(&self, endpoint: &str, cursor: FeedCursor) -> Result<(), StoreError>;
+
+    /// Records one try to deliver an event and, with `advance`, moves the
+    /// endpoint's cursor past it, in one commit. Returns the try's id.
+    async fn record_webhook_delivery(
+        &self,
+        delivery: WebhookDelivery,
+        advance: Option<FeedCursor>,
+    ) -> Result<i64, StoreError>;
+
+    /// Up to `limit` tries, newest first, before the try `before` (from
+    /// the newest when `None`).
+    async fn list_webhook_deliveries(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError>;
 
     /// Calls `wake` whenever another process sharing the store may have
     /// made work due (an enqueue, a retry, a release), so that idle nodes

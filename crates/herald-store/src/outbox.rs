@@ -126,6 +126,84 @@ pub struct OutboxEvent {
     pub body: String,
 }
 
+/// What one attempt to deliver an event to an endpoint came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// It failed; the event will be sent again.
+    Retrying,
+    /// It failed, and the event is older than the endpoint's maximum age:
+    /// given up.
+    GaveUp,
+    /// The endpoint answered 410 Gone: it is disabled.
+    Disabled,
+}
+
+impl DeliveryOutcome {
+    /// Every outcome.
+    pub const ALL: [Self; 4] = [
+        Self::Delivered,
+        Self::Retrying,
+        Self::GaveUp,
+        Self::Disabled,
+    ];
+
+    /// The name in the API, the database and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retrying => "retrying",
+            Self::GaveUp => "gave_up",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+impl FromStr for DeliveryOutcome {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown delivery outcome {s:?}"))
+    }
+}
+
+/// One attempt to deliver an event to an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// The endpoint's configured name.
+    pub endpoint: String,
+    /// The event's id (`webhook-id`).
+    pub event_id: String,
+    /// The event's type.
+    pub kind: WebhookEventType,
+    /// 1 for the first try of this event at this endpoint.
+    pub attempt: u32,
+    /// When the try started.
+    pub at: OffsetDateTime,
+    /// The HTTP status answered, if any.
+    pub http_status: Option<u16>,
+    /// How long the try took.
+    pub duration: std::time::Duration,
+    /// What went wrong, if anything (never the URL).
+    pub error: Option<String>,
+    /// What it came to.
+    pub outcome: DeliveryOutcome,
+}
+
+/// A [`WebhookDelivery`] as stored, with its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDeliveryRecord {
+    /// Its id: newer tries have larger ids.
+    pub id: i64,
+    /// The try.
+    pub delivery: WebhookDelivery,
+}
+
 /// The message an attempt's events are about, as the payload shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageContext<'a> {

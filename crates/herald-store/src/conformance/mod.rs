@@ -69,7 +69,7 @@ pub use query::{
 pub use suppress::{
     a_hard_bounce_suppresses_in_the_attempts_transaction, a_lapsed_entry_no_longer_holds,
     a_policy_rejection_does_not_suppress, giving_up_and_suppressed_recipients_make_their_events,
-    suppressions_are_added_listed_and_removed,
+    suppressions_are_added_listed_and_removed, webhook_cursors_and_deliveries_are_kept,
 };
 
 /// Runs every conformance test, each on a fresh store from `make`, one
@@ -131,6 +131,7 @@ where
         a_hard_bounce_suppresses_in_the_attempts_transaction,
         a_policy_rejection_does_not_suppress,
         giving_up_and_suppressed_recipients_make_their_events,
+        webhook_cursors_and_deliveries_are_kept,
     );
 }
 

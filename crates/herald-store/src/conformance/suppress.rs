@@ -376,3 +376,75 @@ pub async fn giving_up_and_suppressed_recipients_make_their_events<S: Store>(sto
     );
     assert_eq!(body(&events[2])["data"]["response"], "suppressed (bounce)");
 }
+
+/// An endpoint's cursor starts empty and moves with a recorded delivery
+/// (or alone); tries are listed newest first, a page at a time.
+pub async fn webhook_cursors_and_deliveries_are_kept<S: Store>(store: S) {
+    store
+        .add_suppressions(vec![manual(BOB, at(1)), manual(CAROL, at(2))], at(2))
+        .await
+        .expect("add");
+    let events = outbox(&store).await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(store.webhook_cursor("app").await.expect("cursor"), None);
+    let try_one = |outcome, attempt| crate::WebhookDelivery {
+        endpoint: "app".to_owned(),
+        event_id: events[0].id.clone(),
+        kind: events[0].kind,
+        attempt,
+        at: at(10 + i64::from(attempt)),
+        http_status: Some(if outcome == crate::DeliveryOutcome::Delivered {
+            200
+        } else {
+            503
+        }),
+        duration: Duration::from_millis(12),
+        error: None,
+        outcome,
+    };
+    let first = store
+        .record_webhook_delivery(try_one(crate::DeliveryOutcome::Retrying, 1), None)
+        .await
+        .expect("record");
+    assert_eq!(store.webhook_cursor("app").await.expect("cursor"), None);
+    let second = store
+        .record_webhook_delivery(
+            try_one(crate::DeliveryOutcome::Delivered, 2),
+            Some(events[0].cursor),
+        )
+        .await
+        .expect("record");
+    assert!(second > first, "ids grow");
+    assert_eq!(
+        store.webhook_cursor("app").await.expect("cursor"),
+        Some(events[0].cursor)
+    );
+    let rest = store
+        .read_outbox(Some(events[0].cursor), 10)
+        .await
+        .expect("read on");
+    assert_eq!(rest, events[1..].to_vec());
+    store
+        .advance_webhook("app", events[1].cursor)
+        .await
+        .expect("advance");
+    assert_eq!(
+        store.webhook_cursor("app").await.expect("cursor"),
+        Some(events[1].cursor)
+    );
+    assert_eq!(store.webhook_cursor("other").await.expect("cursor"), None);
+
+    let newest = store.list_webhook_deliveries(None, 1).await.expect("list");
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].id, second);
+    assert_eq!(
+        newest[0].delivery,
+        try_one(crate::DeliveryOutcome::Delivered, 2)
+    );
+    let older = store
+        .list_webhook_deliveries(Some(second), 10)
+        .await
+        .expect("list");
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0].id, first);
+}
