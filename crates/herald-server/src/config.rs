@@ -19,6 +19,7 @@ mod submission;
 mod suppression;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use herald_smtp::{ClientConfig, PoolConfig, Timeouts};
 pub use api_key::{ApiKey, Scope, Scopes};
 pub use error::ConfigError;
 pub use submission::SubmissionConfig;
+pub use webhooks::{WebhookConfig, WebhookSecret};
 
 /// The environment variable whose comma-separated keys are added to
 /// `auth.api_keys`.
@@ -69,6 +71,8 @@ pub struct Config {
     /// `[suppression]`: which failures suppress their address by
     /// themselves (default: `invalid_recipient`, for good).
     pub suppression: herald_store::SuppressionPolicy,
+    /// `[[webhooks]]`: the endpoints told about events (none by default).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// `[server]`.

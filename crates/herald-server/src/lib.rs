@@ -16,6 +16,7 @@ mod service;
 mod submission;
 pub mod trace;
 mod upkeep;
+mod webhooks;
 
 pub use service::{ServeError, migrate, open_store, serve};
 

@@ -214,6 +214,16 @@ pub async fn serve(
         alerting
             .clone()
             .spawn_evaluator(alerting.evaluate_every(), stop_alerts.clone(), leading);
+    // Webhooks are sent on their own tasks too: a dead endpoint never
+    // delays mail.
+    let stop_webhooks = CancellationToken::new();
+    let webhook_tasks = crate::webhooks::spawn(
+        store.clone(),
+        config.webhooks.clone(),
+        node_id.clone(),
+        metrics.clone(),
+        stop_webhooks.clone(),
+    );
     workers_running.store(true, Ordering::Relaxed);
 
     let mut message_limits = herald_message::Limits::default();
@@ -255,6 +265,15 @@ pub async fn serve(
             tracing::error!(error = %error, task = name, "task failed");
         }
     }
+    stop_webhooks.cancel();
+    for task in webhook_tasks {
+        // A POST in flight ends at its own timeout; shutdown does not wait
+        // for it (its event is sent again by the next sender).
+        let abort = task.abort_handle();
+        if tokio::time::timeout(WEBHOOK_GRACE, task).await.is_err() {
+            abort.abort();
+        }
+    }
     stop_alerts.cancel();
     if let Err(error) = alert_task.await {
         tracing::error!(error = %error, "alert task failed");
@@ -270,6 +289,9 @@ pub async fn serve(
     tracing::info!("stopped");
     served.map_err(ServeError::from)
 }
+
+/// How long shutdown waits for a webhook POST in flight.
+const WEBHOOK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `[server]`'s bounds on HTTP connections.
 fn http_limits(config: &Config) -> crate::http::HttpLimits {

@@ -12,6 +12,7 @@ mod raw;
 mod scrape;
 mod suppressions;
 mod views;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,7 @@ pub(crate) use messages::admit;
 pub use suppressions::{
     AddResult, AddResults, AddSuppressions, MAX_ADDRESSES, SuppressionList, SuppressionView,
 };
+pub use webhooks::{WebhookDeliveryList, WebhookDeliveryView};
 
 use crate::config::{ApiKey, Scope};
 use crate::dispatch::Dispatcher;
@@ -143,6 +145,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/suppressions"),
     ("GET", "/v1/suppressions/{address}"),
     ("DELETE", "/v1/suppressions/{address}"),
+    ("GET", "/v1/webhooks/deliveries"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -182,6 +185,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/suppressions/{address}",
             get(suppressions::show).delete(suppressions::remove),
         )
+        .route("/v1/webhooks/deliveries", get(webhooks::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -219,6 +223,7 @@ pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
         ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
         ("GET" | "HEAD", "/v1/suppressions" | "/v1/suppressions/{address}") => Scope::Read,
+        ("GET" | "HEAD", "/v1/webhooks/deliveries") => Scope::Read,
         ("POST", "/v1/suppressions") | ("DELETE", "/v1/suppressions/{address}") => Scope::Manage,
         _ => return None,
     })

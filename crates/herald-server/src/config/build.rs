@@ -30,6 +30,7 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
     let limits = limits(raw.limits)?;
     let submission = super::submission::submission(raw.submission, &limits)?;
     let suppression = super::suppression::suppression(raw.suppression)?;
+    let webhooks = super::webhooks::webhooks(raw.webhooks, env)?;
     if raw.outbox.dir.as_os_str().is_empty() {
         return Err(ConfigError::new("outbox.dir", "must not be empty"));
     }
@@ -55,6 +56,7 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
         alerts,
         submission,
         suppression,
+        webhooks,
     })
 }
 
@@ -76,6 +78,7 @@ pub(super) fn defaults() -> Config {
         alerts: crate::alerts::AlertsConfig::default(),
         submission: None,
         suppression: herald_store::SuppressionPolicy::default(),
+        webhooks: Vec::new(),
     }
 }
 

@@ -41,6 +41,8 @@ pub(crate) struct RawConfig {
     pub(crate) submission: Option<super::submission::RawSubmission>,
     /// `[suppression]`: automatic entries of the suppression list.
     pub(crate) suppression: super::suppression::RawSuppression,
+    /// `[[webhooks]]`: event webhooks to the application.
+    pub(crate) webhooks: Vec<super::webhooks::RawWebhook>,
 }
 
 /// `[server]`.

@@ -19,7 +19,9 @@ use std::time::Duration;
 use ::metrics::{Key, Label, Level, Metadata, Recorder, SharedString};
 use herald_policy::{BounceClass, BreakerState};
 use herald_smtp::PoolStats;
-use herald_store::{Enqueued, MessageStatus, QueueStats, StoreError, SuppressionReason};
+use herald_store::{
+    DeliveryOutcome, Enqueued, MessageStatus, QueueStats, StoreError, SuppressionReason,
+};
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -242,6 +244,42 @@ impl Metrics {
             vec![Label::new("reason", reason.as_str())],
         )
         .increment(1);
+    }
+
+    /// Zero series for a webhook endpoint, so its rates exist from the start.
+    pub fn register_webhook(&self, webhook: &str) {
+        for outcome in DeliveryOutcome::ALL {
+            self.counter(
+                WEBHOOK_DELIVERIES,
+                vec![
+                    Label::new("webhook", webhook.to_owned()),
+                    Label::new("outcome", outcome.as_str()),
+                ],
+            )
+            .increment(0);
+        }
+        self.webhook_backlog(webhook, Duration::ZERO);
+    }
+
+    /// One try to deliver an event to `webhook`.
+    pub fn webhook_delivery(&self, webhook: &str, outcome: DeliveryOutcome) {
+        self.counter(
+            WEBHOOK_DELIVERIES,
+            vec![
+                Label::new("webhook", webhook.to_owned()),
+                Label::new("outcome", outcome.as_str()),
+            ],
+        )
+        .increment(1);
+    }
+
+    /// How old the oldest event not yet delivered to `webhook` is.
+    pub fn webhook_backlog(&self, webhook: &str, age: Duration) {
+        self.gauge(
+            WEBHOOK_OLDEST_UNDELIVERED_AGE,
+            vec![Label::new("webhook", webhook.to_owned())],
+        )
+        .set(age.as_secs_f64());
     }
 
     /// A message reached `status`; statuses that are not final are ignored.

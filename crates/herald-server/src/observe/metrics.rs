@@ -62,6 +62,11 @@ pub const HTTP_REQUEST_DURATION: &str = "herald_http_request_duration_seconds";
 pub const RECIPIENT_CLASSES: &str = "herald_recipient_failures_total";
 /// Counter `{reason}`: entries added to the suppression list.
 pub const SUPPRESSIONS_ADDED: &str = "herald_suppressions_added_total";
+/// Counter `{webhook, outcome}`: tries to deliver an event to an endpoint.
+pub const WEBHOOK_DELIVERIES: &str = "herald_webhook_deliveries_total";
+/// Gauge `{webhook}`: age of the oldest event not yet delivered to the
+/// endpoint (0 when it is caught up).
+pub const WEBHOOK_OLDEST_UNDELIVERED_AGE: &str = "herald_webhook_oldest_undelivered_age_seconds";
 
 /// Every metric name above, in the order the operations guide lists them.
 pub const ALL: &[&str] = &[
@@ -86,6 +91,8 @@ pub const ALL: &[&str] = &[
     HTTP_REQUEST_DURATION,
     RECIPIENT_CLASSES,
     SUPPRESSIONS_ADDED,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_OLDEST_UNDELIVERED_AGE,
 ];
 
 /// The `relay` label of attempts made without a relay: the message could
@@ -207,6 +214,16 @@ pub(crate) const HELP: &[(&str, Kind, &str)] = &[
         SUPPRESSIONS_ADDED,
         Kind::Counter,
         "Entries added to the suppression list, by reason.",
+    ),
+    (
+        WEBHOOK_DELIVERIES,
+        Kind::Counter,
+        "Tries to deliver an event to a webhook endpoint, by endpoint and outcome.",
+    ),
+    (
+        WEBHOOK_OLDEST_UNDELIVERED_AGE,
+        Kind::Gauge,
+        "Age in seconds of the oldest event not yet delivered to the endpoint (0 when caught up).",
     ),
 ];
 

@@ -21,6 +21,9 @@ use tokio::task::JoinHandle;
 
 pub(crate) const KEY: &str = "test-key-0123456789abcdef";
 
+/// The webhook secret the test environment holds in `WEBHOOK_SECRET`.
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 pub(crate) struct Herald {
     pub(crate) base: String,
     pub(crate) dir: PathBuf,
@@ -94,7 +97,8 @@ impl Herald {
     /// Starts on `dir` with the given config text (which must use `dir`).
     pub(crate) async fn start_in(dir: PathBuf, text: &str) -> Herald {
         let text = text.replace("{DIR}", &dir.display().to_string());
-        let config = Config::from_toml_str(&text, &|_| None).unwrap();
+        let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| WEBHOOK_SECRET.to_owned());
+        let config = Config::from_toml_str(&text, &env).unwrap();
         let store = open_store(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
