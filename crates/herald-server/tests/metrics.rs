@@ -393,7 +393,11 @@ async fn a_cancelled_message_is_counted_finished_once() {
 /// that every family has samples.
 async fn busy_scrape() -> Scrape {
     let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
-    let herald = Herald::start(Some(&smtp)).await;
+    let (hook, _) = common::webhook_receiver().await;
+    let webhooks = format!(
+        "[[webhooks]]\nname = \"app\"\nurl = \"{hook}\"\nsecret_env = \"WEBHOOK_SECRET\"\n"
+    );
+    let herald = Herald::start_with(Some(&smtp), &webhooks).await;
     for to in [
         "ok@example.com",
         "rcpt451-once@example.com",

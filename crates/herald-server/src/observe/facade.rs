@@ -488,6 +488,7 @@ mod tests {
     fn every_name_is_prefixed_described_and_rendered() {
         let metrics = Arc::new(Metrics::new());
         metrics.register_relay("primary");
+        metrics.register_webhook("app");
         metrics.sample_queue(&QueueStats::default());
         metrics.sample_relay("primary", PoolStats::default(), BreakerState::HalfOpen);
         metrics.http_request("/healthz", &axum::http::Method::GET, 200, Duration::ZERO);
