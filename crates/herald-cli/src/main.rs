@@ -12,6 +12,7 @@ mod relay;
 mod relay_check;
 mod send;
 mod serve;
+mod suppressions;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,9 @@ enum Command {
     /// Apply the store's schema migrations and print its version (ahead of
     /// a rollout; `serve` also applies them at start).
     Migrate(migrate::MigrateArgs),
+    /// Read and edit a running herald's suppression list (list, add,
+    /// remove).
+    Suppressions(suppressions::SuppressionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => serve::check_config(args),
         Command::Queue(args) => queue::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Suppressions(args) => suppressions::run(args),
     };
     match result {
         Ok(code) => code,

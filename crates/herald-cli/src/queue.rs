@@ -152,7 +152,7 @@ fn print_list(body: &Value) {
 }
 
 /// Percent-encodes a query or path value.
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
