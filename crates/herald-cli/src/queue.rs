@@ -1,10 +1,12 @@
 //! `herald queue`: look at and act on the queue of a running herald over its
-//! HTTP API — list, show, retry, cancel.
+//! HTTP API — list, show, retry, cancel. Answers are read into herald-api's
+//! types, the same the server writes.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde_json::Value;
+use herald_api::{ListQuery, MAX_LIST_LIMIT, Message, MessagePage, MessageStatus, Problem};
+use serde::de::DeserializeOwned;
 
 use crate::exit::Failure;
 
@@ -26,7 +28,7 @@ enum QueueAction {
     List {
         /// Only this status (queued, deferred, delivered, failed, …).
         #[arg(long)]
-        status: Option<String>,
+        status: Option<MessageStatus>,
         /// Only messages with this tag.
         #[arg(long)]
         tag: Option<String>,
@@ -35,7 +37,7 @@ enum QueueAction {
         recipient: Option<String>,
         /// How many (at most 500).
         #[arg(long, default_value_t = 50)]
-        limit: u32,
+        limit: usize,
         /// Continue from a previous page's next_cursor.
         #[arg(long)]
         cursor: Option<String>,
@@ -63,13 +65,16 @@ pub(crate) fn run(args: QueueArgs) -> Result<ExitCode, Failure> {
         .clone()
         .ok_or_else(|| Failure::input("--api-key: required (or set HERALD_API_KEY)"))?;
     let base = args.server.trim_end_matches('/');
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .into();
-    let auth = format!("Bearer {key}");
-    let (method, url) = match &args.action {
+    let client = Client {
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .into(),
+        auth: format!("Bearer {key}"),
+    };
+    let message_url = |id: &str, action: &str| format!("{base}/v1/messages/{}{action}", encode(id));
+    match args.action {
         QueueAction::List {
             status,
             tag,
@@ -77,81 +82,103 @@ pub(crate) fn run(args: QueueArgs) -> Result<ExitCode, Failure> {
             limit,
             cursor,
         } => {
-            let mut query = vec![format!("limit={limit}")];
-            for (name, value) in [
-                ("status", status),
-                ("tag", tag),
-                ("recipient", recipient),
-                ("cursor", cursor),
-            ] {
-                if let Some(value) = value {
-                    query.push(format!("{name}={}", encode(value)));
-                }
+            if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+                return Err(Failure::input("--limit: a number from 1 to 500"));
             }
-            ("GET", format!("{base}/v1/messages?{}", query.join("&")))
+            let query = ListQuery {
+                status,
+                tag,
+                recipient,
+                limit: Some(limit),
+                cursor,
+                ..ListQuery::default()
+            };
+            let url = format!("{base}/v1/messages?{}", query.to_query_string());
+            let page: MessagePage = client.call("GET", &url)?;
+            print_list(&page);
         }
-        QueueAction::Show { id } => ("GET", format!("{base}/v1/messages/{}", encode(id))),
-        QueueAction::Retry { id } => ("POST", format!("{base}/v1/messages/{}/retry", encode(id))),
-        QueueAction::Cancel { id } => ("POST", format!("{base}/v1/messages/{}/cancel", encode(id))),
-    };
-    let response = if method == "GET" {
-        agent.get(&url).header("Authorization", &auth).call()
-    } else {
-        agent.post(&url).header("Authorization", &auth).send_empty()
-    }
-    .map_err(|e| Failure::Fault(anyhow::anyhow!("{url}: {e}")))?;
-    let status = response.status().as_u16();
-    let body: Value = response
-        .into_body()
-        .read_json()
-        .map_err(|e| Failure::Fault(anyhow::anyhow!("{url}: unreadable answer: {e}")))?;
-    if status >= 400 {
-        let detail = body["detail"].as_str().unwrap_or("request failed");
-        return Err(Failure::Fault(anyhow::anyhow!("{status}: {detail}")));
-    }
-    match args.action {
-        QueueAction::List { .. } => print_list(&body),
-        _ => println!(
-            "{}",
-            serde_json::to_string_pretty(&body).unwrap_or_default()
-        ),
+        QueueAction::Show { id } => print_message(&client.call("GET", &message_url(&id, ""))?),
+        QueueAction::Retry { id } => {
+            print_message(&client.call("POST", &message_url(&id, "/retry"))?);
+        }
+        QueueAction::Cancel { id } => {
+            print_message(&client.call("POST", &message_url(&id, "/cancel"))?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_list(body: &Value) {
-    let empty = Vec::new();
-    let messages = body["messages"].as_array().unwrap_or(&empty);
+/// An HTTP client of one server with one key.
+struct Client {
+    agent: ureq::Agent,
+    auth: String,
+}
+
+impl Client {
+    /// `method url` (a POST without a body), its answer read as `T`; an
+    /// error answer becomes a failure that says its status and detail.
+    fn call<T: DeserializeOwned>(&self, method: &str, url: &str) -> Result<T, Failure> {
+        let request = if method == "GET" {
+            self.agent
+                .get(url)
+                .header("Authorization", &self.auth)
+                .call()
+        } else {
+            self.agent
+                .post(url)
+                .header("Authorization", &self.auth)
+                .send_empty()
+        };
+        let response = request.map_err(|e| Failure::Fault(anyhow::anyhow!("{url}: {e}")))?;
+        let status = response.status().as_u16();
+        let text = response
+            .into_body()
+            .read_to_string()
+            .map_err(|e| Failure::Fault(anyhow::anyhow!("{url}: unreadable answer: {e}")))?;
+        if status >= 400 {
+            let detail = serde_json::from_str::<Problem>(&text)
+                .map(|problem| problem.detail)
+                .unwrap_or_else(|_| "request failed".to_owned());
+            return Err(Failure::Fault(anyhow::anyhow!("{status}: {detail}")));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| Failure::Fault(anyhow::anyhow!("{url}: unexpected answer: {e}")))
+    }
+}
+
+fn print_message(message: &Message) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(message).unwrap_or_default()
+    );
+}
+
+fn print_list(page: &MessagePage) {
     println!(
         "{:<26}  {:<10}  {:<20}  {:>8}  recipients",
         "id", "status", "created", "attempts"
     );
-    for m in messages {
-        let recipients: Vec<_> = m["recipients"]
-            .as_array()
-            .unwrap_or(&empty)
-            .iter()
-            .filter_map(|r| r["address"].as_str())
-            .collect();
+    for m in &page.messages {
+        let recipients: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
+        let created = m
+            .created_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         println!(
             "{:<26}  {:<10}  {:<20}  {:>8}  {}",
-            m["id"].as_str().unwrap_or(""),
-            m["status"].as_str().unwrap_or(""),
-            m["created_at"]
-                .as_str()
-                .unwrap_or("")
-                .get(..19)
-                .unwrap_or(""),
-            m["attempts"].as_u64().unwrap_or(0),
+            m.id,
+            m.status,
+            created.get(..19).unwrap_or(&created),
+            m.attempts,
             recipients.join(", ")
         );
     }
-    if let Some(cursor) = body["next_cursor"].as_str() {
+    if let Some(cursor) = &page.next_cursor {
         println!("next page: --cursor {cursor}");
     }
 }
 
-/// Percent-encodes a query or path value.
+/// Percent-encodes a path segment or query value.
 pub(crate) fn encode(value: &str) -> String {
     value
         .bytes()

@@ -297,6 +297,9 @@ fn describe(error: &Error) -> String {
     }
 }
 
+/// One recipient's line. `outcome` speaks the service's vocabulary (a
+/// recipient is `delivered`, `deferred` or `failed`); codes appear only
+/// when a server gave them.
 fn log_outcome(attempt: u32, relay: &str, duration_ms: u64, outcome: &RecipientOutcome) {
     match &outcome.result {
         Ok(reply) => tracing::info!(
@@ -306,7 +309,7 @@ fn log_outcome(attempt: u32, relay: &str, duration_ms: u64, outcome: &RecipientO
             duration_ms,
             outcome = "delivered",
             code = reply.code(),
-            enhanced_code = %reply.enhanced_code().map(|c| c.to_string()).unwrap_or_default(),
+            enhanced_code = reply.enhanced_code().map(tracing::field::display),
             "attempt"
         ),
         Err(error) => tracing::warn!(
@@ -314,26 +317,29 @@ fn log_outcome(attempt: u32, relay: &str, duration_ms: u64, outcome: &RecipientO
             relay,
             recipient = %outcome.address,
             duration_ms,
-            outcome = error.classification(),
+            outcome = if error.is_transient() { "deferred" } else { "failed" },
             phase = error.phase().as_str(),
-            code = error.smtp_code().unwrap_or(0),
-            enhanced_code = %error.enhanced_code().map(|c| c.to_string()).unwrap_or_default(),
+            code = error.smtp_code(),
+            enhanced_code = error.enhanced_code().map(tracing::field::display),
             error = %error,
             "attempt"
         ),
     }
 }
 
+/// The relay failed as a whole (no recipient got an answer of its own):
+/// `outcome = "error"`, as the service's metrics and events say it.
 fn log_error(attempt: u32, relay: &str, duration_ms: u64, recipients: usize, error: &Error) {
     tracing::warn!(
         attempt,
         relay,
         recipients,
         duration_ms,
-        outcome = error.classification(),
+        outcome = "error",
+        retry = error.is_transient(),
         phase = error.phase().as_str(),
-        code = error.smtp_code().unwrap_or(0),
-        enhanced_code = %error.enhanced_code().map(|c| c.to_string()).unwrap_or_default(),
+        code = error.smtp_code(),
+        enhanced_code = error.enhanced_code().map(tracing::field::display),
         error = %error,
         "attempt"
     );

@@ -188,11 +188,11 @@ fn crash_and_recover(kill_after: usize, backend: Backend) {
     let taken_over = ids
         .iter()
         .filter(|id| {
-            support::get_message(&agent, &herald.base, id)["events"]
-                .as_array()
-                .unwrap()
+            support::get_message(&agent, &herald.base, id)
+                .events
                 .iter()
-                .any(|e| e["type"] == "lease_reclaimed")
+                .flatten()
+                .any(|e| e.kind == herald_api::EventKind::LeaseReclaimed)
         })
         .count();
     assert!(

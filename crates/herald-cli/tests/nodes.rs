@@ -136,11 +136,11 @@ fn three_nodes_share_one_queue_and_lose_nothing_to_a_kill_9() {
     let taken_over: Vec<&String> = ids
         .iter()
         .filter(|id| {
-            support::get_message(&agent, &nodes[0].0.base, id)["events"]
-                .as_array()
-                .unwrap()
+            support::get_message(&agent, &nodes[0].0.base, id)
+                .events
                 .iter()
-                .any(|e| e["type"] == "lease_expired")
+                .flatten()
+                .any(|e| e.kind == herald_api::EventKind::LeaseExpired)
         })
         .collect();
     assert!(

@@ -88,7 +88,7 @@ async fn transient_failure_is_retried_with_backoff_then_delivered() {
     let log = attempts(&out);
     assert_eq!(log.len(), 2, "{log:?}");
     assert_eq!(log[0]["attempt"], 1);
-    assert_eq!(log[0]["outcome"], "transient");
+    assert_eq!(log[0]["outcome"], "deferred");
     assert_eq!(log[0]["code"], 451);
     assert_eq!(log[0]["enhanced_code"], "4.7.1");
     assert_eq!(log[0]["phase"], "rcpt");
@@ -197,6 +197,16 @@ async fn a_relay_that_is_down_exhausts_the_deadline() {
         "{}",
         stdout(&out)
     );
+    // A refused connection is the relay's error, in the service's words,
+    // and has no SMTP code to show: the fields are absent, not 0 or "".
+    let log = attempts(&out);
+    assert!(!log.is_empty());
+    for line in &log {
+        assert_eq!(line["outcome"], "error", "{line}");
+        assert_eq!(line["phase"], "connect", "{line}");
+        assert!(line.get("code").is_none(), "{line}");
+        assert!(line.get("enhanced_code").is_none(), "{line}");
+    }
 }
 
 fn relay_check_args(server: &TestServer, ca: &std::path::Path) -> Vec<String> {

@@ -41,7 +41,7 @@ fn every_log_line_about_a_message_carries_its_trace_id() {
     let created: serde_json::Value = answer.body_mut().read_json().unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
     let started = Instant::now();
-    while get_message(&agent, &herald.base, &id)["status"] != "delivered" {
+    while get_message(&agent, &herald.base, &id).status != herald_api::MessageStatus::Delivered {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "{id} not delivered"

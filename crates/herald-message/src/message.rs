@@ -54,7 +54,7 @@ const MAX_METADATA_KEY_CHARS: usize = 128;
 const MAX_METADATA_VALUE_CHARS: usize = 2048;
 
 /// One problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldError {
     /// Where: `from`, `to[1]`, `attachments[0].filename`, `headers.X-A`, …
     pub field: String,

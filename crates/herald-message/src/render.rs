@@ -5,9 +5,8 @@
 //! normalises line endings, adds the RFC 2047 `name=` fallback that older
 //! clients read, and never writes Bcc.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use mail_builder::MessageBuilder;
+use mail_builder::headers::HeaderType;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::date::Date;
@@ -21,6 +20,10 @@ use crate::address::EmailAddress;
 use crate::attachment::{Attachment, Disposition};
 use crate::message::Message;
 use crate::text::normalize_line_endings;
+
+mod encode;
+
+use encode::{b_words, extended_parameter, legacy_name_parameter, looks_encoded};
 
 /// What rendering needs besides the message: the identity and the time.
 /// Passed in, so that rendering is deterministic and testable.
@@ -65,24 +68,24 @@ impl Message {
     /// refused by validation.
     pub fn render(&self, options: &RenderOptions) -> Rendered {
         let mut builder = MessageBuilder::new()
-            .from(address(&self.from))
+            .header("From", addresses(std::slice::from_ref(&self.from)))
             .message_id(MessageId::new(options.message_id.as_str()))
             .date(Date::new(options.date.unix_timestamp()));
         if !self.to.is_empty() {
-            builder = builder.to(address_list(&self.to));
+            builder = builder.header("To", addresses(&self.to));
         }
         if !self.cc.is_empty() {
-            builder = builder.cc(address_list(&self.cc));
+            builder = builder.header("Cc", addresses(&self.cc));
         }
         // Bcc recipients are in the envelope only: no header names them.
         if let Some(reply_to) = &self.reply_to {
-            builder = builder.reply_to(address(reply_to));
+            builder = builder.header("Reply-To", addresses(std::slice::from_ref(reply_to)));
         }
         if let Some(subject) = &self.subject {
-            builder = builder.subject(subject.as_str());
+            builder = builder.header("Subject", text(subject));
         }
         for (name, value) in self.headers.iter().chain(&options.extra_headers) {
-            builder = builder.header(name.as_str(), Text::new(value.as_str()));
+            builder = builder.header(name.as_str(), text(value.as_str()));
         }
         // mail-builder adds MIME-Version itself.
         builder = builder.body(self.mime_tree());
@@ -134,12 +137,39 @@ impl Message {
     }
 }
 
-fn address(a: &EmailAddress) -> Address<'_> {
-    Address::new_address(a.name(), a.address())
+/// Unstructured text: mail-builder's encoding, unless the text could be
+/// taken for encoded words (see [`encode`]) or starts with white space,
+/// which readers drop as part of the header's separator (mail-builder
+/// encodes trailing white space itself; found by fuzzing).
+fn text(value: &str) -> HeaderType<'_> {
+    if looks_encoded(value) || value.starts_with([' ', '\t']) {
+        Raw::new(b_words(value)).into()
+    } else {
+        Text::new(value).into()
+    }
 }
 
-fn address_list(list: &[EmailAddress]) -> Address<'_> {
-    Address::new_list(list.iter().map(address).collect())
+/// An address list: mail-builder's, unless a display name could be taken
+/// for encoded words; then every name is written as "B" words.
+fn addresses(list: &[EmailAddress]) -> HeaderType<'_> {
+    if !list.iter().any(|a| a.name().is_some_and(looks_encoded)) {
+        let mut all: Vec<_> = list
+            .iter()
+            .map(|a| Address::new_address(a.name(), a.address()))
+            .collect();
+        return match all.len() {
+            1 => all.remove(0).into(),
+            _ => Address::new_list(all).into(),
+        };
+    }
+    let written: Vec<String> = list
+        .iter()
+        .map(|a| match a.name() {
+            Some(name) if !name.is_empty() => format!("{}\r\n <{}>", b_words(name), a.address()),
+            _ => format!("<{}>", a.address()),
+        })
+        .collect();
+    Raw::new(written.join(",\r\n ")).into()
 }
 
 fn text_part<'x>(content_type: &'static str, body: &str) -> MimePart<'x> {
@@ -162,58 +192,95 @@ fn wrap<'x>(multipart: &'static str, first: MimePart<'x>, rest: Vec<MimePart<'x>
 
 fn attachment_part(a: &Attachment) -> MimePart<'_> {
     let filename = a.filename.as_ref().map(|f| f.as_str());
+    // RFC 2046 section 5.2.1: a message/rfc822 part (like message/partial
+    // and external-body) may only be 7bit, 8bit or binary; readers take a
+    // base64 one for an empty message. A message that 7bit carries goes as
+    // it is; any other bytes (8-bit, or not a message at all, which readers
+    // would parse past the part's end) go as opaque bytes, in base64.
+    // (message/global, RFC 6532 section 3.5, allows every encoding.)
+    let media = a.content_type.as_str();
+    let message = media.starts_with("message/") && !media.starts_with("message/global");
+    let proper = message && is_seven_bit(&a.content) && is_header_block(&a.content);
+    let (media, seven_bit) = match (message, proper) {
+        (true, true) => (media, true),
+        (true, false) => ("application/octet-stream", false),
+        (false, _) => (media, false),
+    };
     // Content-Type is written raw so that its `name=` can carry the RFC 2047
     // fallback that Outlook and other older readers still look for;
     // mail-builder would write RFC 2231 there too.
-    let mut content_type = a.content_type.as_str().to_owned();
+    let mut content_type = media.to_owned();
     if let Some(name) = filename {
         content_type.push_str(";\r\n name=");
         content_type.push_str(&legacy_name_parameter(name));
     }
-    let disposition = match &a.disposition {
+    let disposition_type = match &a.disposition {
         Disposition::Attachment => "attachment",
         Disposition::Inline(_) => "inline",
     };
-    let mut disposition = ContentType::new(disposition);
-    if let Some(name) = filename {
-        disposition = disposition.attribute("filename", name);
-    }
+    let disposition: HeaderType<'_> = match filename {
+        // mail-builder writes printable ASCII as a quoted string, which
+        // readers decode when it looks like encoded words.
+        Some(name) if looks_encoded(name) => Raw::new(format!(
+            "{disposition_type};\r\n {}",
+            extended_parameter("filename", name)
+        ))
+        .into(),
+        Some(name) => ContentType::new(disposition_type)
+            .attribute("filename", name)
+            .into(),
+        None => ContentType::new(disposition_type).into(),
+    };
     let mut part = MimePart {
         headers: vec![("Content-Type".into(), Raw::new(content_type).into())],
         contents: BodyPart::Binary(a.content.as_slice().into()),
     }
     .header("Content-Disposition", disposition);
+    if seven_bit {
+        part = part.transfer_encoding("7bit");
+    }
     if let Disposition::Inline(id) = &a.disposition {
         part = part.cid(id.as_str());
     }
     part
 }
 
-/// The `name` parameter value: a quoted string when the name is short
-/// printable ASCII, otherwise RFC 2047 "B" words, each on its own folded
-/// line so that no line grows long.
-fn legacy_name_parameter(name: &str) -> String {
-    let plain = name.len() <= 60
-        && name
-            .chars()
-            .all(|c| (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\');
-    if plain {
-        return format!("\"{name}\"");
-    }
-    // 45 bytes of UTF-8 become 60 characters of base64: a line under 80.
-    const CHUNK: usize = 45;
-    let mut words = Vec::new();
-    let mut start = 0;
-    while start < name.len() {
-        let mut end = (start + CHUNK).min(name.len());
-        while !name.is_char_boundary(end) {
-            end -= 1;
+/// Whether `bytes` start with a header block: header fields (a name of
+/// printable ASCII without `:`, then `:`) and their folded lines, ended by
+/// an empty line. Line endings are CRLF (checked by [`is_seven_bit`]).
+fn is_header_block(bytes: &[u8]) -> bool {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    bytes[..end]
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .all(|(i, line)| match line.first() {
+            Some(b' ' | b'\t') => i > 0,
+            _ => line.iter().position(|&b| b == b':').is_some_and(|colon| {
+                colon > 0 && line[..colon].iter().all(|b| (33..=126).contains(b))
+            }),
+        })
+}
+
+/// Whether 7bit can carry `bytes` as they are (RFC 2045 section 2.7):
+/// ASCII without NUL, CR and LF only as CRLF, lines of at most 998 octets.
+fn is_seven_bit(bytes: &[u8]) -> bool {
+    let mut line = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            0 | 0x80..=0xFF => return false,
+            b'\r' if bytes.get(i + 1) != Some(&b'\n') => return false,
+            b'\n' if i == 0 || bytes[i - 1] != b'\r' => return false,
+            b'\n' => line = 0,
+            b'\r' => {}
+            _ => {
+                line += 1;
+                if line > 998 {
+                    return false;
+                }
+            }
         }
-        words.push(format!(
-            "=?utf-8?B?{}?=",
-            STANDARD.encode(&name[start..end])
-        ));
-        start = end;
     }
-    format!("\"{}\"", words.join("\r\n "))
+    true
 }

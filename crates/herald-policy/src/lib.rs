@@ -6,6 +6,8 @@
 //! - [`RetryPolicy`] answers "retry this message at T, or give up?".
 //! - [`CircuitBreaker`] answers "may we talk to this relay right now?".
 //! - [`classify`] answers "what does this failure say?" ([`BounceClass`]).
+//! - [`Gcra`] answers "may the next message go to this relay yet, or in
+//!   how long?" for a [`RateLimit`] such as `20/s`.
 //!
 //! Both are plain structs with public fields plus a `validate()` that the
 //! service's config layer calls once; an unvalidated value never panics, it
@@ -16,10 +18,12 @@
 
 mod bounce;
 mod breaker;
+mod rate;
 mod retry;
 
 pub use bounce::{BounceClass, RULES, Rule, classify, classify_with};
 pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
+pub use rate::{Gcra, Rate, RateLimit};
 pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
 
 /// A policy value that makes no sense, naming the offending field.

@@ -13,9 +13,17 @@ fn secs(s: u64) -> Duration {
 
 const NANO: Duration = Duration::from_nanos(1);
 
-/// A default breaker, opened by five timeouts at `at`.
+/// The defaults with a single probe, as most transition tests want.
+fn one_probe() -> BreakerConfig {
+    BreakerConfig {
+        half_open_calls: 1,
+        ..BreakerConfig::default()
+    }
+}
+
+/// A single-probe breaker, opened by five timeouts at `at`.
 fn opened_at(at: Instant) -> CircuitBreaker {
-    let mut b = CircuitBreaker::new(BreakerConfig::default());
+    let mut b = CircuitBreaker::new(one_probe());
     for _ in 0..5 {
         assert!(b.allow(at));
         b.record(O::Timeout, at);
@@ -36,7 +44,12 @@ fn defaults_match_the_config_and_validate() {
     assert_eq!(c.failure_threshold, 5);
     assert_eq!(c.open_for, secs(30));
     assert_eq!(c.max_open_for, secs(600));
-    assert_eq!(c.half_open_probes, 1);
+    assert_eq!(c.half_open_calls, 3);
+    assert_eq!(c.failure_rate, 0.05);
+    assert_eq!(c.slow_call, Duration::from_millis(800));
+    assert_eq!(c.slow_rate, 0.5);
+    assert_eq!(c.min_calls, 20);
+    assert_eq!(c.window, secs(60));
     assert_eq!(c.validate(), Ok(()));
 }
 
@@ -57,7 +70,7 @@ fn only_relay_faults_count() {
 #[test]
 fn recipient_rejections_never_open_the_breaker() {
     let t0 = Instant::now();
-    let mut b = CircuitBreaker::new(BreakerConfig::default());
+    let mut b = CircuitBreaker::new(one_probe());
     for i in 0..10_000 {
         let now = t0 + Duration::from_millis(i);
         assert!(b.allow(now));
@@ -69,7 +82,7 @@ fn recipient_rejections_never_open_the_breaker() {
 #[test]
 fn five_consecutive_timeouts_open_it_and_four_do_not() {
     let t0 = Instant::now();
-    let mut b = CircuitBreaker::new(BreakerConfig::default());
+    let mut b = CircuitBreaker::new(one_probe());
     for _ in 0..4 {
         b.record(O::Timeout, t0);
     }
@@ -89,7 +102,7 @@ fn five_consecutive_timeouts_open_it_and_four_do_not() {
 #[test]
 fn every_relay_fault_kind_counts_towards_opening() {
     let t0 = Instant::now();
-    let mut b = CircuitBreaker::new(BreakerConfig::default());
+    let mut b = CircuitBreaker::new(one_probe());
     for outcome in [O::ConnectionFailure, O::Timeout, O::Throttled, O::Throttled] {
         b.record(outcome, t0);
     }
@@ -101,7 +114,7 @@ fn every_relay_fault_kind_counts_towards_opening() {
 #[test]
 fn a_success_resets_the_tally_but_a_rejection_does_not() {
     let t0 = Instant::now();
-    let mut b = CircuitBreaker::new(BreakerConfig::default());
+    let mut b = CircuitBreaker::new(one_probe());
     for _ in 0..4 {
         b.record(O::Timeout, t0);
     }
@@ -191,7 +204,7 @@ fn probe_failures_reopen_with_doubled_period_up_to_the_cap() {
 fn several_probes_when_configured_and_any_failure_reopens() {
     let t0 = Instant::now();
     let config = BreakerConfig {
-        half_open_probes: 2,
+        half_open_calls: 2,
         ..BreakerConfig::default()
     };
     let mut b = CircuitBreaker::new(config);
@@ -244,7 +257,7 @@ fn unvalidated_zero_threshold_and_probes_behave_like_one() {
     let t0 = Instant::now();
     let config = BreakerConfig {
         failure_threshold: 0,
-        half_open_probes: 0,
+        half_open_calls: 0,
         open_for: secs(900), // above max_open_for: the cap wins
         ..BreakerConfig::default()
     };
@@ -291,10 +304,45 @@ fn validation_errors_name_the_field() {
         ),
         (
             BreakerConfig {
-                half_open_probes: 0,
+                half_open_calls: 0,
                 ..d()
             },
-            "half_open_probes",
+            "half_open_calls",
+        ),
+        (
+            BreakerConfig {
+                failure_rate: 0.0,
+                ..d()
+            },
+            "failure_rate",
+        ),
+        (
+            BreakerConfig {
+                slow_rate: 1.5,
+                ..d()
+            },
+            "slow_rate",
+        ),
+        (
+            BreakerConfig {
+                slow_call: Duration::ZERO,
+                ..d()
+            },
+            "slow_call",
+        ),
+        (
+            BreakerConfig {
+                min_calls: 0,
+                ..d()
+            },
+            "min_calls",
+        ),
+        (
+            BreakerConfig {
+                window: Duration::ZERO,
+                ..d()
+            },
+            "window",
         ),
     ];
     for (config, field) in cases {
@@ -308,4 +356,143 @@ fn validation_errors_name_the_field() {
         ..d()
     };
     assert_eq!(ok.validate(), Ok(()));
+}
+
+/// Feeds `calls` at `at`: (outcome, duration in ms).
+fn feed(b: &mut CircuitBreaker, at: Instant, calls: &[(O, u64)]) {
+    for (outcome, ms) in calls {
+        b.record_call(*outcome, Duration::from_millis(*ms), at);
+    }
+}
+
+fn is_open(b: &CircuitBreaker) -> bool {
+    matches!(b.state(), BreakerState::Open { .. })
+}
+
+#[test]
+fn the_failure_rate_opens_it_once_the_window_holds_min_calls() {
+    // The defaults: 5 % of at least 20 calls in a minute. Failures are
+    // spread out so that the consecutive rule never fires.
+    let t0 = Instant::now();
+    let table: &[(&str, u32, u32, bool)] = &[
+        // (case, successes, failures interleaved, open?)
+        ("19 calls, 1 failed: too few to judge", 18, 1, false),
+        ("20 calls, 1 failed: 5 %", 19, 1, true),
+        ("40 calls, 1 failed: 2.5 %", 39, 1, false),
+        ("40 calls, 2 failed: 5 %", 38, 2, true),
+        ("100 calls, 4 failed: 4 %", 96, 4, false),
+    ];
+    for (case, ok, failed, want) in table {
+        let mut b = CircuitBreaker::new(BreakerConfig::default());
+        // Successes first, then the failures, each after a success.
+        for _ in 0..(ok - failed) {
+            b.record_call(O::Success, Duration::ZERO, t0);
+        }
+        for _ in 0..*failed {
+            b.record_call(O::ConnectionFailure, Duration::ZERO, t0);
+            b.record_call(O::Success, Duration::ZERO, t0);
+        }
+        assert_eq!(is_open(&b), *want, "{case}: {:?}", b.state());
+    }
+}
+
+#[test]
+fn slow_calls_open_it_at_the_slow_rate() {
+    let t0 = Instant::now();
+    let config = BreakerConfig {
+        min_calls: 10,
+        ..BreakerConfig::default()
+    };
+    // 4 slow of 10: below half.
+    let mut b = CircuitBreaker::new(config.clone());
+    feed(&mut b, t0, &[(O::Success, 900); 4]);
+    feed(&mut b, t0, &[(O::Success, 100); 6]);
+    assert!(!is_open(&b), "{:?}", b.state());
+    // 799 ms is not slow, 800 ms is; half of the window opens it.
+    let mut b = CircuitBreaker::new(config);
+    feed(&mut b, t0, &[(O::Success, 799); 6]);
+    feed(&mut b, t0, &[(O::Success, 800); 4]);
+    assert!(!is_open(&b), "4 slow of 10");
+    feed(&mut b, t0, &[(O::Success, 800)]);
+    assert!(!is_open(&b), "5 slow of 11");
+    feed(&mut b, t0, &[(O::Success, 800)]);
+    assert!(is_open(&b), "6 slow of 12: {:?}", b.state());
+}
+
+#[test]
+fn recipient_rejections_are_not_calls_at_all() {
+    // 550 user unknown, however many, neither counts as failure nor fills
+    // the window with successes that would dilute real failures.
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(BreakerConfig {
+        min_calls: 4,
+        failure_rate: 0.5,
+        ..BreakerConfig::default()
+    });
+    feed(&mut b, t0, &[(O::RecipientRejected, 0); 100]);
+    feed(
+        &mut b,
+        t0,
+        &[(O::Success, 0), (O::Timeout, 0), (O::Success, 0)],
+    );
+    assert!(!is_open(&b));
+    feed(&mut b, t0, &[(O::Throttled, 0)]);
+    assert!(is_open(&b), "2 of 4 failed: {:?}", b.state());
+}
+
+#[test]
+fn old_failures_slide_out_of_the_window() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(BreakerConfig {
+        min_calls: 10,
+        failure_rate: 0.2,
+        ..BreakerConfig::default()
+    });
+    // 1 failure among 9 calls at t0 …
+    feed(&mut b, t0, &[(O::Success, 0); 4]);
+    feed(&mut b, t0, &[(O::Timeout, 0)]);
+    feed(&mut b, t0, &[(O::Success, 0); 4]);
+    // … and a minute later, 1 failure among 10 fresh calls: 10 %, not the
+    // 2 of 19 the whole history would make.
+    let later = t0 + secs(61);
+    feed(&mut b, later, &[(O::Success, 0); 9]);
+    feed(&mut b, later, &[(O::Timeout, 0)]);
+    assert!(!is_open(&b), "{:?}", b.state());
+    feed(&mut b, later, &[(O::Timeout, 0)]);
+    assert!(!is_open(&b), "2 of 11 failed");
+    feed(&mut b, later, &[(O::Timeout, 0)]);
+    assert!(is_open(&b), "3 of 12 failed: {:?}", b.state());
+}
+
+#[test]
+fn by_default_three_quick_probes_close_it_and_a_slow_one_reopens_it() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(BreakerConfig::default());
+    feed(&mut b, t0, &[(O::ConnectionFailure, 0); 5]);
+    assert!(is_open(&b));
+    let t30 = t0 + secs(30);
+    for _ in 0..3 {
+        assert!(b.allow(t30));
+    }
+    assert!(!b.allow(t30), "only three probes");
+    feed(&mut b, t30, &[(O::Success, 10), (O::Success, 10)]);
+    assert_eq!(b.state(), BreakerState::HalfOpen);
+    // The third probe is slow: open again, for twice as long.
+    feed(&mut b, t30, &[(O::Success, 900)]);
+    assert_eq!(
+        b.state(),
+        BreakerState::Open {
+            since: t30,
+            open_for: secs(60)
+        }
+    );
+    let t90 = t30 + secs(60);
+    for _ in 0..3 {
+        assert!(b.allow(t90));
+    }
+    feed(&mut b, t90, &[(O::Success, 10); 3]);
+    assert_eq!(b.state(), BreakerState::Closed);
+    // Closed with an empty window: earlier calls do not count again.
+    feed(&mut b, t90, &[(O::Timeout, 0); 4]);
+    assert_eq!(b.state(), BreakerState::Closed);
 }

@@ -14,6 +14,10 @@ pub mod observe;
 pub mod redact;
 mod service;
 mod submission;
+/// The submission session for the fuzz targets only (`fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use submission::fuzzing as submission_fuzzing;
 pub mod trace;
 mod upkeep;
 mod webhooks;

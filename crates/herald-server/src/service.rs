@@ -167,7 +167,12 @@ pub async fn serve(
         alerting.clone(),
     ));
     let stop_dispatch = CancellationToken::new();
-    let dispatch_task = tokio::spawn(dispatcher.clone().run(stop_dispatch.clone()));
+    workers_running.store(true, Ordering::Relaxed);
+    let dispatch_task = tokio::spawn(supervise(
+        dispatcher.clone().run(stop_dispatch.clone()),
+        workers_running.clone(),
+        stop_dispatch.clone(),
+    ));
     let upkeep_task = tokio::spawn(upkeep(metrics.clone(), stop_dispatch.clone()));
     // Heartbeats outlive the dispatcher: deliveries still draining keep
     // their leases until they are recorded or released.
@@ -224,7 +229,6 @@ pub async fn serve(
         metrics.clone(),
         stop_webhooks.clone(),
     );
-    workers_running.store(true, Ordering::Relaxed);
 
     let mut message_limits = herald_message::Limits::default();
     message_limits.max_recipients = config.limits.max_recipients;
@@ -257,7 +261,7 @@ pub async fn serve(
     workers_running.store(false, Ordering::Relaxed);
     stop_dispatch.cancel();
     if let Err(error) = dispatch_task.await {
-        tracing::error!(error = %error, "dispatcher task failed");
+        tracing::error!(error = %error, "dispatcher supervisor failed");
     }
     stop_heartbeat.cancel();
     for (task, name) in [(heartbeat_task, "heartbeat"), (retention_task, "retention")] {
@@ -293,6 +297,29 @@ pub async fn serve(
 /// How long shutdown waits for a webhook POST in flight.
 const WEBHOOK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Runs the dispatcher on a task of its own and clears `running` the
+/// moment it ends, however it ends (a panic included): `/readyz` fails
+/// from then on, and the log says so at once.
+async fn supervise(
+    dispatcher: impl Future<Output = ()> + Send + 'static,
+    running: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
+    let ended = tokio::spawn(dispatcher).await;
+    running.store(false, Ordering::Relaxed);
+    match ended {
+        Err(error) => {
+            tracing::error!(error = %error, "the dispatcher died: no mail is delivered; /readyz fails")
+        }
+        Ok(()) if !stop.is_cancelled() => {
+            tracing::error!(
+                "the dispatcher stopped unexpectedly: no mail is delivered; /readyz fails"
+            )
+        }
+        Ok(()) => {}
+    }
+}
+
 /// `[server]`'s bounds on HTTP connections.
 fn http_limits(config: &Config) -> crate::http::HttpLimits {
     crate::http::HttpLimits {
@@ -311,5 +338,40 @@ async fn upkeep(metrics: Arc<Metrics>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(METRICS_UPKEEP) => metrics.run_upkeep(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_ends_the_moment_the_dispatcher_dies() {
+        let running = Arc::new(AtomicBool::new(true));
+        let stop = CancellationToken::new();
+        let (die, dying) = tokio::sync::oneshot::channel::<()>();
+        let supervisor = tokio::spawn(supervise(
+            async move {
+                let _ = dying.await;
+                panic!("the dispatcher hit a bug");
+            },
+            running.clone(),
+            stop.clone(),
+        ));
+        tokio::task::yield_now().await;
+        assert!(running.load(Ordering::Relaxed), "ready while it runs");
+        die.send(()).ok();
+        supervisor.await.ok();
+        assert!(
+            !running.load(Ordering::Relaxed),
+            "a dead dispatcher is not ready"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dispatcher_that_returns_without_being_stopped_is_not_ready() {
+        let running = Arc::new(AtomicBool::new(true));
+        supervise(async {}, running.clone(), CancellationToken::new()).await;
+        assert!(!running.load(Ordering::Relaxed));
     }
 }

@@ -7,6 +7,7 @@ mod common;
 
 use common::api::{Answer, all_ids, assert_problem, header, in_seconds, post_with};
 use common::{Herald, message};
+use herald_api::MessageStatus;
 use herald_testkit::{Fault, FaultRule, Phase, ServerConfig, TestServer};
 use serde_json::{Value, json};
 
@@ -29,7 +30,7 @@ async fn post_ok(herald: &Herald, body: Value) -> String {
 #[track_caller]
 fn assert_queue_full(answer: &Answer) {
     let problem = assert_problem(answer, 429);
-    assert_eq!(problem["type"], "/problems/queue-full", "{problem:#}");
+    assert_eq!(problem.kind, "/problems/queue-full", "{problem:#?}");
     let retry_after = header(&answer.2, "retry-after").expect("Retry-After header");
     let seconds: u64 = retry_after.parse().expect("Retry-After in seconds");
     assert!(seconds >= 1, "Retry-After: {retry_after}");
@@ -68,7 +69,7 @@ async fn a_full_queue_refuses_with_429_and_stores_nothing() {
     // The delivered one no longer counts either, the new scheduled ones do.
     let (_, page) = herald.get("/v1/messages?recipient=room@example.com").await;
     let room = page["messages"][0]["id"].as_str().unwrap().to_owned();
-    herald.wait_status(&room, "delivered").await;
+    herald.wait_status(&room, MessageStatus::Delivered).await;
     post_ok(&herald, scheduled("s3@example.com")).await;
     assert_queue_full(&post_with(&herald, "/v1/messages", scheduled("s4@example.com"), &[]).await);
     assert_eq!(all_ids(&herald, "").await.len(), 5);

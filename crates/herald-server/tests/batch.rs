@@ -6,7 +6,8 @@
 mod common;
 
 use common::api::{all_ids, assert_nothing_stored, assert_problem, post_raw, post_with};
-use common::{Herald, message};
+use common::{Herald, message, typed};
+use herald_api::{BatchAnswer, BatchResult, MessageStatus, Problem};
 use herald_testkit::{ServerConfig, TestServer};
 use serde_json::{Value, json};
 
@@ -14,23 +15,19 @@ async fn relay() -> TestServer {
     TestServer::start(ServerConfig::default()).await.unwrap()
 }
 
-/// Asserts that a batch item is an error holding a problem with `status`;
-/// returns the problem.
+/// Asserts that a batch item is an error (`{"error": <problem>}` and
+/// nothing else) holding a problem with `status`; returns the problem.
 #[track_caller]
-fn item_problem(item: &Value, status: u16) -> Value {
+fn item_problem(item: &Value, status: u16) -> Problem {
     let keys: Vec<_> = item.as_object().unwrap().keys().cloned().collect();
     assert_eq!(keys, ["error"], "{item:#}");
-    let problem = &item["error"];
-    assert_eq!(problem["status"], status, "{item:#}");
-    assert!(
-        problem["type"].as_str().unwrap().starts_with("/problems/"),
-        "{item:#}"
-    );
-    assert!(
-        problem["title"].is_string() && problem["detail"].is_string(),
-        "{item:#}"
-    );
-    problem.clone()
+    let BatchResult::Error { error: problem } = typed(item) else {
+        panic!("not an error: {item:#}");
+    };
+    assert_eq!(problem.status, status, "{item:#}");
+    assert!(problem.kind.starts_with("/problems/"), "{item:#}");
+    assert!(!problem.title.is_empty() && !problem.detail.is_empty());
+    problem
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,28 +49,22 @@ async fn valid_items_are_queued_and_invalid_ones_answered_in_place() {
     assert_eq!(status, 200, "{answer:#}");
     let results = answer["results"].as_array().unwrap();
     assert_eq!(results.len(), 5, "{answer:#}");
+    let typed_results = typed::<BatchAnswer>(&answer).results;
     let mut ids = Vec::new();
     for i in [0, 2, 4] {
-        let item = &results[i];
-        assert_eq!(item["status"], "queued", "item {i}: {item:#}");
-        assert!(
-            item["message_id"].as_str().unwrap().starts_with('<'),
-            "{item:#}"
-        );
-        ids.push(item["id"].as_str().unwrap().to_owned());
+        let BatchResult::Accepted(item) = &typed_results[i] else {
+            panic!("item {i}: {answer:#}");
+        };
+        assert_eq!(item.status, MessageStatus::Queued, "item {i}: {item:#?}");
+        assert!(item.message_id.starts_with('<'), "{item:#?}");
+        ids.push(item.id.clone());
     }
     let problem = item_problem(&results[1], 422);
-    assert_eq!(problem["type"], "/problems/validation");
-    assert_eq!(problem["errors"][0]["field"], "to[1]", "{problem:#}");
+    assert_eq!(problem.kind, "/problems/validation");
+    assert_eq!(problem.errors[0].field, "to[1]", "{problem:#?}");
     let problem = item_problem(&results[3], 400);
-    assert_eq!(problem["type"], "/problems/malformed");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("messages[3]"),
-        "{problem:#}"
-    );
+    assert_eq!(problem.kind, "/problems/malformed");
+    assert!(problem.detail.starts_with("messages[3]"), "{problem:#?}");
 
     // Exactly the valid ones are stored, each delivered to its recipient.
     let mut listed = all_ids(&herald, "").await;
@@ -85,8 +76,8 @@ async fn valid_items_are_queued_and_invalid_ones_answered_in_place() {
         .iter()
         .zip(["a@example.com", "b@example.com", "c@example.com"])
     {
-        let done = herald.wait_status(id, "delivered").await;
-        assert_eq!(done["recipients"][0]["address"], to);
+        let done = herald.wait_status(id, MessageStatus::Delivered).await;
+        assert_eq!(done.recipients[0].address, to);
     }
     let mut delivered: Vec<String> = smtp
         .messages()
@@ -135,7 +126,7 @@ async fn a_batch_that_is_not_the_schema_is_400() {
         r#"{"messages": [], "extra": 1}"#,
     ] {
         let problem = assert_problem(&post_raw(&herald, "/v1/messages/batch", raw).await, 400);
-        assert_eq!(problem["type"], "/problems/malformed", "{raw}");
+        assert_eq!(problem.kind, "/problems/malformed", "{raw}");
     }
     assert_nothing_stored(&herald).await;
     herald.stop().await.unwrap();
@@ -155,7 +146,7 @@ async fn more_than_max_batch_is_413_and_stores_nothing() {
     )
     .await;
     let problem = assert_problem(&answer, 413);
-    assert_eq!(problem["type"], "/problems/too-large");
+    assert_eq!(problem.kind, "/problems/too-large");
     assert_nothing_stored(&herald).await;
     let three = &four[..3];
     let (status, answer) = herald
@@ -184,7 +175,7 @@ async fn the_default_max_batch_is_1000() {
         .post("/v1/messages/batch", json!({"messages": many[..1000]}))
         .await;
     assert_eq!(status, 200);
-    assert_eq!(answer["results"].as_array().unwrap().len(), 1000);
+    assert_eq!(typed::<BatchAnswer>(&answer).results.len(), 1000);
     assert_nothing_stored(&herald).await;
     herald.stop().await.unwrap();
 }
@@ -198,10 +189,7 @@ async fn a_batch_is_refused_at_item_max_batch_plus_one_while_it_is_read() {
     let raw = format!("{{\"messages\": [{item}, {item}, {item}, {item}, not json at all");
     let answer = post_raw(&herald, "/v1/messages/batch", &raw).await;
     let problem = assert_problem(&answer, 413);
-    assert!(
-        problem["detail"].as_str().unwrap().contains("at most 3"),
-        "{problem:#}"
-    );
+    assert!(problem.detail.contains("at most 3"), "{problem:#?}");
     assert_nothing_stored(&herald).await;
     herald.stop().await.unwrap();
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::pg::PgDatabase;
 use common::{Herald, message};
+use herald_api::MessageStatus;
 use herald_testkit::{ServerConfig, TestServer};
 
 /// Node `name` on `db`, alerting to `hook` when the relay has failed 6
@@ -42,18 +43,12 @@ async fn two_nodes_share_error_groups_and_send_one_alert() {
     let mut ids = Vec::new();
     for i in 0..8 {
         let via = if i % 2 == 0 { &a } else { &b };
-        let (status, created) = via
-            .post(
-                "/v1/messages",
-                message(&[&format!("rcpt550-{i}@example.com")]),
-            )
-            .await;
-        assert_eq!(status, 202, "{created}");
-        ids.push(created["id"].as_str().unwrap().to_owned());
+        let to = format!("rcpt550-{i}@example.com");
+        ids.push(via.queue(message(&[&to])).await.id);
     }
     // Either node answers for every message.
     for id in &ids {
-        b.wait_status(id, "failed").await;
+        b.wait_status(id, MessageStatus::Failed).await;
         let (status, _) = a.get(&format!("/v1/messages/{id}")).await;
         assert_eq!(status, 200);
     }

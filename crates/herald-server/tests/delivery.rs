@@ -7,48 +7,38 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Herald, message};
+use common::{Herald, event_kinds, message};
+use herald_api::{AttemptOutcome, EventKind, MessageStatus, RecipientStatus};
 use herald_testkit::{Fault, FaultRule, Phase, ServerConfig, TestServer};
 
 async fn relay() -> TestServer {
     TestServer::start(ServerConfig::default()).await.unwrap()
 }
 
-fn event_kinds(message: &serde_json::Value) -> Vec<String> {
-    message["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_is_delivered_and_its_history_recorded() {
     let smtp = relay().await;
     let herald = Herald::start(Some(&smtp)).await;
-    let (status, created) = herald
-        .post("/v1/messages", message(&["bob@example.com"]))
+    let created = herald.queue(message(&["bob@example.com"])).await;
+    assert_eq!(created.status, MessageStatus::Queued);
+    let done = herald
+        .wait_status(&created.id, MessageStatus::Delivered)
         .await;
-    assert_eq!(status, 202, "{created}");
-    assert_eq!(created["status"], "queued");
-    let id = created["id"].as_str().unwrap();
-    let done = herald.wait_status(id, "delivered").await;
-    assert_eq!(done["attempts"], 1);
-    assert_eq!(done["recipients"][0]["status"], "delivered");
-    assert_eq!(done["recipients"][0]["smtp_code"], 250);
-    assert_eq!(event_kinds(&done), ["queued", "attempt", "delivered"]);
-    let attempt = &done["events"][1];
-    assert_eq!(attempt["relay"], "test");
-    assert_eq!(attempt["outcome"], "delivered");
-    assert!(attempt["duration_ms"].is_u64());
+    assert_eq!(done.attempts, 1);
+    assert_eq!(done.recipients[0].status, RecipientStatus::Delivered);
+    assert_eq!(done.recipients[0].smtp_code, Some(250));
+    assert_eq!(
+        event_kinds(&done),
+        [EventKind::Queued, EventKind::Attempt, EventKind::Delivered]
+    );
+    let attempt = &done.events.as_ref().unwrap()[1];
+    assert_eq!(attempt.relay.as_deref(), Some("test"));
+    assert_eq!(attempt.outcome, Some(AttemptOutcome::Delivered));
+    assert!(attempt.duration_ms.is_some());
     let sent = smtp.messages();
     assert_eq!(sent.len(), 1);
     let text = String::from_utf8_lossy(&sent[0].data);
-    assert!(
-        text.contains(created["message_id"].as_str().unwrap()),
-        "{text}"
-    );
+    assert!(text.contains(&created.message_id), "{text}");
     herald.stop().await.unwrap();
 }
 
@@ -56,27 +46,34 @@ async fn a_message_is_delivered_and_its_history_recorded() {
 async fn transient_failure_is_deferred_then_delivered() {
     let smtp = relay().await;
     let herald = Herald::start(Some(&smtp)).await;
-    let (_, created) = herald
-        .post("/v1/messages", message(&["rcpt451-once@example.com"]))
-        .await;
-    let id = created["id"].as_str().unwrap();
+    let id = &herald
+        .queue(message(&["rcpt451-once@example.com"]))
+        .await
+        .id;
     let deferred = herald
-        .wait_for(id, Duration::from_secs(10), |m| m["attempts"] == 1)
+        .wait_for(id, Duration::from_secs(10), |m| m.attempts == 1)
         .await;
     // Between the attempts it waits, with the next attempt scheduled.
-    if deferred["status"] == "deferred" {
-        assert!(deferred["next_attempt_at"].is_string(), "{deferred:#}");
-        assert_eq!(deferred["recipients"][0]["status"], "deferred");
-        assert_eq!(deferred["recipients"][0]["smtp_code"], 451);
+    if deferred.status == MessageStatus::Deferred {
+        assert!(deferred.next_attempt_at.is_some(), "{deferred:#?}");
+        assert_eq!(deferred.recipients[0].status, RecipientStatus::Deferred);
+        assert_eq!(deferred.recipients[0].smtp_code, Some(451));
     }
-    let done = herald.wait_status(id, "delivered").await;
-    assert_eq!(done["attempts"], 2);
+    let done = herald.wait_status(id, MessageStatus::Delivered).await;
+    assert_eq!(done.attempts, 2);
     assert_eq!(
         event_kinds(&done),
-        ["queued", "attempt", "deferred", "attempt", "delivered"]
+        [
+            EventKind::Queued,
+            EventKind::Attempt,
+            EventKind::Deferred,
+            EventKind::Attempt,
+            EventKind::Delivered
+        ]
     );
-    assert_eq!(done["events"][1]["outcome"], "transient");
-    assert_eq!(done["events"][1]["smtp_code"], 451);
+    let first = &done.events.as_ref().unwrap()[1];
+    assert_eq!(first.outcome, Some(AttemptOutcome::Transient));
+    assert_eq!(first.smtp_code, Some(451));
     assert_eq!(smtp.message_count(), 1);
     herald.stop().await.unwrap();
 }
@@ -85,15 +82,13 @@ async fn transient_failure_is_deferred_then_delivered() {
 async fn permanent_failure_fails_after_one_attempt() {
     let smtp = relay().await;
     let herald = Herald::start(Some(&smtp)).await;
-    let (_, created) = herald
-        .post("/v1/messages", message(&["rcpt550@example.com"]))
-        .await;
-    let id = created["id"].as_str().unwrap();
-    let done = herald.wait_status(id, "failed").await;
-    assert_eq!(done["attempts"], 1);
-    assert_eq!(done["recipients"][0]["status"], "failed");
-    assert_eq!(done["recipients"][0]["smtp_code"], 550);
-    assert_eq!(done["recipients"][0]["enhanced_code"], "5.1.1");
+    let id = &herald.queue(message(&["rcpt550@example.com"])).await.id;
+    let done = herald.wait_status(id, MessageStatus::Failed).await;
+    assert_eq!(done.attempts, 1);
+    let recipient = &done.recipients[0];
+    assert_eq!(recipient.status, RecipientStatus::Failed);
+    assert_eq!(recipient.smtp_code, Some(550));
+    assert_eq!(recipient.enhanced_code.as_deref(), Some("5.1.1"));
     assert_eq!(smtp.message_count(), 0);
     herald.stop().await.unwrap();
 }
@@ -102,38 +97,27 @@ async fn permanent_failure_fails_after_one_attempt() {
 async fn mixed_recipients_end_partial_with_per_recipient_detail() {
     let smtp = relay().await;
     let herald = Herald::start(Some(&smtp)).await;
-    let (_, created) = herald
-        .post(
-            "/v1/messages",
-            message(&[
-                "ok@example.com",
-                "rcpt550@example.com",
-                "rcpt451-once@example.com",
-            ]),
-        )
+    let created = herald
+        .queue(message(&[
+            "ok@example.com",
+            "rcpt550@example.com",
+            "rcpt451-once@example.com",
+        ]))
         .await;
-    let id = created["id"].as_str().unwrap();
-    let done = herald.wait_status(id, "partial").await;
-    let by_address: Vec<_> = done["recipients"]
-        .as_array()
-        .unwrap()
+    let done = herald
+        .wait_status(&created.id, MessageStatus::Partial)
+        .await;
+    let by_address: Vec<_> = done
+        .recipients
         .iter()
-        .map(|r| {
-            (
-                r["address"].as_str().unwrap().to_owned(),
-                r["status"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|r| (r.address.as_str(), r.status))
         .collect();
     assert_eq!(
         by_address,
         [
-            ("ok@example.com".to_owned(), "delivered".to_owned()),
-            ("rcpt550@example.com".to_owned(), "failed".to_owned()),
-            (
-                "rcpt451-once@example.com".to_owned(),
-                "delivered".to_owned()
-            ),
+            ("ok@example.com", RecipientStatus::Delivered),
+            ("rcpt550@example.com", RecipientStatus::Failed),
+            ("rcpt451-once@example.com", RecipientStatus::Delivered),
         ]
     );
     // Each accepted recipient got exactly one copy.
@@ -160,14 +144,11 @@ async fn a_relay_that_is_down_for_a_while_gets_everything_when_it_returns() {
     let herald = Herald::start(Some(&smtp)).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let (status, created) = herald
-            .post("/v1/messages", message(&[&format!("u{i}@example.com")]))
-            .await;
-        assert_eq!(status, 202);
-        ids.push(created["id"].as_str().unwrap().to_owned());
+        let to = format!("u{i}@example.com");
+        ids.push(herald.queue(message(&[&to])).await.id);
     }
     for id in &ids {
-        herald.wait_status(id, "delivered").await;
+        herald.wait_status(id, MessageStatus::Delivered).await;
     }
     assert_eq!(smtp.message_count(), 5);
     herald.stop().await.unwrap();
@@ -182,17 +163,15 @@ async fn a_stalled_relay_times_out_and_the_message_is_retried() {
     .await
     .unwrap();
     let herald = Herald::start(Some(&smtp)).await;
-    let (_, created) = herald
-        .post("/v1/messages", message(&["bob@example.com"]))
-        .await;
-    let id = created["id"].as_str().unwrap();
-    let done = herald.wait_status(id, "delivered").await;
-    assert_eq!(done["attempts"], 2);
-    let first = &done["events"][1];
-    assert_eq!(first["outcome"], "transient");
+    let id = &herald.queue(message(&["bob@example.com"])).await.id;
+    let done = herald.wait_status(id, MessageStatus::Delivered).await;
+    assert_eq!(done.attempts, 2);
+    let first = &done.events.as_ref().unwrap()[1];
+    // The relay failed as a whole (a timeout): the same word as the metric.
+    assert_eq!(first.outcome, Some(AttemptOutcome::Error));
     assert!(
-        first["detail"].as_str().unwrap().contains("timed out"),
-        "{first}"
+        first.detail.as_deref().unwrap_or("").contains("timed out"),
+        "{first:?}"
     );
     herald.stop().await.unwrap();
 }
@@ -201,25 +180,22 @@ async fn a_stalled_relay_times_out_and_the_message_is_retried() {
 async fn retries_give_up_after_max_attempts() {
     let smtp = relay().await;
     let herald = Herald::start(Some(&smtp)).await;
-    let (_, created) = herald
-        .post("/v1/messages", message(&["rcpt451@example.com"]))
-        .await;
-    let id = created["id"].as_str().unwrap();
-    let done = herald.wait_status(id, "failed").await;
-    assert_eq!(done["attempts"], 5);
-    assert_eq!(done["recipients"][0]["status"], "failed");
+    let id = &herald.queue(message(&["rcpt451@example.com"])).await.id;
+    let done = herald.wait_status(id, MessageStatus::Failed).await;
+    assert_eq!(done.attempts, 5);
+    assert_eq!(done.recipients[0].status, RecipientStatus::Failed);
     herald.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_relay_messages_go_to_the_file_outbox() {
     let herald = Herald::start(None).await;
-    let (_, created) = herald
-        .post("/v1/messages", message(&["bob@example.com"]))
-        .await;
-    let id = created["id"].as_str().unwrap();
-    let done = herald.wait_status(id, "delivered").await;
-    assert_eq!(done["events"][1]["relay"], "outbox");
+    let id = &herald.queue(message(&["bob@example.com"])).await.id;
+    let done = herald.wait_status(id, MessageStatus::Delivered).await;
+    assert_eq!(
+        done.events.as_ref().unwrap()[1].relay.as_deref(),
+        Some("outbox")
+    );
     let eml = std::fs::read_to_string(herald.dir.join("outbox").join(format!("{id}.eml"))).unwrap();
     assert!(eml.contains("Subject: Your code"), "{eml}");
     herald.stop().await.unwrap();
@@ -235,13 +211,12 @@ async fn scheduled_messages_wait_for_send_at() {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
         .into();
-    let (status, created) = herald.post("/v1/messages", body).await;
-    assert_eq!(status, 202);
-    assert_eq!(created["status"], "scheduled");
-    let id = created["id"].as_str().unwrap();
+    let created = herald.queue(body).await;
+    assert_eq!(created.status, MessageStatus::Scheduled);
+    let id = &created.id;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(smtp.message_count(), 0, "sent before send_at");
-    herald.wait_status(id, "delivered").await;
+    herald.wait_status(id, MessageStatus::Delivered).await;
     assert!(time::OffsetDateTime::now_utc() >= at);
     herald.stop().await.unwrap();
 }

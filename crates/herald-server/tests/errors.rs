@@ -9,7 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Herald, message};
+use common::{Herald, message, typed};
+use herald_api::{ErrorGroups, FailureClass, MessageStatus};
 use herald_testkit::{ServerConfig, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,31 +27,29 @@ async fn identical_failures_group_together_and_alert_once() {
         "rcpt550-dee",
         "rcpt550-eve",
     ] {
-        let (status, created) = herald
-            .post("/v1/messages", message(&[&format!("{who}@example.com")]))
-            .await;
-        assert_eq!(status, 202);
-        ids.push(created["id"].as_str().unwrap().to_owned());
+        let to = format!("{who}@example.com");
+        ids.push(herald.queue(message(&[&to])).await.id);
     }
     for id in &ids {
-        herald.wait_status(id, "failed").await;
+        herald.wait_status(id, MessageStatus::Failed).await;
     }
 
     let (status, errors) = herald.get("/v1/errors?window=15m").await;
     assert_eq!(status, 200, "{errors}");
-    let groups = errors["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 1, "{errors:#}");
-    let group = &groups[0];
-    assert_eq!(group["count"], 5);
-    assert_eq!(group["window_count"], 5);
-    assert_eq!(group["relay"], "test");
-    assert_eq!(group["class"], "permanent");
-    assert_eq!(group["smtp_code"], 550);
-    assert_eq!(group["enhanced_code"], "5.1.1");
-    assert!(ids.contains(&group["sample_message_id"].as_str().unwrap().to_owned()));
-    assert!(!group["text"].as_str().unwrap().contains('@'), "{group}");
+    let errors: ErrorGroups = typed(&errors);
+    assert_eq!(errors.window_seconds, 15 * 60);
+    assert_eq!(errors.groups.len(), 1, "{errors:#?}");
+    let group = &errors.groups[0];
+    assert_eq!(group.count, 5);
+    assert_eq!(group.window_count, 5);
+    assert_eq!(group.relay, "test");
+    assert_eq!(group.class, FailureClass::Permanent);
+    assert_eq!(group.smtp_code, Some(550));
+    assert_eq!(group.enhanced_code.as_deref(), Some("5.1.1"));
+    assert!(ids.contains(&group.sample_message_id));
+    assert!(!group.text.contains('@'), "{group:#?}");
     let (_, other) = herald.get("/v1/errors?relay=elsewhere").await;
-    assert_eq!(other["groups"].as_array().unwrap().len(), 0);
+    assert!(typed::<ErrorGroups>(&other).groups.is_empty());
     let (status, _) = herald.get("/v1/errors?window=soon").await;
     assert_eq!(status, 400);
 
@@ -89,22 +88,15 @@ async fn a_dead_webhook_does_not_hold_up_mail() {
     .await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let (_, created) = herald
-            .post(
-                "/v1/messages",
-                message(&[&format!("rcpt550-{i}@example.com")]),
-            )
-            .await;
-        ids.push(created["id"].as_str().unwrap().to_owned());
+        let to = format!("rcpt550-{i}@example.com");
+        ids.push(herald.queue(message(&[&to])).await.id);
     }
     for i in 0..10 {
-        let (_, created) = herald
-            .post("/v1/messages", message(&[&format!("ok{i}@example.com")]))
-            .await;
-        ids.push(created["id"].as_str().unwrap().to_owned());
+        let to = format!("ok{i}@example.com");
+        ids.push(herald.queue(message(&[&to])).await.id);
     }
     for id in &ids[5..] {
-        herald.wait_status(id, "delivered").await;
+        herald.wait_status(id, MessageStatus::Delivered).await;
     }
     assert_eq!(smtp.message_count(), 10);
     herald.stop().await.unwrap();

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::api::{
     Auth, all_ids, assert_invalid, assert_nothing_stored, assert_problem, post_with, send,
 };
-use common::{Herald, message};
+use common::{Herald, message, typed};
+use herald_api::{Accepted, BatchAnswer, BatchResult, MessageStatus};
 use herald_testkit::{ServerConfig, TestServer};
 use serde_json::json;
 
@@ -20,11 +21,11 @@ async fn relay() -> TestServer {
 
 /// Posts `body` with `Idempotency-Key: key`; asserts 202 and returns the
 /// answer.
-async fn post_keyed(herald: &Herald, key: &str, body: serde_json::Value) -> serde_json::Value {
+async fn post_keyed(herald: &Herald, key: &str, body: serde_json::Value) -> Accepted {
     let (status, created, _) =
         post_with(herald, "/v1/messages", body, &[("Idempotency-Key", key)]).await;
     assert_eq!(status, 202, "{created:#}");
-    created
+    typed(&created)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,12 +34,11 @@ async fn the_same_key_and_body_return_the_first_answer_and_send_once() {
     let herald = Herald::start(Some(&smtp)).await;
     let body = message(&["bob@example.com"]);
     let first = post_keyed(&herald, "order-42-receipt", body.clone()).await;
-    let id = first["id"].as_str().unwrap();
+    let id = first.id.as_str();
     let again = post_keyed(&herald, "order-42-receipt", body.clone()).await;
-    assert_eq!(again["id"], first["id"]);
-    assert_eq!(again["message_id"], first["message_id"]);
+    assert_eq!(again, first);
     assert_eq!(all_ids(&herald, "").await, [id]);
-    herald.wait_status(id, "delivered").await;
+    herald.wait_status(id, MessageStatus::Delivered).await;
     // A retry after delivery still answers with the same message.
     let late = post_keyed(&herald, "order-42-receipt", body).await;
     assert_eq!(
@@ -70,7 +70,7 @@ async fn the_same_request_spelled_differently_is_still_the_same() {
         )
         .await;
     assert_eq!(status, 202, "{again:#}");
-    assert_eq!(again["id"], first["id"]);
+    assert_eq!(typed::<Accepted>(&again).id, first.id);
     assert_eq!(all_ids(&herald, "").await.len(), 1);
     herald.stop().await.unwrap();
 }
@@ -80,7 +80,7 @@ async fn the_same_key_with_another_body_is_409() {
     let smtp = relay().await;
     let herald = Herald::start(Some(&smtp)).await;
     let first = post_keyed(&herald, "k-2", message(&["bob@example.com"])).await;
-    let id = first["id"].as_str().unwrap();
+    let id = first.id.as_str();
     let mut other = message(&["bob@example.com"]);
     other["subject"] = json!("Another subject");
     let answer = post_with(
@@ -91,15 +91,9 @@ async fn the_same_key_with_another_body_is_409() {
     )
     .await;
     let problem = assert_problem(&answer, 409);
-    assert_eq!(problem["type"], "/problems/conflict");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("Idempotency-Key"),
-        "{problem:#}"
-    );
-    herald.wait_status(id, "delivered").await;
+    assert_eq!(problem.kind, "/problems/conflict");
+    assert!(problem.detail.contains("Idempotency-Key"), "{problem:#?}");
+    herald.wait_status(id, MessageStatus::Delivered).await;
     // Still a conflict once the first message is final.
     let answer = post_with(
         &herald,
@@ -121,15 +115,15 @@ async fn different_keys_make_different_messages() {
     let body = message(&["bob@example.com"]);
     let a = post_keyed(&herald, "k-a", body.clone()).await;
     let b = post_keyed(&herald, "k-b", body.clone()).await;
-    assert_ne!(a["id"], b["id"]);
-    assert_ne!(a["message_id"], b["message_id"]);
+    assert_ne!(a.id, b.id);
+    assert_ne!(a.message_id, b.message_id);
     // Without a key, the same body twice is two messages too.
-    let (_, c) = herald.post("/v1/messages", body.clone()).await;
-    let (_, d) = herald.post("/v1/messages", body).await;
-    assert_ne!(c["id"], d["id"]);
-    let ids = [&a, &b, &c, &d].map(|m| m["id"].as_str().unwrap().to_owned());
+    let c = herald.queue(body.clone()).await;
+    let d = herald.queue(body).await;
+    assert_ne!(c.id, d.id);
+    let ids = [a, b, c, d].map(|m| m.id);
     for id in &ids {
-        herald.wait_status(id, "delivered").await;
+        herald.wait_status(id, MessageStatus::Delivered).await;
     }
     let mut listed = all_ids(&herald, "").await;
     listed.sort();
@@ -154,24 +148,24 @@ async fn a_batch_alongside_keyed_messages_reuses_nothing() {
         )
         .await;
     assert_eq!(status, 200, "{batch:#}");
-    let results = batch["results"].as_array().unwrap();
+    let results = typed::<BatchAnswer>(&batch).results;
     assert_eq!(results.len(), 2);
-    let mut ids = vec![keyed["id"].as_str().unwrap().to_owned()];
+    let mut ids = vec![keyed.id.clone()];
     for result in results {
-        let id = result["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{result:#}"));
-        assert!(!ids.contains(&id.to_owned()), "{batch:#}");
-        ids.push(id.to_owned());
+        let BatchResult::Accepted(accepted) = result else {
+            panic!("refused: {batch:#}");
+        };
+        assert!(!ids.contains(&accepted.id), "{batch:#}");
+        ids.push(accepted.id);
     }
     for id in &ids {
-        herald.wait_status(id, "delivered").await;
+        herald.wait_status(id, MessageStatus::Delivered).await;
     }
     assert_eq!(all_ids(&herald, "").await.len(), 3);
     assert_eq!(smtp.message_count(), 3);
     // And the key still answers with its own message afterwards.
     let again = post_keyed(&herald, "k-batch", message(&["bob@example.com"])).await;
-    assert_eq!(again["id"], keyed["id"]);
+    assert_eq!(again.id, keyed.id);
     herald.stop().await.unwrap();
 }
 
@@ -191,7 +185,7 @@ async fn a_refused_request_does_not_use_up_its_key() {
     assert_nothing_stored(&herald).await;
     let first = post_keyed(&herald, "k-3", message(&["bob@example.com"])).await;
     let again = post_keyed(&herald, "k-3", message(&["bob@example.com"])).await;
-    assert_eq!(first["id"], again["id"]);
+    assert_eq!(first.id, again.id);
     herald.stop().await.unwrap();
 }
 
@@ -212,13 +206,7 @@ async fn a_malformed_key_is_400() {
         .await
         .unwrap();
         let problem = assert_problem(&answer, 400);
-        assert!(
-            problem["detail"]
-                .as_str()
-                .unwrap()
-                .contains("Idempotency-Key"),
-            "{problem:#}"
-        );
+        assert!(problem.detail.contains("Idempotency-Key"), "{problem:#?}");
     }
     assert_nothing_stored(&herald).await;
     // 255 visible characters are fine.
@@ -239,11 +227,11 @@ async fn concurrent_retries_with_one_key_store_one_message() {
     }
     let mut ids = Vec::new();
     for task in tasks {
-        ids.push(task.await.unwrap()["id"].as_str().unwrap().to_owned());
+        ids.push(task.await.unwrap().id);
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    herald.wait_status(&ids[0], "delivered").await;
+    herald.wait_status(&ids[0], MessageStatus::Delivered).await;
     assert_eq!(all_ids(&herald, "").await, ids);
     assert!(!smtp.wait_for_messages(2, Duration::from_millis(200)).await);
     assert_eq!(smtp.message_count(), 1);
@@ -288,7 +276,7 @@ async fn a_keyed_batch_repeated_is_answered_again_and_sent_once() {
         .map(|&i| first["results"][i]["id"].as_str().unwrap().to_owned())
         .collect();
     for id in &ids {
-        herald.wait_status(id, "delivered").await;
+        herald.wait_status(id, MessageStatus::Delivered).await;
     }
 
     // The client lost the answer and sends the same batch again.
@@ -321,6 +309,6 @@ async fn a_keyed_batch_repeated_is_answered_again_and_sent_once() {
     // The batch's key does not answer for a single message, nor the
     // reverse: they are separate requests.
     let single = post_keyed(&herald, "nightly-2026-12-01", message(&["a@example.com"])).await;
-    assert!(!ids.contains(&single["id"].as_str().unwrap().to_owned()));
+    assert!(!ids.contains(&single.id));
     herald.stop().await.unwrap();
 }

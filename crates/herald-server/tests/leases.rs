@@ -8,7 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Herald, message};
+use common::{Herald, event_kinds, message};
+use herald_api::{EventKind, MessageStatus};
 use herald_testkit::{Fault, FaultRule, Phase, ServerConfig, TestServer};
 
 /// The reply to the final dot comes after 4.5 s, longer than the 3 s lease:
@@ -33,22 +34,18 @@ async fn a_delivery_longer_than_the_lease_keeps_its_message() {
     assert!(text.contains("lease = \"3s\""), "{text}");
     let herald = Herald::start_in(dir, &text).await;
 
-    let (status, created) = herald
-        .post("/v1/messages", message(&["bob@example.com"]))
-        .await;
-    assert_eq!(status, 202, "{created}");
-    let id = created["id"].as_str().unwrap();
+    let id = &herald.queue(message(&["bob@example.com"])).await.id;
     let done = herald
-        .wait_for(id, Duration::from_secs(20), |m| m["status"] == "delivered")
+        .wait_for(id, Duration::from_secs(20), |m| {
+            m.status == MessageStatus::Delivered
+        })
         .await;
-    let kinds: Vec<&str> = done["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["queued", "attempt", "delivered"], "{done:#}");
-    let duration = done["events"][1]["duration_ms"].as_u64().unwrap();
+    assert_eq!(
+        event_kinds(&done),
+        [EventKind::Queued, EventKind::Attempt, EventKind::Delivered],
+        "{done:#?}"
+    );
+    let duration = done.events.as_ref().unwrap()[1].duration_ms.unwrap();
     assert!(duration >= 4_500, "the attempt took {duration} ms");
     assert_eq!(smtp.message_count(), 1, "sent more than once");
     herald.stop().await.unwrap();

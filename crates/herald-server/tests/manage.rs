@@ -11,7 +11,8 @@ const NO_AUTO_SUPPRESSION: &str = "[suppression]\nauto = []\n";
 use std::time::Duration;
 
 use common::api::{Auth, all_ids, assert_problem, get_full, in_seconds, send};
-use common::{Herald, message};
+use common::{Herald, event_kinds, message, typed};
+use herald_api::{EventKind, Message, MessagePage, MessageStatus, RecipientStatus};
 use herald_testkit::{ServerConfig, TestServer};
 use serde_json::{Value, json};
 
@@ -20,24 +21,16 @@ async fn relay() -> TestServer {
 }
 
 async fn post_ok(herald: &Herald, body: Value) -> String {
-    let (status, created) = herald.post("/v1/messages", body).await;
-    assert_eq!(status, 202, "{created:#}");
-    created["id"].as_str().unwrap().to_owned()
+    herald.queue(body).await.id
 }
 
-async fn act(herald: &Herald, id: &str, action: &str) -> (u16, Value) {
-    herald
+/// `POST /v1/messages/{id}/{action}`, which must succeed: the message.
+async fn act(herald: &Herald, id: &str, action: &str) -> Message {
+    let (status, answer) = herald
         .post(&format!("/v1/messages/{id}/{action}"), json!({}))
-        .await
-}
-
-fn event_kinds(message: &Value) -> Vec<&str> {
-    message["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect()
+        .await;
+    assert_eq!(status, 200, "{answer:#}");
+    typed(&answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,38 +40,35 @@ async fn a_cancelled_scheduled_message_is_never_sent() {
     let mut body = message(&["later@example.com"]);
     // Far enough ahead that a slow machine still cancels it in time.
     body["send_at"] = json!(in_seconds(2));
-    let (status, created) = herald.post("/v1/messages", body).await;
-    assert_eq!(
-        (status, created["status"].as_str()),
-        (202, Some("scheduled"))
-    );
-    let id = created["id"].as_str().unwrap();
-    let (status, cancelled) = act(&herald, id, "cancel").await;
-    assert_eq!(status, 200, "{cancelled:#}");
-    assert_eq!(cancelled["id"], id);
-    assert_eq!(cancelled["status"], "cancelled");
+    let created = herald.queue(body).await;
+    assert_eq!(created.status, MessageStatus::Scheduled);
+    let id = &created.id;
+    let cancelled = act(&herald, id, "cancel").await;
+    assert_eq!(&cancelled.id, id);
+    assert_eq!(cancelled.status, MessageStatus::Cancelled);
     assert_ne!(
-        cancelled["recipients"][0]["status"], "pending",
-        "{cancelled:#}"
+        cancelled.recipients[0].status,
+        RecipientStatus::Pending,
+        "{cancelled:#?}"
     );
     assert!(
-        event_kinds(&cancelled).contains(&"cancelled"),
-        "{cancelled:#}"
+        event_kinds(&cancelled).contains(&EventKind::Cancelled),
+        "{cancelled:#?}"
     );
     // Cancelled is final: cancelling again, or retrying, is a conflict.
     for action in ["cancel", "retry"] {
         let answer = herald
             .request("POST", &format!("/v1/messages/{id}/{action}"), None, &[])
             .await;
-        assert_eq!(assert_problem(&answer, 409)["type"], "/problems/conflict");
+        assert_eq!(assert_problem(&answer, 409).kind, "/problems/conflict");
     }
     // Past its send_at, a later message goes out and the cancelled one not.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let probe = post_ok(&herald, message(&["probe@example.com"])).await;
-    herald.wait_status(&probe, "delivered").await;
-    let (_, after) = herald.get(&format!("/v1/messages/{id}")).await;
-    assert_eq!(after["status"], "cancelled", "{after:#}");
-    assert_eq!(after["attempts"], 0);
+    herald.wait_status(&probe, MessageStatus::Delivered).await;
+    let after = herald.message(id).await;
+    assert_eq!(after.status, MessageStatus::Cancelled, "{after:#?}");
+    assert_eq!(after.attempts, 0);
     let sent: Vec<String> = smtp
         .messages()
         .into_iter()
@@ -93,20 +83,16 @@ async fn delivered_messages_can_be_neither_cancelled_nor_retried() {
     let smtp = relay().await;
     let herald = Herald::start(Some(&smtp)).await;
     let id = post_ok(&herald, message(&["bob@example.com"])).await;
-    herald.wait_status(&id, "delivered").await;
+    herald.wait_status(&id, MessageStatus::Delivered).await;
     for action in ["cancel", "retry"] {
         let answer = herald
             .request("POST", &format!("/v1/messages/{id}/{action}"), None, &[])
             .await;
         let problem = assert_problem(&answer, 409);
-        assert_eq!(problem["type"], "/problems/conflict");
-        assert!(
-            problem["detail"].as_str().unwrap().contains("delivered"),
-            "{problem:#}"
-        );
+        assert_eq!(problem.kind, "/problems/conflict");
+        assert!(problem.detail.contains("delivered"), "{problem:#?}");
     }
-    let (_, after) = herald.get(&format!("/v1/messages/{id}")).await;
-    assert_eq!(after["status"], "delivered");
+    assert_eq!(herald.message(&id).await.status, MessageStatus::Delivered);
     assert_eq!(smtp.message_count(), 1);
     herald.stop().await.unwrap();
 }
@@ -118,19 +104,21 @@ async fn a_failed_message_can_be_retried() {
     // (the suppression tests show that); here the retry itself is tested.
     let herald = Herald::start_with(Some(&smtp), NO_AUTO_SUPPRESSION).await;
     let id = post_ok(&herald, message(&["rcpt550@example.com"])).await;
-    let failed = herald.wait_status(&id, "failed").await;
-    assert_eq!(failed["attempts"], 1);
-    let (status, retried) = act(&herald, &id, "retry").await;
-    assert_eq!(status, 200, "{retried:#}");
-    assert_eq!(retried["status"], "queued");
-    assert_eq!(retried["attempts"], 1, "the count is kept");
+    let failed = herald.wait_status(&id, MessageStatus::Failed).await;
+    assert_eq!(failed.attempts, 1);
+    let retried = act(&herald, &id, "retry").await;
+    assert_eq!(retried.status, MessageStatus::Queued);
+    assert_eq!(retried.attempts, 1, "the count is kept");
     let again = herald
         .wait_for(&id, Duration::from_secs(10), |m| {
-            m["status"] == "failed" && m["attempts"] == 2
+            m.status == MessageStatus::Failed && m.attempts == 2
         })
         .await;
-    assert_eq!(again["recipients"][0]["smtp_code"], 550);
-    assert!(event_kinds(&again).contains(&"retried"), "{again:#}");
+    assert_eq!(again.recipients[0].smtp_code, Some(550));
+    assert!(
+        event_kinds(&again).contains(&EventKind::Retried),
+        "{again:#?}"
+    );
     assert_eq!(smtp.message_count(), 0);
     herald.stop().await.unwrap();
 }
@@ -140,17 +128,20 @@ async fn retrying_a_partial_message_sends_only_to_the_failed_recipients() {
     let smtp = relay().await;
     let herald = Herald::start_with(Some(&smtp), NO_AUTO_SUPPRESSION).await;
     let id = post_ok(&herald, message(&["ok@example.com", "rcpt550@example.com"])).await;
-    herald.wait_status(&id, "partial").await;
-    let (status, retried) = act(&herald, &id, "retry").await;
-    assert_eq!(status, 200, "{retried:#}");
-    assert_eq!(retried["status"], "queued");
+    herald.wait_status(&id, MessageStatus::Partial).await;
+    let retried = act(&herald, &id, "retry").await;
+    assert_eq!(retried.status, MessageStatus::Queued);
     let again = herald
         .wait_for(&id, Duration::from_secs(10), |m| {
-            m["status"] == "partial" && m["attempts"] == 2
+            m.status == MessageStatus::Partial && m.attempts == 2
         })
         .await;
-    assert_eq!(again["recipients"][0]["status"], "delivered", "{again:#}");
-    assert_eq!(again["recipients"][1]["status"], "failed", "{again:#}");
+    let statuses: Vec<_> = again.recipients.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [RecipientStatus::Delivered, RecipientStatus::Failed],
+        "{again:#?}"
+    );
     let sent: Vec<String> = smtp
         .messages()
         .into_iter()
@@ -170,8 +161,8 @@ async fn retry_and_cancel_of_an_unknown_id_are_404() {
     for action in ["retry", "cancel"] {
         let path = format!("/v1/messages/01ARZ3NDEKTSV4RRFFQ69G5FAV/{action}");
         let problem = assert_problem(&herald.request("POST", &path, None, &[]).await, 404);
-        assert_eq!(problem["type"], "/problems/not-found");
-        assert_eq!(problem["detail"], "no message with that id");
+        assert_eq!(problem.kind, "/problems/not-found");
+        assert_eq!(problem.detail, "no message with that id");
     }
     herald.stop().await.unwrap();
 }
@@ -180,12 +171,8 @@ async fn retry_and_cancel_of_an_unknown_id_are_404() {
 async fn listed(herald: &Herald, query: &str) -> Vec<String> {
     let (status, page) = herald.get(&format!("/v1/messages?{query}")).await;
     assert_eq!(status, 200, "{query}: {page:#}");
-    page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect()
+    let page: MessagePage = typed(&page);
+    page.messages.into_iter().map(|m| m.id).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,9 +198,9 @@ async fn the_list_filters_by_status_tag_recipient_and_time() {
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
     let [a, b, c, d] = [0, 1, 2, 3].map(|i| ids[i].as_str());
-    herald.wait_status(a, "delivered").await;
-    herald.wait_status(b, "delivered").await;
-    herald.wait_status(d, "failed").await;
+    herald.wait_status(a, MessageStatus::Delivered).await;
+    herald.wait_status(b, MessageStatus::Delivered).await;
+    herald.wait_status(d, MessageStatus::Failed).await;
 
     let mut delivered = listed(&herald, "status=delivered").await;
     delivered.sort();
@@ -239,8 +226,11 @@ async fn the_list_filters_by_status_tag_recipient_and_time() {
         let herald = &herald;
         let id = id.to_owned();
         async move {
-            let (_, m) = herald.get(&format!("/v1/messages/{id}")).await;
-            m["created_at"].as_str().unwrap().replace('+', "%2B")
+            let created = herald.message(&id).await.created_at;
+            created
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+                .replace('+', "%2B")
         }
     };
     let (at_b, at_c, at_d) = (

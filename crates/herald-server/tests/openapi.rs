@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::api::{Answer, Auth, header, in_seconds, post_raw, send};
 use common::{Herald, message};
+use herald_api::MessageStatus;
 use herald_server::api::ROUTES;
 use herald_testkit::{ServerConfig, TestServer};
 use serde_json::{Value, json};
@@ -298,7 +299,9 @@ async fn real_answers_match_the_documented_schemas() {
         assert!(tokio::time::Instant::now() < deadline, "{:#}", answer.1);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    herald.wait_status(&delivered, "delivered").await;
+    herald
+        .wait_status(&delivered, MessageStatus::Delivered)
+        .await;
     for id in [&deferred, &delivered] {
         let answer = send_json(&herald, "GET", &one(id), None, &[]).await;
         doc.check("GET", "/v1/messages/{id}", &answer);
@@ -351,7 +354,7 @@ async fn real_answers_match_the_documented_schemas() {
     )
     .await;
     let failed = answer.1["id"].as_str().unwrap().to_owned();
-    herald.wait_status(&failed, "failed").await;
+    herald.wait_status(&failed, MessageStatus::Failed).await;
     let answer = send_json(
         &herald,
         "POST",

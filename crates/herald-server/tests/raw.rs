@@ -9,8 +9,9 @@ mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::Herald;
 use common::api::{all_ids, assert_invalid, assert_nothing_stored, assert_problem, post_with};
+use common::{Herald, typed};
+use herald_api::{Accepted, MessageStatus, RawRequest};
 use herald_testkit::{ServerConfig, TestServer};
 use serde_json::{Value, json};
 
@@ -19,13 +20,15 @@ const MESSAGE: &str = "From: App <app@example.com>\r\nTo: bob@example.org\r\n\
     Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nHello\r\n.dot line\r\n";
 
 fn request(raw: &str) -> Value {
-    json!({
-        "from": "app@example.com",
-        "to": ["bob@example.org", "hidden@example.net"],
-        "raw": BASE64.encode(raw),
-        "tags": ["api"],
-        "metadata": {"order": "42"},
-    })
+    let request = RawRequest {
+        from: Some("app@example.com".into()),
+        to: vec!["bob@example.org".into(), "hidden@example.net".into()],
+        raw: Some(BASE64.encode(raw)),
+        tags: vec!["api".into()],
+        metadata: [("order".to_owned(), "42".to_owned())].into(),
+        send_at: None,
+    };
+    serde_json::to_value(request).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,19 +37,24 @@ async fn a_raw_message_is_queued_and_delivered_as_given() {
     let herald = Herald::start(Some(&smtp)).await;
     let (status, created, _) = post_with(&herald, "/v1/messages/raw", request(MESSAGE), &[]).await;
     assert_eq!(status, 202, "{created:#}");
-    assert_eq!(created["status"], "queued");
-    let id = created["id"].as_str().unwrap();
-    let done = herald.wait_status(id, "delivered").await;
-    assert_eq!(done["tags"], json!(["api", "receipt"]));
-    assert_eq!(done["metadata"], json!({"order": "42"}));
-    assert_eq!(done["submitted_by"], "auth.api_keys[0]");
-    assert_eq!(done["recipients"].as_array().unwrap().len(), 2);
+    let created: Accepted = typed(&created);
+    assert_eq!(created.status, MessageStatus::Queued);
+    let done = herald
+        .wait_status(&created.id, MessageStatus::Delivered)
+        .await;
+    assert_eq!(done.tags, ["api", "receipt"]);
+    assert_eq!(
+        done.metadata,
+        [("order".to_owned(), "42".to_owned())].into()
+    );
+    assert_eq!(done.submitted_by.as_deref(), Some("auth.api_keys[0]"));
+    assert_eq!(done.recipients.len(), 2);
     let sent = smtp.messages();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].mail_from, "app@example.com");
     assert_eq!(sent[0].rcpt_to, ["bob@example.org", "hidden@example.net"]);
     let text = String::from_utf8(sent[0].data.clone()).unwrap();
-    let message_id = created["message_id"].as_str().unwrap();
+    let message_id = &created.message_id;
     let expected_tail = MESSAGE
         .replace("Bcc: hidden@example.net\r\n", "")
         .replace("X-Herald-Tags: receipt\r\n", "");
@@ -65,13 +73,14 @@ async fn the_same_key_replays_and_another_body_conflicts() {
     let key = [("Idempotency-Key", "raw-1")];
     let (status, first, _) = post_with(&herald, "/v1/messages/raw", request(MESSAGE), &key).await;
     assert_eq!(status, 202, "{first:#}");
+    let first: Accepted = typed(&first);
     let (status, again, _) = post_with(&herald, "/v1/messages/raw", request(MESSAGE), &key).await;
     assert_eq!(status, 202, "{again:#}");
-    assert_eq!(again["id"], first["id"]);
+    assert_eq!(typed::<Accepted>(&again).id, first.id);
     let other = request("Subject: other\r\n\r\nbody\r\n");
     let answer = post_with(&herald, "/v1/messages/raw", other, &key).await;
     assert_problem(&answer, 409);
-    assert_eq!(all_ids(&herald, "").await, [first["id"].as_str().unwrap()]);
+    assert_eq!(all_ids(&herald, "").await, [first.id]);
     herald.stop().await.unwrap();
 }
 

@@ -67,11 +67,8 @@ async fn queued(herald: &Herald) -> String {
 #[track_caller]
 fn assert_forbidden(answer: &Answer, scope: &str) {
     let problem = assert_problem(answer, 403);
-    assert_eq!(problem["type"], "/problems/forbidden", "{problem:#}");
-    assert!(
-        problem["detail"].as_str().unwrap().contains(scope),
-        "{problem:#}"
-    );
+    assert_eq!(problem.kind, "/problems/forbidden", "{problem:#?}");
+    assert!(problem.detail.contains(scope), "{problem:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Herald, KEY, temp_dir};
+use herald_api::MessageStatus;
 use herald_testkit::{ServerConfig, TestServer};
 use serde_json::{Value, json};
 
@@ -148,8 +149,11 @@ async fn delivers_byte_for_byte(via: &str, mech: &str, postgres: bool) {
         .await;
     assert_eq!(code(&out["auth"]), 235, "{out}");
     let id = queued_id(&out["data"]);
-    let done = setup.herald.wait_status(&id, "delivered").await;
-    assert_eq!(done["tags"], json!(["invoice", "smtp"]));
+    let done = setup
+        .herald
+        .wait_status(&id, MessageStatus::Delivered)
+        .await;
+    assert_eq!(done.tags, ["invoice", "smtp"]);
     assert!(
         setup
             .relay
@@ -163,7 +167,7 @@ async fn delivers_byte_for_byte(via: &str, mech: &str, postgres: bool) {
     let sent = base64::engine::general_purpose::STANDARD
         .decode(out["sent"].as_str().unwrap())
         .unwrap();
-    assert_eq!(done["submitted_by"], "auth.api_keys[0]");
+    assert_eq!(done.submitted_by.as_deref(), Some("auth.api_keys[0]"));
     // What herald delivers: its Message-ID and Date, then what was sent
     // without the X-Herald-Tags header.
     let sent = String::from_utf8(sent).unwrap();
@@ -175,10 +179,7 @@ async fn delivers_byte_for_byte(via: &str, mech: &str, postgres: bool) {
     assert_eq!(rest, expected_tail, "the message changed in transit");
     let added: Vec<&str> = added.split_terminator("\r\n").collect();
     assert_eq!(added.len(), 2, "{added:?}");
-    assert_eq!(
-        added[0],
-        format!("Message-ID: {}", done["message_id"].as_str().unwrap())
-    );
+    assert_eq!(added[0], format!("Message-ID: {}", done.message_id));
     assert!(added[1].starts_with("Date: "), "{added:?}");
     assert!(got.contains("Subject: =?utf-8?"), "{got}");
     let (_, metrics, _) = setup.herald.request("GET", "/metrics", None, &[]).await;
@@ -271,8 +272,11 @@ async fn recipients_past_the_limit_get_452_and_the_rest_are_sent() {
     // max_recipients = 5 in this configuration.
     assert_eq!(codes, [250, 250, 250, 250, 250, 452], "{out}");
     let id = queued_id(&out["queued"]);
-    let done = setup.herald.wait_status(&id, "delivered").await;
-    assert_eq!(done["recipients"].as_array().unwrap().len(), 5, "{done}");
+    let done = setup
+        .herald
+        .wait_status(&id, MessageStatus::Delivered)
+        .await;
+    assert_eq!(done.recipients.len(), 5, "{done:#?}");
     setup.herald.stop().await.unwrap();
 }
 
@@ -322,7 +326,10 @@ async fn chunking_with_bdat_queues_the_chunks_as_one_message() {
     assert_eq!(codes, [250, 250, 250], "{out}");
     assert_eq!(code(&out["big"]), 552, "{out}");
     assert_eq!(code(&out["after"]), 250, "{out}");
-    setup.herald.wait_status(&id, "delivered").await;
+    setup
+        .herald
+        .wait_status(&id, MessageStatus::Delivered)
+        .await;
     let stored = std::fs::read(setup.dir.join("outbox").join(format!("{id}.eml"))).unwrap();
     let text = String::from_utf8(stored).unwrap();
     assert!(
@@ -359,7 +366,10 @@ async fn oversized_mail_is_refused_at_mail_and_at_the_end_of_data() {
     // The session goes on: the next message fits and is queued.
     let small = out["small"].as_array().unwrap();
     let id = queued_id(&small[3]);
-    setup.herald.wait_status(&id, "delivered").await;
+    setup
+        .herald
+        .wait_status(&id, MessageStatus::Delivered)
+        .await;
     let (_, list) = setup.herald.get("/v1/messages").await;
     assert_eq!(list["messages"].as_array().unwrap().len(), 1);
     setup.herald.stop().await.unwrap();
@@ -381,14 +391,12 @@ async fn pipelined_commands_are_answered_in_order() {
         "{out}"
     );
     let id = queued_id(&out["replies"][6]);
-    let done = setup.herald.wait_status(&id, "delivered").await;
-    let rcpts: Vec<&str> = done["recipients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["address"].as_str().unwrap())
-        .collect();
-    assert_eq!(rcpts, ["bob@example.org", "carol@example.org"], "{done}");
+    let done = setup
+        .herald
+        .wait_status(&id, MessageStatus::Delivered)
+        .await;
+    let rcpts: Vec<&str> = done.recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(rcpts, ["bob@example.org", "carol@example.org"], "{done:#?}");
     setup.herald.stop().await.unwrap();
 }
 
@@ -410,8 +418,11 @@ async fn smuggling_vectors_do_not_split_a_message() {
     let (_, list) = setup.herald.get("/v1/messages").await;
     assert_eq!(list["messages"].as_array().unwrap().len(), 3, "{list}");
     for id in ids {
-        let done = setup.herald.wait_status(&id, "delivered").await;
-        assert_eq!(done["recipients"][0]["address"], "bob@example.org");
+        let done = setup
+            .herald
+            .wait_status(&id, MessageStatus::Delivered)
+            .await;
+        assert_eq!(done.recipients[0].address, "bob@example.org");
         let stored = std::fs::read(setup.dir.join("outbox").join(format!("{id}.eml"))).unwrap();
         let text = String::from_utf8(stored).unwrap();
         assert!(text.contains("Subject: smuggled"), "{text}");

@@ -6,17 +6,12 @@
 
 mod common;
 
-use common::{Herald, message};
+use common::api::header;
+use common::{Herald, message, typed};
+use herald_api::{Accepted, BatchAnswer, BatchResult, MessageStatus};
 use herald_testkit::{ServerConfig, TestServer};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traceparent_round_trips_into_the_message_and_the_mail() {
@@ -33,9 +28,9 @@ async fn a_traceparent_round_trips_into_the_message_and_the_mail() {
         .await;
     assert_eq!(status, 202, "{created}");
     assert_eq!(header(&headers, "x-herald-trace-id"), Some(TRACE));
-    let id = created["id"].as_str().unwrap();
-    let done = herald.wait_status(id, "delivered").await;
-    assert_eq!(done["trace_id"], TRACE);
+    let id = typed::<Accepted>(&created).id;
+    let done = herald.wait_status(&id, MessageStatus::Delivered).await;
+    assert_eq!(done.trace_id.as_deref(), Some(TRACE));
     let mail = String::from_utf8_lossy(&smtp.messages()[0].data).into_owned();
     assert!(
         mail.contains(&format!("X-Herald-Trace-Id: {TRACE}\r\n")),
@@ -66,9 +61,9 @@ async fn without_a_valid_traceparent_a_new_trace_is_started() {
         let trace = header(&answer, "x-herald-trace-id").unwrap().to_owned();
         assert_eq!(trace.len(), 32);
         assert!(trace.bytes().all(|b| b.is_ascii_hexdigit()));
-        let id = created["id"].as_str().unwrap();
-        let done = herald.wait_status(id, "delivered").await;
-        assert_eq!(done["trace_id"], trace.as_str());
+        let id = typed::<Accepted>(&created).id;
+        let done = herald.wait_status(&id, MessageStatus::Delivered).await;
+        assert_eq!(done.trace_id.as_ref(), Some(&trace));
         seen.push(trace);
     }
     assert_ne!(seen[0], seen[1]);
@@ -90,11 +85,14 @@ async fn every_message_of_a_batch_carries_the_request_trace() {
         )
         .await;
     assert_eq!(status, 200, "{answer}");
-    for result in answer["results"].as_array().unwrap() {
+    for result in typed::<BatchAnswer>(&answer).results {
+        let BatchResult::Accepted(accepted) = result else {
+            panic!("refused: {answer:#}");
+        };
         let done = herald
-            .wait_status(result["id"].as_str().unwrap(), "delivered")
+            .wait_status(&accepted.id, MessageStatus::Delivered)
             .await;
-        assert_eq!(done["trace_id"], TRACE);
+        assert_eq!(done.trace_id.as_deref(), Some(TRACE));
     }
     herald.stop().await.unwrap();
 }

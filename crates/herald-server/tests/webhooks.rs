@@ -17,7 +17,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::{Herald, WEBHOOK_SECRET, message};
+use common::{Herald, WEBHOOK_SECRET, message, typed};
+use herald_api::{DeliveryOutcome, MessageStatus, WebhookDeliveryPage};
 use herald_testkit::{ServerConfig, TestServer};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -101,10 +102,10 @@ async fn a_receiver_that_fails_for_a_while_gets_every_event_signed_with_stable_i
         .post("/v1/messages", message(&["rcpt550.gone@example.com"]))
         .await;
     herald
-        .wait_status(ok["id"].as_str().unwrap(), "delivered")
+        .wait_status(ok["id"].as_str().unwrap(), MessageStatus::Delivered)
         .await;
     herald
-        .wait_status(dead["id"].as_str().unwrap(), "failed")
+        .wait_status(dead["id"].as_str().unwrap(), MessageStatus::Failed)
         .await;
 
     // Three events: delivered, bounced, and the bounce's suppression.
@@ -155,13 +156,13 @@ async fn a_receiver_that_fails_for_a_while_gets_every_event_signed_with_stable_i
 
     let (status, tries) = herald.get("/v1/webhooks/deliveries?limit=100").await;
     assert_eq!(status, 200, "{tries}");
-    let tries = tries["deliveries"].as_array().unwrap();
+    let tries = typed::<WebhookDeliveryPage>(&tries).deliveries;
     assert_eq!(tries.len(), 7, "{tries:#?}");
-    assert_eq!(tries[0]["outcome"], "delivered");
+    assert_eq!(tries[0].outcome, DeliveryOutcome::Delivered);
     assert!(
         tries
             .iter()
-            .any(|t| t["outcome"] == "retrying" && t["http_status"] == 503)
+            .any(|t| t.outcome == DeliveryOutcome::Retrying && t.http_status == Some(503))
     );
     herald.stop().await.unwrap();
 }
@@ -184,7 +185,7 @@ async fn an_endpoint_that_never_answers_does_not_slow_delivery() {
         .post("/v1/messages", message(&["first@example.com"]))
         .await;
     herald
-        .wait_status(first["id"].as_str().unwrap(), "delivered")
+        .wait_status(first["id"].as_str().unwrap(), MessageStatus::Delivered)
         .await;
     // Wait until the sender is stuck in a POST the endpoint never answers.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -205,7 +206,7 @@ async fn an_endpoint_that_never_answers_does_not_slow_delivery() {
     // Each is delivered while that POST still hangs (its timeout is a
     // minute; the wait below gives up after 15 s).
     for id in &ids {
-        herald.wait_status(id, "delivered").await;
+        herald.wait_status(id, MessageStatus::Delivered).await;
     }
     assert_eq!(smtp.message_count(), 6);
     herald.stop().await.unwrap();

@@ -109,6 +109,7 @@ pub struct Error {
     phase: Phase,
     reply: Option<Reply>,
     detail: String,
+    ambiguous: bool,
 }
 
 impl Error {
@@ -118,7 +119,25 @@ impl Error {
             phase,
             reply: None,
             detail: detail.into(),
+            ambiguous: false,
         }
+    }
+
+    /// Marks a failure that came after the whole message, final dot
+    /// included, was written: the server may have accepted it.
+    pub(crate) fn after_final_dot(mut self) -> Self {
+        self.ambiguous = true;
+        self
+    }
+
+    /// Whether the relay may have accepted the message anyway: the final
+    /// dot was sent and its reply never came (a timeout, a dropped
+    /// connection, garbage, a cancel). Sending the message elsewhere now
+    /// could deliver it twice; RFC 5321 §6.1 and every MTA treat this as
+    /// "try again later", and a receiver that did accept it will see the
+    /// same Message-ID again at worst.
+    pub fn is_ambiguous(&self) -> bool {
+        self.ambiguous
     }
 
     pub(crate) fn rejected(phase: Phase, reply: Reply) -> Self {
@@ -131,6 +150,7 @@ impl Error {
             phase,
             detail: String::new(),
             reply: Some(reply),
+            ambiguous: false,
         }
     }
 

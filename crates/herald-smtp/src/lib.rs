@@ -26,3 +26,12 @@ pub use reply::{EnhancedCode, Reply};
 pub use tls::{TlsInfo, TlsSetupError, system_tls_config, tls_config_from_pem};
 pub use tokio_util::sync::CancellationToken;
 pub use transaction::{RecipientOutcome, SendOptions};
+
+/// The reply parser, for the fuzz targets only (`fuzzing` feature): the
+/// first complete reply in `buf` and how many bytes it used, `Ok(None)`
+/// while more bytes are needed, or why the bytes are not a reply.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn parse_reply_for_fuzzing(buf: &[u8]) -> Result<Option<(Reply, usize)>, String> {
+    reply::parse_reply(buf).map_err(|e| format!("{e:?}"))
+}

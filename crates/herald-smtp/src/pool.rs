@@ -40,7 +40,8 @@ impl Default for PoolConfig {
 /// Counters, for metrics and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PoolStats {
-    /// Sessions open now (busy and idle).
+    /// Sessions open now (busy and idle), counting those still being
+    /// opened (connect, banner, EHLO, TLS, AUTH).
     pub open: usize,
     /// Sessions idle now.
     pub idle: usize,
@@ -152,9 +153,23 @@ impl Pool {
         while quits.join_next().await.is_some() {}
     }
 
+    /// Opens a session. It counts as open from the first connect on, so
+    /// that a worker waiting for a slow banner or handshake shows.
     async fn connect(&self, ctx: &Ctx) -> Result<Connection, Error> {
-        let conn = Connection::open(self.client.clone(), ctx).await?;
+        /// Takes the count back unless the session opened, however the
+        /// attempt ends (an error, or the future dropped mid-handshake).
+        struct Opening<'a>(&'a AtomicUsize, bool);
+        impl Drop for Opening<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
         self.open.fetch_add(1, Ordering::Relaxed);
+        let mut opening = Opening(&self.open, false);
+        let conn = Connection::open(self.client.clone(), ctx).await?;
+        opening.1 = true;
         self.opened_total.fetch_add(1, Ordering::Relaxed);
         Ok(conn)
     }

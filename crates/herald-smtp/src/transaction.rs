@@ -149,7 +149,10 @@ impl Connection {
         self.wbuf.clear();
         write_data(message, &mut self.wbuf);
         self.flush_batch(Phase::DataDot, dot_timeout, ctx).await?;
-        let reply = self.read_reply(Phase::DataDot, dot_timeout, ctx).await?;
+        let reply = self
+            .read_reply(Phase::DataDot, dot_timeout, ctx)
+            .await
+            .map_err(Error::after_final_dot)?;
         if reply.is_positive() {
             for outcome in &mut outcomes {
                 if outcome.result.is_ok() {

@@ -132,3 +132,42 @@ async fn our_own_per_connection_limit_opens_fresh_sessions() {
     }
     assert_eq!(server.connections(), 3);
 }
+
+#[tokio::test]
+async fn a_session_waiting_for_its_banner_counts_as_open() {
+    let server = TestServer::start(ServerConfig {
+        faults: vec![herald_testkit::FaultRule::always(
+            herald_testkit::Phase::Banner,
+            herald_testkit::Fault::Stall,
+        )],
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let pool = pool(&server, 1, 100);
+    let sending = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let _ = pool
+                .send(
+                    &envelope(&["a@example.com"]),
+                    MESSAGE,
+                    SendOptions::default(),
+                    &Ctx::default(),
+                )
+                .await;
+        }
+    });
+    // Wait until the server has the connection: the client now waits for
+    // a banner that never comes.
+    while server.connections() == 0 {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(pool.stats().open, 1, "{:?}", pool.stats());
+    assert_eq!(pool.stats().opened_total, 0);
+    // Given up mid-handshake: no longer open, never opened.
+    sending.abort();
+    let _ = sending.await;
+    assert_eq!(pool.stats().open, 0, "{:?}", pool.stats());
+}

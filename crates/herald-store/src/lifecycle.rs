@@ -104,15 +104,20 @@ pub enum AttemptOutcome {
     Transient,
     /// Nobody accepted, and nobody is to be retried.
     Permanent,
+    /// The relay failed as a whole (connect, TLS, AUTH, a dropped session,
+    /// a timeout): no recipient got an answer of its own. Only the
+    /// dispatcher knows this; [`of`](Self::of) never says it.
+    Error,
 }
 
 impl AttemptOutcome {
     /// Every outcome.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Delivered,
         Self::Partial,
         Self::Transient,
         Self::Permanent,
+        Self::Error,
     ];
 
     /// The outcome of an attempt with these per-recipient results. An
@@ -136,6 +141,7 @@ impl AttemptOutcome {
             Self::Partial => "partial",
             Self::Transient => "transient",
             Self::Permanent => "permanent",
+            Self::Error => "error",
         }
     }
 }

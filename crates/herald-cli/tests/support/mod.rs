@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use herald_api::{Accepted, Message, MessageStatus};
+use serde_json::json;
 
 /// The API key every test configuration accepts.
 pub const API_KEY: &str = "process-test-key-0123456789abcdef";
@@ -318,13 +319,11 @@ pub fn post_message(agent: &ureq::Agent, base: &str, n: usize) -> Posted {
             let status = response.status().as_u16();
             let text = response.into_body().read_to_string().unwrap_or_default();
             if status == 202 {
-                let value: Value = serde_json::from_str(&text).expect("a 202 carries JSON");
+                let accepted: Accepted =
+                    serde_json::from_str(&text).expect("a 202 carries the API's Accepted");
                 Posted::Accepted {
-                    id: value["id"].as_str().expect("202 has an id").to_owned(),
-                    message_id: value["message_id"]
-                        .as_str()
-                        .expect("202 has a message_id")
-                        .to_owned(),
+                    id: accepted.id,
+                    message_id: accepted.message_id,
                 }
             } else {
                 Posted::Refused(status, text)
@@ -333,8 +332,9 @@ pub fn post_message(agent: &ureq::Agent, base: &str, n: usize) -> Posted {
     }
 }
 
-/// `GET /v1/messages/{id}` as JSON (panics on anything but 200).
-pub fn get_message(agent: &ureq::Agent, base: &str, id: &str) -> Value {
+/// `GET /v1/messages/{id}` as the API's [`Message`] (panics on anything
+/// but 200).
+pub fn get_message(agent: &ureq::Agent, base: &str, id: &str) -> Message {
     let response = agent
         .get(format!("{base}/v1/messages/{id}"))
         .header("Authorization", &format!("Bearer {API_KEY}"))
@@ -343,7 +343,7 @@ pub fn get_message(agent: &ureq::Agent, base: &str, id: &str) -> Value {
     let status = response.status().as_u16();
     let text = response.into_body().read_to_string().unwrap_or_default();
     assert_eq!(status, 200, "GET /v1/messages/{id}: {text}");
-    serde_json::from_str(&text).expect("a message is JSON")
+    serde_json::from_str(&text).expect("a message is the API's Message")
 }
 
 /// Polls until every id in `ids` is `delivered`, or `limit` passes; returns
@@ -360,14 +360,11 @@ pub fn wait_all_delivered(
     loop {
         let keys: Vec<String> = open.keys().cloned().collect();
         for id in keys {
-            let status = get_message(agent, base, &id)["status"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            if status == "delivered" {
+            let status = get_message(agent, base, &id).status;
+            if status == MessageStatus::Delivered {
                 open.remove(&id);
             } else {
-                open.insert(id, status);
+                open.insert(id, status.to_string());
             }
         }
         if open.is_empty() || Instant::now() >= deadline {

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
+use herald_api::{BatchAnswer, BatchResult};
 use herald_message::MessageRequest;
 use herald_store::Idempotency;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -24,7 +25,6 @@ use super::messages::{
     TraceHeader, accept_span, admit, admit_or_replay, body_bytes, created, idempotency_key,
     prepare, record_problem,
 };
-use super::views::{BatchItem, BatchView};
 use super::{AppState, Problem};
 use crate::trace::TraceId;
 
@@ -35,7 +35,7 @@ pub(crate) async fn create_batch(
     key: Option<Extension<ApiKeyName>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(TraceHeader, Json<BatchView>), Problem> {
+) -> Result<(TraceHeader, Json<BatchAnswer>), Problem> {
     // One request, one trace: every message of the batch carries it.
     let (trace, span) = accept_span(&headers, "/v1/messages/batch");
     let submitter = key.map(|Extension(ApiKeyName(name))| name);
@@ -58,7 +58,7 @@ async fn create_batch_in_trace(
     body: Result<Bytes, BytesRejection>,
     trace: TraceId,
     submitter: Option<String>,
-) -> Result<(TraceHeader, Json<BatchView>), Problem> {
+) -> Result<(TraceHeader, Json<BatchAnswer>), Problem> {
     let body = body_bytes(body)?;
     let key = idempotency_key(headers)?;
     let items = read_items(&body, state.limits.max_batch)?;
@@ -66,7 +66,7 @@ async fn create_batch_in_trace(
     // With a key, the batch is one request, under the hash of all of it:
     // a repeat replays every item, any other body conflicts.
     let mut hasher = key.is_some().then(Sha256::new);
-    let mut results: Vec<Option<BatchItem>> = Vec::with_capacity(items.len());
+    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
     let mut valid = Vec::new();
     let mut positions = Vec::new();
     for (i, raw) in items.into_iter().enumerate() {
@@ -82,7 +82,9 @@ async fn create_batch_in_trace(
                 positions.push(i);
                 results.push(None);
             }
-            Err(problem) => results.push(Some(BatchItem::Error { error: problem })),
+            Err(problem) => results.push(Some(BatchResult::Error {
+                error: problem.body(),
+            })),
         }
     }
     let batch_key = match (key, hasher) {
@@ -109,9 +111,9 @@ async fn create_batch_in_trace(
         state.metrics.accepted_batch(&stored);
         for (position, outcome) in positions.into_iter().zip(stored) {
             results[position] = Some(match outcome {
-                Ok(enqueued) => BatchItem::Created(created(enqueued)),
-                Err(error) => BatchItem::Error {
-                    error: Problem::from(error),
+                Ok(enqueued) => BatchResult::Accepted(created(enqueued)),
+                Err(error) => BatchResult::Error {
+                    error: Problem::from(error).body(),
                 },
             });
         }
@@ -119,12 +121,12 @@ async fn create_batch_in_trace(
     }
     Ok((
         TraceHeader(trace),
-        Json(BatchView {
+        Json(BatchAnswer {
             results: results
                 .into_iter()
                 .map(|r| {
-                    r.unwrap_or_else(|| BatchItem::Error {
-                        error: Problem::internal(),
+                    r.unwrap_or_else(|| BatchResult::Error {
+                        error: Problem::internal().body(),
                     })
                 })
                 .collect(),

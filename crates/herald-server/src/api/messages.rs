@@ -9,10 +9,11 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use herald_api::{Accepted as AcceptedBody, ListQuery, MAX_LIST_LIMIT, Message, MessagePage};
 use herald_message::{
     HeaderName, HeaderValue, MessageRequest, RenderOptions, message_id_for, new_id,
 };
-use herald_store::{Enqueued, Idempotency, ListFilter, MessageStatus, NewMessage, StoreError};
+use herald_store::{Enqueued, Idempotency, ListFilter, NewMessage, StoreError};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,16 +24,14 @@ use crate::trace::export::{EXPORT_TARGET, continue_request};
 use crate::trace::{TRACE_HEADER, TraceId, TraceParent};
 
 use super::ApiKeyName;
-use super::views::{Created, ListView, MessageView};
-use super::{AppState, Problem};
+use super::{AppState, Problem, answers};
 use crate::observe::metrics::AcceptSource;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
-const MAX_LIST_LIMIT: usize = 500;
 const DEFAULT_LIST_LIMIT: usize = 50;
 
 /// What `POST /v1/messages` and `POST /v1/messages/raw` answer.
-pub(super) type Accepted = (StatusCode, TraceHeader, Json<Created>);
+pub(super) type Accepted = (StatusCode, TraceHeader, Json<AcceptedBody>);
 
 /// `POST /v1/messages`.
 pub(crate) async fn create(
@@ -145,36 +144,28 @@ pub(super) async fn store_one(
 }
 
 /// The `202` body for a stored (or replayed) message.
-pub(super) fn created(enqueued: Enqueued) -> Created {
-    Created {
-        id: enqueued.id,
-        status: enqueued.status.to_string(),
-        message_id: enqueued.message_id,
-    }
+pub(super) fn created(enqueued: Enqueued) -> AcceptedBody {
+    answers::accepted(enqueued)
 }
 
 /// `GET /v1/messages/{id}`.
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<MessageView>, Problem> {
+) -> Result<Json<Message>, Problem> {
     let record = state.store.get(&id).await?.ok_or_else(Problem::not_found)?;
-    Ok(Json(MessageView::full(record)))
+    Ok(Json(answers::full(record)))
 }
 
 /// `GET /v1/messages`.
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<ListView>, Problem> {
-    let filter = list_filter(&query)?;
+) -> Result<Json<MessagePage>, Problem> {
+    let filter = list_filter(list_query(&query)?);
     let page = state.store.list(&filter).await?;
-    Ok(Json(ListView {
-        messages: page
-            .messages
-            .into_iter()
-            .map(MessageView::summary)
-            .collect(),
+    Ok(Json(MessagePage {
+        messages: page.messages.into_iter().map(answers::summary).collect(),
         next_cursor: page.next_after_id,
     }))
 }
@@ -183,22 +174,22 @@ pub(crate) async fn list(
 pub(crate) async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<MessageView>, Problem> {
+) -> Result<Json<Message>, Problem> {
     let record = state.store.retry(&id, OffsetDateTime::now_utc()).await?;
     state.wake.notify_one();
     tracing::info!(id = %id, "retry requested");
-    Ok(Json(MessageView::full(record)))
+    Ok(Json(answers::full(record)))
 }
 
 /// `POST /v1/messages/{id}/cancel`.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<MessageView>, Problem> {
+) -> Result<Json<Message>, Problem> {
     let record = state.store.cancel(&id, OffsetDateTime::now_utc()).await?;
     state.metrics.finished(record.status);
     tracing::info!(id = %id, "message cancelled");
-    Ok(Json(MessageView::full(record)))
+    Ok(Json(answers::full(record)))
 }
 
 /// The request's trace (from a valid `traceparent`, or a new one) and its
@@ -376,28 +367,33 @@ pub(crate) async fn admit(state: &AppState, more: u64) -> Result<(), Problem> {
     Ok(())
 }
 
-fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, Problem> {
-    let mut filter = ListFilter {
-        limit: DEFAULT_LIST_LIMIT,
-        ..ListFilter::default()
-    };
+/// The query of `GET /v1/messages`, checked: an unknown parameter or a
+/// value out of its range is `400`.
+fn list_query(query: &HashMap<String, String>) -> Result<ListQuery, Problem> {
+    let mut list = ListQuery::default();
     for (name, value) in query {
         match name.as_str() {
             "status" => {
-                filter.status = Some(value.parse::<MessageStatus>().map_err(Problem::malformed)?);
+                list.status = Some(
+                    value
+                        .parse()
+                        .map_err(|e| Problem::malformed(format!("{e}")))?,
+                );
             }
-            "tag" => filter.tag = Some(value.clone()),
-            "recipient" => filter.recipient = Some(value.clone()),
-            "since" => filter.since = Some(timestamp("since", value)?),
-            "until" => filter.until = Some(timestamp("until", value)?),
+            "tag" => list.tag = Some(value.clone()),
+            "recipient" => list.recipient = Some(value.clone()),
+            "since" => list.since = Some(timestamp("since", value)?),
+            "until" => list.until = Some(timestamp("until", value)?),
             "limit" => {
-                filter.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
-                    .ok_or_else(|| Problem::malformed("limit: a number from 1 to 500"))?;
+                list.limit = Some(
+                    value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+                        .ok_or_else(|| Problem::malformed("limit: a number from 1 to 500"))?,
+                );
             }
-            "cursor" => filter.after_id = Some(value.clone()),
+            "cursor" => list.cursor = Some(value.clone()),
             other => {
                 return Err(Problem::malformed(format!(
                     "unknown query parameter {other:?}"
@@ -405,7 +401,20 @@ fn list_filter(query: &HashMap<String, String>) -> Result<ListFilter, Problem> {
             }
         }
     }
-    Ok(filter)
+    Ok(list)
+}
+
+/// What the store is asked for a checked query.
+fn list_filter(query: ListQuery) -> ListFilter {
+    ListFilter {
+        status: query.status.map(answers::store_status),
+        tag: query.tag,
+        recipient: query.recipient,
+        since: query.since,
+        until: query.until,
+        limit: query.limit.unwrap_or(DEFAULT_LIST_LIMIT),
+        after_id: query.cursor,
+    }
 }
 
 fn timestamp(name: &str, raw: &str) -> Result<OffsetDateTime, Problem> {

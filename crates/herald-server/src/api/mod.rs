@@ -1,17 +1,17 @@
-//! The HTTP API (../shared/design/api.md): routes, the state they share,
+//! The HTTP API (docs/api.md; its types are herald-api's): routes, the state they share,
 //! API-key authentication, and the health endpoints. Handlers validate
 //! into herald-message types and commit through the store before they
 //! answer `202`.
 
+mod answers;
 mod batch;
-mod error;
-mod errors;
+mod error_groups;
 mod messages;
 pub(crate) use messages::queued;
+mod problem;
 mod raw;
 mod scrape;
 mod suppressions;
-mod views;
 mod webhooks;
 
 use std::sync::Arc;
@@ -26,12 +26,8 @@ use axum::routing::{get, post};
 use herald_store::Store;
 use tokio::sync::Notify;
 
-pub use error::{MAX_FIELD_ERRORS, Problem};
 pub(crate) use messages::admit;
-pub use suppressions::{
-    AddResult, AddResults, AddSuppressions, MAX_ADDRESSES, SuppressionList, SuppressionView,
-};
-pub use webhooks::{WebhookDeliveryList, WebhookDeliveryView};
+pub use problem::{MAX_FIELD_ERRORS, Problem};
 
 use crate::config::{ApiKey, Scope};
 use crate::dispatch::Dispatcher;
@@ -176,7 +172,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}", get(messages::show))
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
-        .route("/v1/errors", get(errors::list))
+        .route("/v1/errors", get(error_groups::list))
         .route(
             "/v1/suppressions",
             get(suppressions::list).post(suppressions::add),

@@ -3,17 +3,15 @@
 //! queues it, with the validation, idempotency and `202` of
 //! `POST /v1/messages`.
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use herald_api::RawRequest;
 use herald_message::{FieldError, MessageRequest, new_id};
 use herald_store::{Idempotency, NewMessage};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::messages::{
@@ -23,27 +21,6 @@ use super::{ApiKeyName, AppState, Problem};
 use crate::observe::metrics::AcceptSource;
 use crate::submission::raw;
 use crate::trace::TraceId;
-
-/// The body of `POST /v1/messages/raw`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRequest {
-    /// The envelope sender (reverse-path), `local@domain`.
-    #[serde(default)]
-    from: Option<String>,
-    /// The envelope recipients.
-    #[serde(default)]
-    to: Vec<String>,
-    /// The RFC 5322 message, base64.
-    #[serde(default)]
-    raw: Option<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    send_at: Option<OffsetDateTime>,
-}
 
 /// `POST /v1/messages/raw`.
 pub(crate) async fn create(

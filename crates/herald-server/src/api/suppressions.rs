@@ -6,115 +6,32 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use herald_api as api;
 use herald_message::{EmailAddress, FieldError};
-use herald_store::{Added, Suppression, SuppressionCursor, SuppressionFilter, SuppressionReason};
-use serde::{Deserialize, Serialize};
+use herald_store::{Added, Suppression, SuppressionCursor, SuppressionFilter};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::answers::{store_reason, suppression};
 use super::{AppState, Problem};
 
-/// Most addresses one `POST /v1/suppressions` may carry.
-pub const MAX_ADDRESSES: usize = 1000;
+const MAX_ADDRESSES: usize = api::MAX_ADDRESSES;
 /// Entries one page lists by default, and at most.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
-
-/// One entry of the list, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SuppressionView {
-    /// The address (the domain in lower case).
-    pub address: String,
-    /// `bounce`, `complaint` or `manual`.
-    pub reason: SuppressionReason,
-    /// The herald id of the message whose failure added it, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The SMTP reply that added it, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response: Option<String>,
-    /// When it was added.
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// When it lapses, if ever.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-}
-
-impl From<Suppression> for SuppressionView {
-    fn from(entry: Suppression) -> Self {
-        Self {
-            address: entry.address,
-            reason: entry.reason,
-            message: entry.message,
-            response: entry.response,
-            created_at: entry.created_at,
-            expires_at: entry.expires_at,
-        }
-    }
-}
-
-/// A page of the list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SuppressionList {
-    /// The entries, newest first.
-    pub suppressions: Vec<SuppressionView>,
-    /// Pass as `cursor` for the next page; absent on the last.
-    pub next_cursor: Option<String>,
-}
-
-/// `POST /v1/suppressions`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddSuppressions {
-    /// The addresses, 1 to [`MAX_ADDRESSES`].
-    pub addresses: Vec<String>,
-    /// Why (default `manual`).
-    #[serde(default = "manual")]
-    pub reason: SuppressionReason,
-    /// When the entries lapse, if ever.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-}
-
-fn manual() -> SuppressionReason {
-    SuppressionReason::Manual
-}
-
-/// What became of one address of an [`AddSuppressions`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddResult {
-    /// The address as given.
-    pub address: String,
-    /// `added`, `exists` (left as it was) or `invalid`.
-    pub status: String,
-    /// The entry now on the list (added or existing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suppression: Option<SuppressionView>,
-    /// Why the address is invalid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// The answer to [`AddSuppressions`], one result per address, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddResults {
-    /// The results.
-    pub results: Vec<AddResult>,
-}
 
 /// `GET /v1/suppressions`.
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<SuppressionList>, Problem> {
+) -> Result<Json<api::SuppressionPage>, Problem> {
     let filter = filter(&query)?;
     let page = state
         .store
         .list_suppressions(&filter, OffsetDateTime::now_utc())
         .await?;
-    Ok(Json(SuppressionList {
-        suppressions: page.entries.into_iter().map(Into::into).collect(),
+    Ok(Json(api::SuppressionPage {
+        suppressions: page.entries.into_iter().map(suppression).collect(),
         next_cursor: page.next.map(|c| encode_cursor(&c)),
     }))
 }
@@ -123,35 +40,35 @@ pub(crate) async fn list(
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(address): Path<String>,
-) -> Result<Json<SuppressionView>, Problem> {
+) -> Result<Json<api::Suppression>, Problem> {
     let entry = state
         .store
         .suppression(&address, OffsetDateTime::now_utc())
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(entry.into()))
+    Ok(Json(suppression(entry)))
 }
 
 /// `DELETE /v1/suppressions/{address}`: the entry removed.
 pub(crate) async fn remove(
     State(state): State<AppState>,
     Path(address): Path<String>,
-) -> Result<Json<SuppressionView>, Problem> {
+) -> Result<Json<api::Suppression>, Problem> {
     let entry = state
         .store
         .remove_suppression(&address, OffsetDateTime::now_utc())
         .await?
         .ok_or_else(not_found)?;
     tracing::info!(reason = %entry.reason, "suppression removed");
-    Ok(Json(entry.into()))
+    Ok(Json(suppression(entry)))
 }
 
 /// `POST /v1/suppressions`: each address validated and added on its own;
 /// the valid ones in one commit.
 pub(crate) async fn add(
     State(state): State<AppState>,
-    body: Result<Json<AddSuppressions>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<AddResults>, Problem> {
+    body: Result<Json<api::AddSuppressions>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<api::AddResults>, Problem> {
     let Json(request) = body.map_err(|e| Problem::malformed(e.body_text()))?;
     if request.addresses.is_empty() || request.addresses.len() > MAX_ADDRESSES {
         return Err(Problem::validation(vec![FieldError {
@@ -168,7 +85,7 @@ pub(crate) async fn add(
             Ok(valid) => {
                 entries.push(Suppression {
                     address: valid.address().to_owned(),
-                    reason: request.reason,
+                    reason: store_reason(request.reason),
                     message: None,
                     response: None,
                     created_at: now,
@@ -188,9 +105,9 @@ pub(crate) async fn add(
     let mut ordered = Vec::with_capacity(request.addresses.len());
     for (address, error) in request.addresses.iter().zip(errors) {
         if let Some(error) = error {
-            ordered.push(AddResult {
+            ordered.push(api::AddResult {
                 address: address.clone(),
-                status: "invalid".into(),
+                status: api::AddStatus::Invalid,
                 suppression: None,
                 error: Some(error),
             });
@@ -202,20 +119,22 @@ pub(crate) async fn add(
         let status = match &answer {
             Added::Added(_) => {
                 added += 1;
-                state.metrics.suppression_added(request.reason);
-                "added"
+                state
+                    .metrics
+                    .suppression_added(store_reason(request.reason));
+                api::AddStatus::Added
             }
-            Added::Exists(_) => "exists",
+            Added::Exists(_) => api::AddStatus::Exists,
         };
-        ordered.push(AddResult {
+        ordered.push(api::AddResult {
             address: address.clone(),
-            status: status.into(),
-            suppression: Some(answer.entry().clone().into()),
+            status,
+            suppression: Some(suppression(answer.entry().clone())),
             error: None,
         });
     }
     tracing::info!(added, reason = %request.reason, "suppressions added");
-    Ok(Json(AddResults { results: ordered }))
+    Ok(Json(api::AddResults { results: ordered }))
 }
 
 fn not_found() -> Problem {

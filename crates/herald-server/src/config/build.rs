@@ -289,7 +289,12 @@ fn retry_from(raw: RawRetry) -> RetryPolicy {
         initial_delay: raw.initial_delay.0,
         multiplier: raw.multiplier,
         max_delay: raw.max_delay.0,
-        min_delay: raw.min_delay.0,
+        // Unset, the floor follows a short `initial_delay` instead of
+        // contradicting it.
+        min_delay: match raw.min_delay {
+            Some(set) => set.0,
+            None => RetryPolicy::default().min_delay.min(raw.initial_delay.0),
+        },
         max_attempts: raw.max_attempts,
         max_age: raw.max_age.0,
         jitter: raw.jitter.0,

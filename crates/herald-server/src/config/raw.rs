@@ -134,9 +134,11 @@ pub(crate) struct RawRetry {
     /// Cap on a single delay.
     #[serde(default = "defaults::max_delay")]
     pub(crate) max_delay: Dur,
-    /// Floor on a single delay.
-    #[serde(default = "defaults::min_delay")]
-    pub(crate) min_delay: Dur,
+    /// Floor on a single delay; unset, the default or `initial_delay`,
+    /// whichever is shorter (so that a short `initial_delay` alone is
+    /// valid).
+    #[serde(default)]
+    pub(crate) min_delay: Option<Dur>,
     /// Attempts in all, the first included.
     #[serde(default = "defaults::max_attempts")]
     pub(crate) max_attempts: u32,
@@ -154,7 +156,7 @@ impl Default for RawRetry {
             initial_delay: defaults::initial_delay(),
             multiplier: defaults::multiplier(),
             max_delay: defaults::max_delay(),
-            min_delay: defaults::min_delay(),
+            min_delay: None,
             max_attempts: defaults::max_attempts(),
             max_age: defaults::max_age(),
             jitter: defaults::jitter(),
@@ -338,24 +340,45 @@ pub(crate) struct RawBreaker {
     /// Consecutive failures that open the breaker.
     #[serde(default = "defaults::failure_threshold")]
     pub(crate) failure_threshold: u32,
+    /// Share of failed calls in the window that opens the breaker.
+    #[serde(default = "defaults::failure_rate")]
+    pub(crate) failure_rate: f64,
+    /// A call at least this long is slow.
+    #[serde(default = "defaults::slow_call")]
+    pub(crate) slow_call: Dur,
+    /// Share of slow calls in the window that opens the breaker.
+    #[serde(default = "defaults::slow_rate")]
+    pub(crate) slow_rate: f64,
+    /// Calls in the window before its rates are judged.
+    #[serde(default = "defaults::min_calls")]
+    pub(crate) min_calls: u32,
+    /// How far back the rates look.
+    #[serde(default = "defaults::breaker_window")]
+    pub(crate) window: Dur,
     /// How long the first opening lasts.
     #[serde(default = "defaults::open_for")]
     pub(crate) open_for: Dur,
     /// Cap on the doubled open period.
     #[serde(default = "defaults::max_open_for")]
     pub(crate) max_open_for: Dur,
-    /// Requests let through while half-open.
-    #[serde(default = "defaults::half_open_probes")]
-    pub(crate) half_open_probes: u32,
+    /// Probes let through while half-open (`half_open_probes` is its
+    /// older name).
+    #[serde(default = "defaults::half_open_calls", alias = "half_open_probes")]
+    pub(crate) half_open_calls: u32,
 }
 
 impl Default for RawBreaker {
     fn default() -> Self {
         Self {
             failure_threshold: defaults::failure_threshold(),
+            failure_rate: defaults::failure_rate(),
+            slow_call: defaults::slow_call(),
+            slow_rate: defaults::slow_rate(),
+            min_calls: defaults::min_calls(),
+            window: defaults::breaker_window(),
             open_for: defaults::open_for(),
             max_open_for: defaults::max_open_for(),
-            half_open_probes: defaults::half_open_probes(),
+            half_open_calls: defaults::half_open_calls(),
         }
     }
 }

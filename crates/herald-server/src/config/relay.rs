@@ -123,9 +123,14 @@ fn one(
     positive(&field("idle_timeout"), raw.idle_timeout.0)?;
     let breaker = BreakerConfig {
         failure_threshold: raw.breaker.failure_threshold,
+        failure_rate: raw.breaker.failure_rate,
+        slow_call: raw.breaker.slow_call.0,
+        slow_rate: raw.breaker.slow_rate,
+        min_calls: raw.breaker.min_calls,
+        window: raw.breaker.window.0,
         open_for: raw.breaker.open_for.0,
         max_open_for: raw.breaker.max_open_for.0,
-        half_open_probes: raw.breaker.half_open_probes,
+        half_open_calls: raw.breaker.half_open_calls,
     };
     breaker
         .validate()

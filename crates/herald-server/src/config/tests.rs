@@ -231,6 +231,18 @@ fn every_duration_parses() {
 }
 
 #[test]
+fn a_short_initial_delay_alone_is_valid() {
+    // The floor follows it when unset; set, it is checked against it.
+    let config = ok("[retry]\ninitial_delay = \"500ms\"\n");
+    assert_eq!(config.retry.initial_delay, Duration::from_millis(500));
+    assert_eq!(config.retry.min_delay, Duration::from_millis(500));
+    let config = ok("[retry]\ninitial_delay = \"5s\"\n");
+    assert_eq!(config.retry.min_delay, Duration::from_secs(1));
+    let error = err("[retry]\ninitial_delay = \"500ms\"\nmin_delay = \"2s\"\n");
+    assert!(error.to_string().contains("min_delay"), "{error}");
+}
+
+#[test]
 fn a_bad_duration_names_its_field() {
     for (doc, field) in [
         (
@@ -517,7 +529,7 @@ fn every_field_is_read() {
          [outbox]\ndir = \"/var/spool/herald\"\n\
          {RELAY}tls = \"implicit\"\nusername = \"me\"\npassword = \"pw\"\nauth_mechanism = \"LOGIN\"\n\
          allow_insecure_auth = true\nmax_connections = 2\nmax_messages_per_connection = 50\n\
-         [relays.breaker]\nfailure_threshold = 3\nhalf_open_probes = 2\n"
+         [relays.breaker]\nfailure_threshold = 3\nhalf_open_probes = 2\nfailure_rate = 0.1\nslow_call = \"2s\"\n"
     ));
     assert_eq!(c.server.http_listen.port(), 9000);
     assert_eq!(
@@ -546,7 +558,11 @@ fn every_field_is_read() {
     assert_eq!(r.pool.max_connections, 2);
     assert_eq!(r.pool.max_messages_per_connection, 50);
     assert_eq!(r.breaker.failure_threshold, 3);
-    assert_eq!(r.breaker.half_open_probes, 2);
+    // `half_open_probes`, the field's older name, still works.
+    assert_eq!(r.breaker.half_open_calls, 2);
+    assert_eq!(r.breaker.failure_rate, 0.1);
+    assert_eq!(r.breaker.slow_call, Duration::from_secs(2));
+    assert_eq!(r.breaker.min_calls, 20);
 }
 
 #[test]

@@ -39,6 +39,9 @@ pub(crate) fn failed_result(address: &str, error: &Error) -> RecipientResult {
         enhanced_code: error.enhanced_code().map(|c| c.to_string()),
         response: Some(match error.reply() {
             Some(reply) => reply.text(),
+            None if error.is_ambiguous() => format!(
+                "{error}; the relay may have accepted the message: retried later, not through another relay now"
+            ),
             None => error.to_string(),
         }),
         class: Some(class_of(error)),

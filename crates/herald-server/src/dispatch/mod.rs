@@ -5,16 +5,17 @@
 
 mod attempt;
 mod outbox;
+mod report;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_message::{EmailAddress, Envelope};
-use herald_policy::{BounceClass, BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy};
+use herald_policy::BounceClass;
+use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy};
 use herald_smtp::{Ctx, ErrorKind, Pool, PoolStats, SendOptions};
 use herald_store::{
-    AttemptRecord, Claimed, MessageStatus, NextStep, RecipientResult, RecipientStatus, Store,
-    StoreError, SuppressionPolicy,
+    AttemptRecord, Claimed, RecipientResult, RecipientStatus, Store, StoreError, SuppressionPolicy,
 };
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore};
@@ -24,10 +25,11 @@ use tracing::Instrument as _;
 
 pub(crate) use outbox::Outbox;
 
-use crate::alerts::{Alerting, FailureClass, FailureSample};
+use crate::alerts::Alerting;
 use crate::observe::Metrics;
-use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX, RecipientOutcome};
+use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX};
 use crate::trace::export::{EXPORT_TARGET, continue_message};
+use report::{Tried, Via};
 
 /// How long the goodbye to the relays (QUIT on idle connections) may take
 /// once deliveries are drained.
@@ -260,96 +262,66 @@ impl Dispatcher {
         let started_at = OffsetDateTime::now_utc();
         let clock = Instant::now();
         let suppressed = self.suppress(&mut message).await;
-        if message.recipients.is_empty() {
-            // Nobody left to send to: no relay is tried.
-            self.record(
-                &message,
-                RELAY_NONE.to_owned(),
-                suppressed,
-                started_at,
-                clock,
-            )
-            .await;
-            return;
-        }
-        // Attempts at a relay are counted in `via_relays`, one per relay
-        // tried; the others here.
-        let (relay, results) = match envelope_of(&message) {
-            Err(reason) => {
-                let results = fail_all(&message.recipients, &reason);
-                self.count_attempt(RELAY_NONE, &results, clock.elapsed());
-                (RELAY_NONE.to_owned(), results)
+        let mut tried = if message.recipients.is_empty() {
+            // Nobody left to send to: nothing is tried, nothing reported.
+            Tried {
+                relay: RELAY_NONE.to_owned(),
+                outcome: herald_store::AttemptOutcome::Permanent,
+                results: Vec::new(),
+                duration: Duration::ZERO,
             }
-            Ok(envelope) if self.relays.is_empty() => {
-                let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
-                let (relay, results) = self.to_outbox(&message, &envelope).instrument(span).await;
-                self.count_attempt(&relay, &results, clock.elapsed());
-                (relay, results)
-            }
-            Ok(envelope) => match self.via_relays(&message, &envelope, abort).await {
-                Some(done) => done,
-                None => {
-                    // Cancelled by shutdown: give the message back untried.
-                    if let Err(error) = self.store.release(&message.id, &self.settings.owner).await
-                    {
-                        tracing::warn!(id = %message.id, error = %error, "release failed");
-                    }
-                    return;
+        } else {
+            match envelope_of(&message) {
+                Err(reason) => {
+                    let results = fail_all(&message.recipients, &reason);
+                    let tried = Tried::new(RELAY_NONE, results, clock.elapsed());
+                    self.report(&message, &tried, Via::Nowhere);
+                    tried
                 }
-            },
+                Ok(envelope) if self.relays.is_empty() => {
+                    let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
+                    let results = self.to_outbox(&message, &envelope).instrument(span).await;
+                    let tried = Tried::new(RELAY_OUTBOX, results, clock.elapsed());
+                    self.report(&message, &tried, Via::Outbox);
+                    tried
+                }
+                Ok(envelope) => match self.via_relays(&message, &envelope, abort).await {
+                    Some(tried) => tried,
+                    None => {
+                        // Cancelled by shutdown: give the message back untried.
+                        if let Err(error) =
+                            self.store.release(&message.id, &self.settings.owner).await
+                        {
+                            tracing::warn!(id = %message.id, error = %error, "release failed");
+                        }
+                        return;
+                    }
+                },
+            }
         };
-        let mut results = results;
-        results.extend(suppressed);
-        self.record(&message, relay, results, started_at, clock)
-            .await;
-    }
-
-    /// Records an attempt's results with its next step, and counts and
-    /// logs it.
-    async fn record(
-        &self,
-        message: &Claimed,
-        relay: String,
-        results: Vec<RecipientResult>,
-        started_at: OffsetDateTime,
-        clock: Instant,
-    ) {
-        let attempts_made = message.attempts + 1;
-        self.feed_alerting(&relay, &message.id, &results);
+        tried.results.extend(suppressed);
         let next = attempt::next_step(
-            &results,
-            attempts_made,
+            &tried.results,
+            message.attempts + 1,
             &self.settings.policy,
             message.created_at,
             OffsetDateTime::now_utc(),
             &mut rand::rng(),
         );
-        let outcome = herald_store::AttemptOutcome::of(&results);
-        let (smtp_code, enhanced_code, detail) = attempt::headline(&results);
-        let class = attempt::headline_class(&results);
-        let duration = clock.elapsed();
-        tracing::info!(
-            id = %message.id,
-            relay = %relay,
-            attempt = attempts_made,
-            outcome = outcome.as_str(),
-            code = smtp_code.unwrap_or(0),
-            class = class.map_or("", |c| c.as_str()),
-            duration_ms = duration.as_millis() as u64,
-            "delivery attempt"
-        );
+        let (smtp_code, enhanced_code, detail) = attempt::headline(&tried.results);
         let statuses: Vec<(RecipientStatus, Option<BounceClass>)> =
-            results.iter().map(|r| (r.status, r.class)).collect();
+            tried.results.iter().map(|r| (r.status, r.class)).collect();
+        let relay = tried.relay;
         let record = AttemptRecord {
             started_at,
-            duration,
+            duration: clock.elapsed(),
             relay: relay.clone(),
-            outcome,
+            outcome: tried.outcome,
             smtp_code,
             enhanced_code,
             detail,
-            class,
-            recipients: results,
+            class: attempt::headline_class(&tried.results),
+            recipients: tried.results,
             next,
             suppression: self.settings.suppression.clone(),
         };
@@ -360,7 +332,7 @@ impl Dispatcher {
         {
             Ok(status) => {
                 tracing::debug!(id = %message.id, status = %status, "attempt recorded");
-                self.count_recorded(message, &relay, &statuses, next, status);
+                self.count_recorded(&message, &relay, &statuses, next, status);
             }
             Err(StoreError::LeaseLost) => {
                 tracing::warn!(id = %message.id, "lease lost (cancelled or expired); attempt not recorded")
@@ -371,79 +343,8 @@ impl Dispatcher {
         }
     }
 
-    /// Counts an attempt that went to no relay or to the outbox.
-    fn count_attempt(&self, relay: &str, results: &[RecipientResult], duration: Duration) {
-        let outcome = AttemptOutcome::from(herald_store::AttemptOutcome::of(results));
-        self.metrics.attempt(relay, outcome, duration);
-    }
-
-    /// What a recorded attempt did to its recipients and its message.
-    fn count_recorded(
-        &self,
-        message: &Claimed,
-        relay: &str,
-        recipients: &[(RecipientStatus, Option<BounceClass>)],
-        next: NextStep,
-        status: MessageStatus,
-    ) {
-        for (recipient, class) in recipients {
-            self.metrics.recipient(match (*recipient, next) {
-                (RecipientStatus::Delivered, _) => RecipientOutcome::Delivered,
-                (RecipientStatus::Suppressed, _) => RecipientOutcome::Suppressed,
-                (RecipientStatus::Deferred, NextStep::RetryAt(_)) => RecipientOutcome::Deferred,
-                // Giving up turns the deferred into failed.
-                _ => RecipientOutcome::Failed,
-            });
-            if let Some(class) = class {
-                self.metrics.recipient_class(*class);
-            }
-            if *recipient == RecipientStatus::Failed
-                && class.is_some_and(|c| self.settings.suppression.auto.contains(&c))
-            {
-                self.metrics
-                    .suppression_added(herald_store::SuppressionReason::Bounce);
-            }
-        }
-        if let NextStep::RetryAt(_) = next {
-            self.metrics.retry_scheduled(relay);
-        }
-        if status == MessageStatus::Delivered {
-            let elapsed = OffsetDateTime::now_utc() - message.created_at;
-            self.metrics
-                .accept_to_delivery(elapsed.try_into().unwrap_or_default());
-        }
-        self.metrics.finished(status);
-    }
-
-    /// Every recipient tried counts as an attempt for rate rules; every one
-    /// not delivered is a failure sample for error groups.
-    fn feed_alerting(&self, relay: &str, message_id: &str, results: &[RecipientResult]) {
-        let now = OffsetDateTime::now_utc();
-        for result in results {
-            self.alerting.record_attempt(relay, now);
-            let class = match result.status {
-                RecipientStatus::Deferred => FailureClass::Transient,
-                RecipientStatus::Failed => FailureClass::Permanent,
-                _ => continue,
-            };
-            self.alerting.record_failure(FailureSample {
-                relay: relay.to_owned(),
-                class,
-                smtp_code: result.smtp_code,
-                enhanced_code: result.enhanced_code.clone(),
-                response: result.response.clone().unwrap_or_default(),
-                message_id: message_id.to_owned(),
-                at: now,
-            });
-        }
-    }
-
-    async fn to_outbox(
-        &self,
-        message: &Claimed,
-        envelope: &Envelope,
-    ) -> (String, Vec<RecipientResult>) {
-        let results = match self
+    async fn to_outbox(&self, message: &Claimed, envelope: &Envelope) -> Vec<RecipientResult> {
+        match self
             .outbox
             .write(&message.id, message.rendered.clone())
             .await
@@ -468,18 +369,19 @@ impl Dispatcher {
                 tracing::error!(error = %error, "writing to the outbox failed");
                 defer_all(&message.recipients, &format!("outbox: {error}"))
             }
-        };
-        (RELAY_OUTBOX.to_owned(), results)
+        }
     }
 
-    /// Tries the relays in order; the first that takes the transaction
-    /// decides the outcome. `None` when cancelled by shutdown.
+    /// Tries the relays in order, skipping those whose circuit is open;
+    /// the first that takes the transaction decides the outcome. Every
+    /// relay tried is reported on its own. `None` when cancelled by
+    /// shutdown.
     async fn via_relays(
         &self,
         message: &Claimed,
         envelope: &Envelope,
         abort: &CancellationToken,
-    ) -> Option<(String, Vec<RecipientResult>)> {
+    ) -> Option<Tried> {
         let ctx = Ctx {
             deadline: None,
             cancel: abort.clone(),
@@ -487,7 +389,8 @@ impl Dispatcher {
         let options = SendOptions {
             smtputf8: message.smtputf8,
         };
-        let mut last: Option<(String, Vec<RecipientResult>)> = None;
+        let mut last: Option<Tried> = None;
+        let mut skipped: Option<&Relay> = None;
         for relay in &self.relays {
             let allowed = relay
                 .breaker
@@ -496,6 +399,7 @@ impl Dispatcher {
                 .unwrap_or(true);
             if !allowed {
                 tracing::debug!(relay = %relay.name, "circuit open; skipping relay");
+                skipped = skipped.or(Some(relay));
                 continue;
             }
             let clock = Instant::now();
@@ -517,7 +421,7 @@ impl Dispatcher {
                 .await;
             match sent {
                 Ok(outcomes) => {
-                    record_breaker(relay, BreakerOutcome::Success);
+                    record_breaker(relay, BreakerOutcome::Success, clock.elapsed());
                     let results: Vec<_> = outcomes.iter().map(attempt::recipient_result).collect();
                     for (index, result) in results.iter().enumerate() {
                         tracing::info!(
@@ -525,57 +429,78 @@ impl Dispatcher {
                             parent: &span,
                             recipient = index,
                             status = result.status.as_str(),
-                            code = result.smtp_code.unwrap_or(0),
+                            code = result.smtp_code,
                             "recipient"
                         );
                     }
-                    let outcome = AttemptOutcome::from(herald_store::AttemptOutcome::of(&results));
-                    self.metrics.attempt(&relay.name, outcome, clock.elapsed());
-                    for result in &results {
-                        self.metrics.smtp_reply(&relay.name, result.smtp_code);
-                    }
-                    return Some((relay.name.clone(), results));
+                    let tried = Tried::new(&relay.name, results, clock.elapsed());
+                    self.report(message, &tried, Via::Relay);
+                    return Some(tried);
                 }
-                Err(error) if error.kind() == ErrorKind::Cancelled => return None,
+                Err(error) if error.kind() == ErrorKind::Cancelled && !error.is_ambiguous() => {
+                    return None;
+                }
                 Err(error) => {
                     span.record("otel.status_code", "error");
                     span.record("otel.status_description", error.to_string());
-                    self.metrics
-                        .attempt(&relay.name, AttemptOutcome::Error, clock.elapsed());
-                    self.metrics.smtp_reply(&relay.name, error.smtp_code());
-                    let outcome = if error.is_timeout() {
-                        BreakerOutcome::Timeout
-                    } else if error.smtp_code() == Some(421) {
-                        BreakerOutcome::Throttled
-                    } else {
-                        BreakerOutcome::ConnectionFailure
-                    };
-                    record_breaker(relay, outcome);
-                    tracing::warn!(relay = %relay.name, id = %message.id, error = %error, "relay failed");
+                    record_breaker(relay, breaker_outcome(&error), clock.elapsed());
                     let results = message
                         .recipients
                         .iter()
                         .map(|r| attempt::failed_result(r, &error))
                         .collect();
-                    last = Some((relay.name.clone(), results));
+                    let tried = Tried {
+                        relay: relay.name.clone(),
+                        outcome: AttemptOutcome::Error,
+                        results,
+                        duration: clock.elapsed(),
+                    };
+                    self.report(message, &tried, Via::Relay);
+                    if error.is_ambiguous() {
+                        // The relay may have taken it: another relay now
+                        // could deliver it twice. Later, as a retry.
+                        return Some(tried);
+                    }
+                    last = Some(tried);
                 }
             }
         }
-        Some(last.unwrap_or_else(|| {
-            let results = defer_all(
-                &message.recipients,
-                "no relay available: every circuit is open",
-            );
-            self.metrics
-                .attempt(RELAY_NONE, AttemptOutcome::Transient, Duration::ZERO);
-            (RELAY_NONE.to_owned(), results)
-        }))
+        if let Some(tried) = last {
+            return Some(tried);
+        }
+        // Nothing was tried: every circuit is open. The deferral is the
+        // first skipped relay's, so that its panels show it.
+        let relay = skipped.map_or(RELAY_NONE, |r| r.name.as_str());
+        let reason = format!("not tried: the circuit of relay {relay} is open");
+        let tried = Tried::new(
+            relay,
+            defer_all(&message.recipients, &reason),
+            Duration::ZERO,
+        );
+        self.report(message, &tried, Via::Nowhere);
+        Some(tried)
     }
 }
 
-fn record_breaker(relay: &Relay, outcome: BreakerOutcome) {
+fn record_breaker(relay: &Relay, outcome: BreakerOutcome, took: Duration) {
     if let Ok(mut breaker) = relay.breaker.lock() {
-        breaker.record(outcome, Instant::now());
+        breaker.record_call(outcome, took, Instant::now());
+    }
+}
+
+/// What a failed send says about the relay's health: a timeout, a `421`,
+/// or any other fault of the connection (refused, TLS, AUTH, a dropped
+/// session) counts against it; a refusal of this message or of its
+/// recipients (size, content, "user unknown") is no fault of the relay's.
+fn breaker_outcome(error: &herald_smtp::Error) -> BreakerOutcome {
+    if error.is_timeout() {
+        BreakerOutcome::Timeout
+    } else if error.smtp_code() == Some(421) {
+        BreakerOutcome::Throttled
+    } else if error.scope() == herald_smtp::Scope::Connection {
+        BreakerOutcome::ConnectionFailure
+    } else {
+        BreakerOutcome::RecipientRejected
     }
 }
 

@@ -252,87 +252,20 @@ impl AcceptSource {
     }
 }
 
-/// How one attempt at one relay went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    /// Every recipient accepted.
-    Delivered,
-    /// Some recipients accepted, the others refused or deferred.
-    Partial,
-    /// No recipient accepted, some or all to be retried.
-    Transient,
-    /// No recipient accepted, none to be retried.
-    Permanent,
-    /// The relay failed as a whole (connect, TLS, AUTH, a dropped session,
-    /// a timeout): no per-recipient answer at all.
-    Error,
-}
+/// How one attempt at one relay went: the store's outcome, one vocabulary
+/// for the API's events, the logs and this label.
+pub use herald_store::AttemptOutcome;
 
-impl AttemptOutcome {
-    /// Every outcome, for pre-registering zero series.
-    pub const ALL: [Self; 5] = [
-        Self::Delivered,
-        Self::Partial,
-        Self::Transient,
-        Self::Permanent,
-        Self::Error,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::Partial => "partial",
-            Self::Transient => "transient",
-            Self::Permanent => "permanent",
-            Self::Error => "error",
-        }
-    }
-}
-
-impl From<herald_store::AttemptOutcome> for AttemptOutcome {
-    fn from(outcome: herald_store::AttemptOutcome) -> Self {
-        match outcome {
-            herald_store::AttemptOutcome::Delivered => Self::Delivered,
-            herald_store::AttemptOutcome::Partial => Self::Partial,
-            herald_store::AttemptOutcome::Transient => Self::Transient,
-            herald_store::AttemptOutcome::Permanent => Self::Permanent,
-        }
-    }
-}
-
-/// A recipient's outcome in one recorded attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecipientOutcome {
-    /// Accepted by the relay.
-    Delivered,
-    /// Refused for now; to be retried.
-    Deferred,
-    /// Refused for good, or retries exhausted.
-    Failed,
-    /// Not sent to: the address is on the suppression list.
-    Suppressed,
-}
-
-impl RecipientOutcome {
-    /// Every outcome, for pre-registering zero series.
-    pub const ALL: [Self; 4] = [
-        Self::Delivered,
-        Self::Deferred,
-        Self::Failed,
-        Self::Suppressed,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::Deferred => "deferred",
-            Self::Failed => "failed",
-            Self::Suppressed => "suppressed",
-        }
-    }
-}
+/// The `outcome` label values of [`RECIPIENTS`]: a recipient's status
+/// after the attempt (deferred recipients whose retries ran out count as
+/// `failed`; recipients on the suppression list, not sent to, count as
+/// `suppressed`).
+pub const RECIPIENT_OUTCOMES: [herald_store::RecipientStatus; 4] = [
+    herald_store::RecipientStatus::Delivered,
+    herald_store::RecipientStatus::Deferred,
+    herald_store::RecipientStatus::Failed,
+    herald_store::RecipientStatus::Suppressed,
+];
 
 /// An SMTP reply code's class: the `class` label of [`SMTP_REPLIES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

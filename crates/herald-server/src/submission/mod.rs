@@ -3,6 +3,9 @@
 //! accepted message committed to the same durable queue as the HTTP
 //! API's before its `250`.
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod lockout;
 mod queue;
 pub(crate) mod raw;

@@ -2,9 +2,10 @@
 //! well-formed problem, what the store holds, and requests the harness's
 //! client cannot make (no key at all, any method, transport errors kept).
 
+use herald_api::{MessagePage, Problem};
 use serde_json::Value;
 
-use super::{Herald, KEY};
+use super::{Herald, KEY, typed};
 
 /// A response as the tests see it: status, JSON (or the text as a JSON
 /// string), headers with lower-case names.
@@ -22,38 +23,28 @@ pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<
 /// status line, `Content-Type: application/problem+json`, and a body with
 /// `type`, `title`, the same `status` and a `detail`. Returns the body.
 #[track_caller]
-pub(crate) fn assert_problem(answer: &Answer, status: u16) -> Value {
+pub(crate) fn assert_problem(answer: &Answer, status: u16) -> Problem {
     let (got, body, headers) = answer;
     assert_eq!(*got, status, "status; body: {body:#}");
     let content_type = header(headers, "content-type").unwrap_or("");
     assert!(
-        content_type.starts_with("application/problem+json"),
+        content_type.starts_with(herald_api::PROBLEM_CONTENT_TYPE),
         "content-type {content_type:?} for {status}; body: {body:#}"
     );
-    assert!(
-        body["type"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("/problems/")),
-        "type: {body:#}"
-    );
-    assert!(
-        body["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "title: {body:#}"
-    );
-    assert_eq!(body["status"], status, "status in the body: {body:#}");
-    assert!(
-        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-        "detail: {body:#}"
-    );
-    body.clone()
+    let problem: Problem = typed(body);
+    assert!(problem.kind.starts_with("/problems/"), "type: {body:#}");
+    assert!(!problem.title.is_empty(), "title: {body:#}");
+    assert_eq!(problem.status, status, "status in the body: {body:#}");
+    assert!(!problem.detail.is_empty(), "detail: {body:#}");
+    problem
 }
 
 /// Asserts a 422 validation problem and that one of its `errors` names
 /// `field` (exactly, or by prefix when `field` ends with `*`).
 #[track_caller]
-pub(crate) fn assert_invalid(answer: &Answer, field: &str) -> Value {
+pub(crate) fn assert_invalid(answer: &Answer, field: &str) -> Problem {
     let body = assert_problem(answer, 422);
-    assert_eq!(body["type"], "/problems/validation", "{body:#}");
+    assert_eq!(body.kind, "/problems/validation", "{body:#?}");
     let fields = error_fields(&body);
     let named = match field.strip_suffix('*') {
         Some(prefix) => fields.iter().any(|f| f.starts_with(prefix)),
@@ -64,16 +55,8 @@ pub(crate) fn assert_invalid(answer: &Answer, field: &str) -> Value {
 }
 
 /// The `field` of each entry of a problem's `errors`.
-pub(crate) fn error_fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+pub(crate) fn error_fields(problem: &Problem) -> Vec<String> {
+    problem.errors.iter().map(|e| e.field.clone()).collect()
 }
 
 /// Every message id the store lists for `query` (following cursors),
@@ -92,11 +75,10 @@ pub(crate) async fn all_ids(herald: &Herald, query: &str) -> Vec<String> {
         }
         let (status, page) = herald.get(&path).await;
         assert_eq!(status, 200, "{path}: {page:#}");
-        for message in page["messages"].as_array().unwrap() {
-            ids.push(message["id"].as_str().unwrap().to_owned());
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
+        let page: MessagePage = typed(&page);
+        ids.extend(page.messages.into_iter().map(|m| m.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
             None => return ids,
         }
     }

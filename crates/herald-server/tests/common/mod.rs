@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
+use herald_api::{Accepted, Message, MessageStatus};
 use herald_server::config::Config;
 use herald_server::{ServeError, open_store, serve};
 use herald_testkit::TestServer;
@@ -205,33 +206,67 @@ impl Herald {
         (status, json)
     }
 
+    /// `GET /v1/messages/{id}`, read as the API's [`Message`] (asserts 200).
+    pub(crate) async fn message(&self, id: &str) -> Message {
+        let (status, message) = self.get(&format!("/v1/messages/{id}")).await;
+        assert_eq!(status, 200, "{message:#}");
+        typed(&message)
+    }
+
+    /// `POST /v1/messages` with `body`, which must be accepted: the answer
+    /// read as the API's [`Accepted`] (asserts 202).
+    pub(crate) async fn queue(&self, body: Value) -> Accepted {
+        let (status, answer) = self.post("/v1/messages", body).await;
+        assert_eq!(status, 202, "{answer:#}");
+        typed(&answer)
+    }
+
     /// Polls a message until `done` holds (or panics after `timeout`).
     pub(crate) async fn wait_for(
         &self,
         id: &str,
         timeout: Duration,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
+        done: impl Fn(&Message) -> bool,
+    ) -> Message {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let (status, message) = self.get(&format!("/v1/messages/{id}")).await;
-            assert_eq!(status, 200, "{message}");
+            let message = self.message(id).await;
             if done(&message) {
                 return message;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "timed out; last seen: {message:#}"
+                "timed out; last seen: {message:#?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Waits until the message reaches `status`.
-    pub(crate) async fn wait_status(&self, id: &str, status: &str) -> Value {
-        self.wait_for(id, Duration::from_secs(15), |m| m["status"] == status)
+    pub(crate) async fn wait_status(&self, id: &str, status: MessageStatus) -> Message {
+        self.wait_for(id, Duration::from_secs(15), |m| m.status == status)
             .await
     }
+}
+
+/// An answer's JSON read as one of the API's types (panics, showing the
+/// JSON, when it is not one).
+#[track_caller]
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(json: &Value) -> T {
+    match serde_json::from_value(json.clone()) {
+        Ok(value) => value,
+        Err(e) => panic!("not the API's type: {e}: {json:#}"),
+    }
+}
+
+/// The kinds of a message's events, in order.
+pub(crate) fn event_kinds(message: &Message) -> Vec<herald_api::EventKind> {
+    message
+        .events
+        .iter()
+        .flatten()
+        .map(|event| event.kind)
+        .collect()
 }
 
 fn config_text_for(relay: Option<&TestServer>, extra: &str) -> String {

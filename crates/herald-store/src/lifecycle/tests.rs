@@ -53,7 +53,7 @@ fn names_round_trip_and_compare_with_text() {
         assert_eq!(outcome.as_str().parse::<AttemptOutcome>(), Ok(outcome));
     }
     assert!("sent".parse::<EventKind>().is_err());
-    assert!("error".parse::<AttemptOutcome>().is_err());
+    assert!("failed".parse::<AttemptOutcome>().is_err());
 }
 
 #[test]

@@ -46,9 +46,6 @@ pub(crate) fn multiplier() -> f64 {
 pub(crate) fn max_delay() -> Dur {
     Dur(RetryPolicy::default().max_delay)
 }
-pub(crate) fn min_delay() -> Dur {
-    Dur(RetryPolicy::default().min_delay)
-}
 pub(crate) fn max_attempts() -> u32 {
     RetryPolicy::default().max_attempts
 }
@@ -152,8 +149,23 @@ pub(crate) fn open_for() -> Dur {
 pub(crate) fn max_open_for() -> Dur {
     Dur(BreakerConfig::default().max_open_for)
 }
-pub(crate) fn half_open_probes() -> u32 {
-    BreakerConfig::default().half_open_probes
+pub(crate) fn half_open_calls() -> u32 {
+    BreakerConfig::default().half_open_calls
+}
+pub(crate) fn failure_rate() -> f64 {
+    BreakerConfig::default().failure_rate
+}
+pub(crate) fn slow_call() -> Dur {
+    Dur(BreakerConfig::default().slow_call)
+}
+pub(crate) fn slow_rate() -> f64 {
+    BreakerConfig::default().slow_rate
+}
+pub(crate) fn min_calls() -> u32 {
+    BreakerConfig::default().min_calls
+}
+pub(crate) fn breaker_window() -> Dur {
+    Dur(BreakerConfig::default().window)
 }
 pub(crate) fn otlp_endpoint() -> Option<String> {
     None

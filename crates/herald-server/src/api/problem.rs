@@ -1,21 +1,21 @@
 //! One error type for the whole API, rendered as RFC 9457 problem details
-//! with a stable `type`. Internal causes go to the log, never to clients.
+//! (herald-api's [`herald_api::Problem`]) with a stable `type`. Internal
+//! causes go to the log, never to clients.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_message::FieldError;
 use herald_store::StoreError;
-use serde::Serialize;
 
 /// The most field errors one problem lists; the rest are counted in
 /// `omitted_errors`.
 pub const MAX_FIELD_ERRORS: usize = 20;
 
-/// A failed request, as the client will see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A failed request: what the client will see (its [`Problem::body`]),
+/// and the headers that go with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// A stable identifier of the problem kind, e.g. `/problems/validation`.
-    #[serde(rename = "type")]
     pub kind: &'static str,
     /// A short human title.
     pub title: &'static str,
@@ -25,13 +25,11 @@ pub struct Problem {
     pub detail: String,
     /// Field errors, for validation problems: at most
     /// [`MAX_FIELD_ERRORS`], in field order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// How many more field errors there were than `errors` lists.
-    #[serde(skip_serializing_if = "is_zero")]
     pub omitted_errors: usize,
-    /// Seconds to wait before retrying (429, 503).
-    #[serde(skip)]
+    /// Seconds to wait before retrying (429, 503): the `Retry-After`
+    /// header, not part of the body.
     pub retry_after: Option<u64>,
 }
 
@@ -196,14 +194,22 @@ impl Problem {
         )
     }
 
+    /// The body the client reads.
+    pub fn body(&self) -> herald_api::Problem {
+        herald_api::Problem {
+            kind: self.kind.to_owned(),
+            title: self.title.to_owned(),
+            status: self.status,
+            detail: self.detail.clone(),
+            errors: self.errors.clone(),
+            omitted_errors: self.omitted_errors,
+        }
+    }
+
     /// The HTTP status.
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 impl From<StoreError> for Problem {
@@ -233,12 +239,12 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let retry_after = self.retry_after;
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
+            HeaderValue::from_static(herald_api::PROBLEM_CONTENT_TYPE),
         );
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -7,26 +7,18 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde::Serialize;
+use herald_api::ErrorGroups;
 use time::OffsetDateTime;
 
-use crate::alerts::{GroupFilter, GroupView};
+use crate::alerts::GroupFilter;
 
-use super::{AppState, Problem};
-
-/// The answer: the groups, most frequent in the window first.
-#[derive(Debug, Serialize)]
-pub(crate) struct ErrorsView {
-    /// The window `window_count` was counted over, in seconds.
-    window_seconds: u64,
-    groups: Vec<GroupView>,
-}
+use super::{AppState, Problem, answers};
 
 /// `GET /v1/errors?window=15m&relay=primary`.
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<ErrorsView>, Problem> {
+) -> Result<Json<ErrorGroups>, Problem> {
     let mut filter = GroupFilter::default();
     for (name, value) in &query {
         match name.as_str() {
@@ -46,14 +38,18 @@ pub(crate) async fn list(
         }
     }
     let Some(alerting) = &state.alerting else {
-        return Ok(Json(ErrorsView {
+        return Ok(Json(ErrorGroups {
             window_seconds: filter.window.unwrap_or_default().as_secs(),
             groups: Vec::new(),
         }));
     };
     let window: Duration = filter.window.unwrap_or_else(|| alerting.default_window());
-    Ok(Json(ErrorsView {
+    Ok(Json(ErrorGroups {
         window_seconds: window.as_secs(),
-        groups: alerting.groups(&filter, OffsetDateTime::now_utc()),
+        groups: alerting
+            .groups(&filter, OffsetDateTime::now_utc())
+            .into_iter()
+            .map(answers::error_group)
+            .collect(),
     }))
 }
