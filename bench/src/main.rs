@@ -18,6 +18,8 @@
 //! judges the figures.
 
 #![forbid(unsafe_code)]
+// A measurement tool: it times runs on the machine's clocks.
+#![allow(clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -16,6 +16,8 @@
 //! A measurement tool: it never judges the figures.
 
 #![forbid(unsafe_code)]
+// A measurement tool: it times runs on the machine's clocks.
+#![allow(clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

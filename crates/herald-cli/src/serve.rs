@@ -173,7 +173,7 @@ pub(crate) fn check_config(args: CheckConfigArgs) -> Result<ExitCode, Failure> {
             "alerts      {} ({}) to {}{}",
             channel.name,
             channel.kind.as_str(),
-            channel.redacted_url(),
+            herald_server::redact::url(&channel.url),
             if channel.secret.is_some() {
                 ", signed with ***"
             } else {

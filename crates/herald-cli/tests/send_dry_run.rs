@@ -2,6 +2,9 @@
 //! bytes on stdout parsed back, and exit statuses.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// These tests run the binary in its own process: they wait on real time
+// (for conditions, with deadlines), so they read the machine's clocks.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

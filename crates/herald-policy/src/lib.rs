@@ -8,6 +8,8 @@
 //! - [`classify`] answers "what does this failure say?" ([`BounceClass`]).
 //! - [`Gcra`] answers "may the next message go to this relay yet, or in
 //!   how long?" for a [`RateLimit`] such as `20/s`.
+//! - [`Clock`] is where the time comes from, for every decision by time in
+//!   herald (the system's clocks, or a [`ManualClock`] in tests).
 //!
 //! Both are plain structs with public fields plus a `validate()` that the
 //! service's config layer calls once; an unvalidated value never panics, it
@@ -18,11 +20,13 @@
 
 mod bounce;
 mod breaker;
+mod clock;
 mod rate;
 mod retry;
 
 pub use bounce::{BounceClass, RULES, Rule, classify, classify_with};
 pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use rate::{Gcra, Rate, RateLimit};
 pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
 

@@ -154,6 +154,7 @@ impl Gcra {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::Clock as _;
 
     fn limit(text: &str, burst: u32) -> RateLimit {
         RateLimit {
@@ -185,7 +186,7 @@ mod tests {
     fn a_burst_goes_at_once_then_the_rate_holds() {
         // 10/s with a burst of 3: three at t=0, then one every 100 ms.
         let mut gcra = Gcra::new(limit("10/s", 3));
-        let t0 = Instant::now();
+        let t0 = crate::SystemClock.instant();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let table: &[(u64, Result<(), Duration>)] = &[
             (0, Ok(())),
@@ -210,7 +211,7 @@ mod tests {
     #[test]
     fn a_burst_of_one_spaces_every_message() {
         let mut gcra = Gcra::new(limit("2/s", 1));
-        let t0 = Instant::now();
+        let t0 = crate::SystemClock.instant();
         assert_eq!(gcra.acquire(t0), Ok(()));
         assert_eq!(gcra.acquire(t0), Err(Duration::from_millis(500)));
         assert_eq!(
@@ -224,7 +225,7 @@ mod tests {
     fn over_any_window_no_more_than_the_rate_plus_the_burst_pass() {
         // Offered far above the limit for 10 s, in 1 ms steps.
         let mut gcra = Gcra::new(limit("20/s", 5));
-        let t0 = Instant::now();
+        let t0 = crate::SystemClock.instant();
         let mut passed = 0u32;
         for ms in 0..10_000u64 {
             if gcra.acquire(t0 + Duration::from_millis(ms)).is_ok() {

@@ -2,6 +2,8 @@
 //! `Instant` as the origin, everything else is the origin plus a duration.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure real time (deadlines, elapsed) on the machine's clocks.
+#![allow(clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant};
 

@@ -8,12 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_policy::SharedClock;
 use herald_store::{FeedCursor, FeedEntry, Store};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::{Alerting, FeedItem};
+use herald_alerts::{Alerting, FeedItem};
 
 /// How often a node reports what it saw and reads what the others did.
 pub(crate) const FEED_EVERY: Duration = Duration::from_secs(1);
@@ -33,16 +34,17 @@ pub(crate) async fn share_failures(
     alerting: Arc<Alerting>,
     node_id: String,
     history: Duration,
+    clock: SharedClock,
     stop: CancellationToken,
 ) {
-    let since = OffsetDateTime::now_utc() - history;
+    let since = clock.now() - history;
     let mut cursor = None;
     loop {
         let stopping = tokio::select! {
             () = stop.cancelled() => true,
             () = tokio::time::sleep(FEED_EVERY) => false,
         };
-        report(store.as_ref(), &alerting, &node_id).await;
+        report(store.as_ref(), &alerting, &node_id, clock.now()).await;
         if stopping {
             return;
         }
@@ -51,8 +53,8 @@ pub(crate) async fn share_failures(
 }
 
 /// Appends what this node recorded since its last report.
-async fn report(store: &dyn Store, alerting: &Alerting, node_id: &str) {
-    let items = alerting.take_outgoing(OffsetDateTime::now_utc());
+async fn report(store: &dyn Store, alerting: &Alerting, node_id: &str, now: OffsetDateTime) {
+    let items = alerting.take_outgoing(now);
     if items.is_empty() {
         return;
     }
@@ -115,14 +117,12 @@ pub(crate) async fn lead_alerts(
     node_id: String,
     every: Duration,
     leading: watch::Sender<bool>,
+    clock: SharedClock,
     stop: CancellationToken,
 ) {
     let ttl = (every * 3).max(Duration::from_secs(3));
     loop {
-        let holds = match store
-            .lead(ALERTS_ROLE, &node_id, ttl, OffsetDateTime::now_utc())
-            .await
-        {
+        let holds = match store.lead(ALERTS_ROLE, &node_id, ttl, clock.now()).await {
             Ok(holds) => holds,
             Err(error) => {
                 tracing::warn!(error = %error, "could not renew the alert evaluator's role");

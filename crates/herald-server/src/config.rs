@@ -12,8 +12,6 @@ mod error;
 mod keys;
 mod raw;
 
-/// Human-readable durations in TOML (`"30s"`), shared with `[alerts]`.
-pub(crate) use raw::Dur;
 mod relay;
 mod submission;
 mod suppression;
@@ -64,7 +62,7 @@ pub struct Config {
     /// `[tracing]`: export of spans over OTLP/HTTP, off by default.
     pub tracing: TracingConfig,
     /// `[alerts]`: error groups, alert channels and rules.
-    pub alerts: crate::alerts::AlertsConfig,
+    pub alerts: herald_alerts::AlertsConfig,
     /// `[submission]`: the SMTP submission listeners; `None` (the default)
     /// means herald does not accept mail over SMTP.
     pub submission: Option<SubmissionConfig>,

@@ -79,6 +79,7 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
+    tracing::info!("HTTP listener closed; finishing the requests being served");
     stop.cancel();
     let drained = tokio::time::timeout(limits.drain_timeout, async {
         while connections.join_next().await.is_some() {}

@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod alerts;
 pub mod api;
 mod cluster;
 pub mod config;
@@ -22,7 +21,7 @@ pub mod trace;
 mod upkeep;
 mod webhooks;
 
-pub use service::{ServeError, migrate, open_store, serve};
+pub use service::{ServeError, migrate, open_store, serve, serve_with_clock};
 
 /// The mutex's guard, even if a panic elsewhere poisoned it: for state
 /// that every step leaves whole (counts, maps updated in one call).

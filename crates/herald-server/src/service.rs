@@ -6,16 +6,17 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use herald_policy::CircuitBreaker;
+use herald_policy::{CircuitBreaker, SharedClock, SystemClock};
 use herald_smtp::Pool;
 use herald_store::{Store, StoreOptions, StoreUrl};
-use herald_store_postgres::{Clock, PgOptions, PgStore};
+use herald_store_postgres::{PgOptions, PgStore};
 use herald_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::Alerting;
+use herald_alerts::Alerting;
+
 use crate::api::{self, ApiLimits, AppState};
 use crate::config::Config;
 use crate::dispatch::{DispatchSettings, Dispatcher, Outbox, Relay};
@@ -94,7 +95,7 @@ fn pg_options(config: &Config, store: StoreOptions) -> PgOptions {
     PgOptions {
         pool_size: config.store.pool_size,
         store,
-        clock: Clock::Database,
+        clock: herald_store_postgres::Clock::Database,
     }
 }
 
@@ -115,6 +116,20 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with_clock(config, store, listener, shutdown, SystemClock::shared()).await
+}
+
+/// [`serve`], reading the time from `clock` wherever the service decides
+/// by time (due times, leases, retention, alert windows, lockouts). A
+/// shared PostgreSQL store still takes leases and due times from the
+/// database's clock.
+pub async fn serve_with_clock(
+    config: Config,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: SharedClock,
+) -> Result<(), ServeError> {
     let node_id = config.server.node_id.clone();
     let exclusive = exclusive_store(&config);
     // Before anything starts: a certificate that cannot be read or a port
@@ -123,7 +138,7 @@ pub async fn serve(
         Some(submission) => Some(crate::submission::bind(submission).await?),
         None => None,
     };
-    upkeep::reclaim_at_start(store.as_ref(), &node_id, exclusive).await?;
+    upkeep::reclaim_at_start(store.as_ref(), &node_id, exclusive, clock.as_ref()).await?;
 
     // One recorder per server: never the process-wide one (tests run many
     // servers in one process).
@@ -143,10 +158,11 @@ pub async fn serve(
             breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
         })
         .collect();
+    let alerting = Alerting::new(config.alerts.clone(), clock.clone());
     let alerting = if exclusive {
-        Alerting::new(config.alerts.clone())
+        alerting
     } else {
-        Alerting::new(config.alerts.clone()).shared()
+        alerting.shared()
     };
     let alerting = Arc::new(alerting);
     let dispatcher = Arc::new(Dispatcher::new(
@@ -161,6 +177,7 @@ pub async fn serve(
             drain_timeout: config.server.drain_timeout,
             policy: config.retry.clone(),
             suppression: config.suppression.clone(),
+            clock: clock.clone(),
         },
         wake.clone(),
         metrics.clone(),
@@ -181,11 +198,13 @@ pub async fn serve(
         store.clone(),
         node_id.clone(),
         config.delivery.lease,
+        clock.clone(),
         stop_heartbeat.clone(),
     ));
     let retention_task = tokio::spawn(upkeep::retention(
         store.clone(),
         config.store.retention,
+        clock.clone(),
         stop_dispatch.clone(),
     ));
     // Alerts are evaluated and sent on their own tasks: a slow webhook never
@@ -203,6 +222,7 @@ pub async fn serve(
                 alerting.clone(),
                 node_id.clone(),
                 config.alerts.history,
+                clock.clone(),
                 stop_alerts.clone(),
             )),
             tokio::spawn(cluster::lead_alerts(
@@ -210,6 +230,7 @@ pub async fn serve(
                 node_id.clone(),
                 alerting.evaluate_every(),
                 tx,
+                clock.clone(),
                 stop_alerts.clone(),
             )),
         ];
@@ -245,7 +266,8 @@ pub async fn serve(
         workers_running.clone(),
     )
     .with_observability(metrics, dispatcher)
-    .with_alerting(alerting);
+    .with_alerting(alerting)
+    .with_clock(clock.clone());
     let submission =
         submission.map(|bound| bound.serve(state.clone(), config.delivery.helo_name.clone()));
     let addr = listener.local_addr()?;

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_policy::{Clock, SharedClock};
 use herald_store::{Leases, Retention, Store, StoreError};
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 /// How long idempotency records are kept (the window in which a repeat
@@ -33,8 +33,9 @@ pub(crate) async fn reclaim_at_start(
     store: &dyn Store,
     node_id: &str,
     exclusive: bool,
+    clock: &dyn Clock,
 ) -> Result<(), StoreError> {
-    let now = OffsetDateTime::now_utc();
+    let now = clock.now();
     let own = if exclusive {
         Leases::All
     } else {
@@ -64,6 +65,7 @@ pub(crate) async fn heartbeat(
     store: Arc<dyn Store>,
     owner: String,
     lease: Duration,
+    clock: SharedClock,
     stop: CancellationToken,
 ) {
     let every = lease / 3;
@@ -72,10 +74,7 @@ pub(crate) async fn heartbeat(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        match store
-            .renew_leases(&owner, lease, OffsetDateTime::now_utc())
-            .await
-        {
+        match store.renew_leases(&owner, lease, clock.now()).await {
             Ok(renewed) => tracing::trace!(renewed, "leases renewed"),
             Err(error) => tracing::warn!(error = %error, "renewing leases failed"),
         }
@@ -84,7 +83,12 @@ pub(crate) async fn heartbeat(
 
 /// Retention: deletes finished messages older than `keep`, and
 /// idempotency records older than their window, a small batch at a time.
-pub(crate) async fn retention(store: Arc<dyn Store>, keep: Duration, stop: CancellationToken) {
+pub(crate) async fn retention(
+    store: Arc<dyn Store>,
+    keep: Duration,
+    clock: SharedClock,
+    stop: CancellationToken,
+) {
     // A first pass soon after start, then at a steady pace.
     let mut wait = Duration::from_secs(30);
     loop {
@@ -93,7 +97,7 @@ pub(crate) async fn retention(store: Arc<dyn Store>, keep: Duration, stop: Cance
             () = tokio::time::sleep(wait) => {}
         }
         wait = RETENTION_EVERY;
-        if let Err(error) = purge_all(store.as_ref(), keep, &stop).await {
+        if let Err(error) = purge_all(store.as_ref(), keep, clock.as_ref(), &stop).await {
             tracing::warn!(error = %error, "retention failed; trying again later");
         }
     }
@@ -103,11 +107,12 @@ pub(crate) async fn retention(store: Arc<dyn Store>, keep: Duration, stop: Cance
 pub(crate) async fn purge_all(
     store: &dyn Store,
     keep: Duration,
+    clock: &dyn Clock,
     stop: &CancellationToken,
 ) -> Result<(u64, u64), StoreError> {
     let (mut messages, mut keys) = (0, 0);
     loop {
-        let now = OffsetDateTime::now_utc();
+        let now = clock.now();
         let retention = Retention {
             messages_before: now - keep,
             keys_before: now - KEYS_KEPT,

@@ -32,6 +32,11 @@ async fn node(name: &str, db: &PgDatabase, smtp: &TestServer, hook: &str) -> Her
     Herald::start_in(dir, &text).await
 }
 
+/// The alert evaluations node `h` ran.
+async fn evaluations(h: &Herald) -> f64 {
+    h.metric("herald_alert_evaluations_total", &[]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_error_groups_and_send_one_alert() {
     let db = PgDatabase::create("cluster");
@@ -76,9 +81,24 @@ async fn two_nodes_share_error_groups_and_send_one_alert() {
         assert!(tokio::time::Instant::now() < deadline, "no alert arrived");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Both nodes hold every failure and the rules run every second: were
-    // both evaluating, the second copy would come within three periods.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Both nodes hold every failure: were both evaluating, each would
+    // send its own copy at its next evaluation. Three more evaluations on
+    // whichever node leads, and nothing pending on either.
+    let from = evaluations(&a).await + evaluations(&b).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = evaluations(&a).await + evaluations(&b).await;
+        let pending = a.metric("herald_alert_notifications_pending", &[]).await
+            + b.metric("herald_alert_notifications_pending", &[]).await;
+        if done >= from + 3.0 && pending == 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of {from} + 3 evaluations, {pending} pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let received = alerts.lock().unwrap().clone();
     assert_eq!(received.len(), 1, "{received:#?}");
     assert!(received[0].to_string().contains("relay-failing"));

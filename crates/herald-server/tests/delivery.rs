@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{Herald, event_kinds, message};
 use herald_api::{AttemptOutcome, EventKind, MessageStatus, RecipientStatus};
+use herald_policy::Clock as _;
 use herald_testkit::{Fault, FaultRule, Phase, ServerConfig, TestServer};
 
 async fn relay() -> TestServer {
@@ -204,19 +205,34 @@ async fn without_a_relay_messages_go_to_the_file_outbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_messages_wait_for_send_at() {
     let smtp = relay().await;
-    let herald = Herald::start(Some(&smtp)).await;
-    let at = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    let (clock, shared) = common::manual_clock();
+    let herald = Herald::start_with_clock(Some(&smtp), shared).await;
+    let at = clock.now() + time::Duration::hours(1);
     let mut body = message(&["later@example.com"]);
-    body["send_at"] = at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
-        .into();
+    body["send_at"] = common::rfc3339(at).into();
     let created = herald.queue(body).await;
     assert_eq!(created.status, MessageStatus::Scheduled);
-    let id = &created.id;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(smtp.message_count(), 0, "sent before send_at");
-    herald.wait_status(id, MessageStatus::Delivered).await;
-    assert!(time::OffsetDateTime::now_utc() >= at);
+    let id = created.id.clone();
+    // A message due now goes out; the dispatcher's claim that took it left
+    // the scheduled one waiting.
+    let probe = herald.queue(message(&["now@example.com"])).await;
+    herald
+        .wait_status(&probe.id, MessageStatus::Delivered)
+        .await;
+    assert_eq!(smtp.message_count(), 1, "sent before send_at");
+    let waiting = herald.message(&id).await;
+    assert_eq!(waiting.status, MessageStatus::Scheduled, "{waiting:#?}");
+    // A second short of its time: still waiting, at the next claim too.
+    clock.advance(Duration::from_secs(3599));
+    let probe = herald.queue(message(&["now2@example.com"])).await;
+    herald
+        .wait_status(&probe.id, MessageStatus::Delivered)
+        .await;
+    let waiting = herald.message(&id).await;
+    assert_eq!(waiting.status, MessageStatus::Scheduled, "{waiting:#?}");
+    // Its time comes: the next poll sends it.
+    clock.advance(Duration::from_secs(1));
+    herald.wait_status(&id, MessageStatus::Delivered).await;
+    assert_eq!(smtp.message_count(), 3);
     herald.stop().await.unwrap();
 }

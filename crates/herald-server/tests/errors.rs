@@ -1,7 +1,7 @@
 //! Error aggregation and alerting through the running service: identical
 //! failures for different recipients become one group in `GET /v1/errors`,
 //! a rule crossing its threshold posts one alert to a webhook, and a dead
-//! webhook never holds up mail.
+//! webhook never holds up mail (and its lost alert shows in /metrics).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,8 +59,8 @@ async fn identical_failures_group_together_and_alert_once() {
         assert!(tokio::time::Instant::now() < deadline, "no alert arrived");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Two more evaluations: still one alert.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // Two more evaluations, and nothing left to send: still one alert.
+    herald.alert_evaluations(2.0).await;
     let received = alerts.lock().unwrap().clone();
     assert_eq!(received.len(), 1, "{received:#?}");
     let text = received[0].to_string();
@@ -99,5 +99,34 @@ async fn a_dead_webhook_does_not_hold_up_mail() {
         herald.wait_status(id, MessageStatus::Delivered).await;
     }
     assert_eq!(smtp.message_count(), 10);
+
+    // The lost alert shows in /metrics: failed after every try, none sent.
+    let failed = [("channel", "hook"), ("outcome", "failed")];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while herald
+        .metric("herald_alert_notifications_total", &failed)
+        .await
+        < 1.0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed alert never showed in /metrics"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    herald.alert_evaluations(1.0).await;
+    let sent = [("channel", "hook"), ("outcome", "sent")];
+    assert_eq!(
+        herald
+            .metric("herald_alert_notifications_total", &sent)
+            .await,
+        0.0
+    );
+    assert_eq!(
+        herald
+            .metric("herald_alert_notifications_total", &failed)
+            .await,
+        1.0
+    );
     herald.stop().await.unwrap();
 }

@@ -11,9 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Herald, config_text, message, temp_dir};
-use herald_api::MessageStatus;
+use herald_api::{AttemptOutcome, Event, EventKind, Message, MessageStatus};
 use herald_testkit::{Fault, FaultRule, Phase, ServerConfig, TestServer};
-use serde_json::Value;
 
 fn relay(name: &str, server: &TestServer, breaker: &str) -> String {
     format!(
@@ -22,12 +21,11 @@ fn relay(name: &str, server: &TestServer, breaker: &str) -> String {
     )
 }
 
-async fn send_one(herald: &Herald, to: &str) -> Value {
-    let (status, created) = herald.post("/v1/messages", message(&[to])).await;
-    assert_eq!(status, 202, "{created}");
-    let id = created["id"].as_str().unwrap();
-    herald.wait_status(id, MessageStatus::Delivered).await;
-    herald.get(&format!("/v1/messages/{id}")).await.1
+async fn send_one(herald: &Herald, to: &str) -> Message {
+    let created = herald.queue(message(&[to])).await;
+    herald
+        .wait_status(&created.id, MessageStatus::Delivered)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +50,7 @@ async fn mail_fails_over_while_the_first_relay_is_down_and_comes_back_with_it() 
     // skips it.
     for n in 0..3 {
         let done = send_one(&herald, &format!("down-{n}@example.com")).await;
-        assert_eq!(done["attempts"], 1, "{done:#}");
+        assert_eq!(done.attempts, 1, "{done:#?}");
     }
     assert_eq!(first.message_count(), 0);
     assert_eq!(second.message_count(), 3);
@@ -102,20 +100,20 @@ async fn no_answer_to_the_final_dot_is_retried_later_and_never_sent_elsewhere() 
     let done = send_one(&herald, "once@example.com").await;
     // Not through the second relay right after the timeout: later, as a
     // retry, through the first (which answers this time).
-    assert_eq!(second.message_count(), 0, "{done:#}");
-    assert_eq!(first.message_count(), 1, "{done:#}");
-    assert_eq!(done["attempts"], 2, "{done:#}");
-    let attempts: Vec<&Value> = done["events"]
-        .as_array()
-        .unwrap()
+    assert_eq!(second.message_count(), 0, "{done:#?}");
+    assert_eq!(first.message_count(), 1, "{done:#?}");
+    assert_eq!(done.attempts, 2, "{done:#?}");
+    let attempts: Vec<&Event> = done
+        .events
         .iter()
-        .filter(|e| e["type"] == "attempt")
+        .flatten()
+        .filter(|e| e.kind == EventKind::Attempt)
         .collect();
-    assert_eq!(attempts[0]["relay"], "first");
-    assert_eq!(attempts[0]["outcome"], "error");
-    let detail = attempts[0]["detail"].as_str().unwrap();
+    assert_eq!(attempts[0].relay.as_deref(), Some("first"));
+    assert_eq!(attempts[0].outcome, Some(AttemptOutcome::Error));
+    let detail = attempts[0].detail.as_deref().unwrap_or_default();
     assert!(detail.contains("may have accepted"), "{detail}");
-    assert_eq!(attempts[1]["relay"], "first");
-    assert_eq!(attempts[1]["outcome"], "delivered");
+    assert_eq!(attempts[1].relay.as_deref(), Some("first"));
+    assert_eq!(attempts[1].outcome, Some(AttemptOutcome::Delivered));
     herald.stop().await.unwrap();
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::api::{Auth, all_ids, assert_problem, get_full, in_seconds, send};
 use common::{Herald, event_kinds, message, typed};
 use herald_api::{EventKind, Message, MessagePage, MessageStatus, RecipientStatus};
+use herald_policy::Clock as _;
 use herald_testkit::{ServerConfig, TestServer};
 use serde_json::{Value, json};
 
@@ -36,10 +37,11 @@ async fn act(herald: &Herald, id: &str, action: &str) -> Message {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_scheduled_message_is_never_sent() {
     let smtp = relay().await;
-    let herald = Herald::start(Some(&smtp)).await;
+    let (clock, shared) = common::manual_clock();
+    let herald = Herald::start_with_clock(Some(&smtp), shared).await;
     let mut body = message(&["later@example.com"]);
-    // Far enough ahead that a slow machine still cancels it in time.
-    body["send_at"] = json!(in_seconds(2));
+    // The service's clock stands still: a minute ahead stays ahead.
+    body["send_at"] = json!(common::rfc3339(clock.now() + time::Duration::minutes(1)));
     let created = herald.queue(body).await;
     assert_eq!(created.status, MessageStatus::Scheduled);
     let id = &created.id;
@@ -62,8 +64,9 @@ async fn a_cancelled_scheduled_message_is_never_sent() {
             .await;
         assert_eq!(assert_problem(&answer, 409).kind, "/problems/conflict");
     }
-    // Past its send_at, a later message goes out and the cancelled one not.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // Past its send_at, a later message goes out and the cancelled one not
+    // (the dispatcher claims every due message at once, the probe with it).
+    clock.advance(Duration::from_secs(120));
     let probe = post_ok(&herald, message(&["probe@example.com"])).await;
     herald.wait_status(&probe, MessageStatus::Delivered).await;
     let after = herald.message(id).await;

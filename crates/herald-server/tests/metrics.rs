@@ -390,14 +390,16 @@ async fn a_cancelled_message_is_counted_finished_once() {
 }
 
 /// A server that has seen a delivery, a deferral, a refusal and a 404, so
-/// that every family has samples.
+/// that every family has samples; with an alert channel (whose rule never
+/// fires), so that the channels' families have samples too.
 async fn busy_scrape() -> Scrape {
     let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
+    let alerts = common::relay_alert_toml("http://127.0.0.1:9/hook", 1000);
     let (hook, _) = common::webhook_receiver().await;
     let webhooks = format!(
         "[[webhooks]]\nname = \"app\"\nurl = \"{hook}\"\nsecret_env = \"WEBHOOK_SECRET\"\n"
     );
-    let herald = Herald::start_with(Some(&smtp), &webhooks).await;
+    let herald = Herald::start_with(Some(&smtp), &format!("{alerts}\n{webhooks}")).await;
     for to in [
         "ok@example.com",
         "rcpt451-once@example.com",

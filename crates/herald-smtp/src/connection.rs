@@ -23,6 +23,12 @@ use crate::tls::TlsInfo;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
+/// Now, by the runtime's clock: tokio's, which tests can pause and
+/// advance, as the `Instant` that deadlines are written in.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The caller's limits on an operation: a deadline and a cancellation
 /// token. Every wait is cut short by either.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +44,7 @@ impl Ctx {
     /// A context with a deadline `d` from now.
     pub fn with_timeout(d: Duration) -> Self {
         Self {
-            deadline: Some(Instant::now() + d),
+            deadline: Some(now() + d),
             cancel: CancellationToken::new(),
         }
     }
@@ -163,7 +169,7 @@ impl Connection {
             authenticated: None,
             broken: false,
             transactions: 0,
-            last_used: Instant::now(),
+            last_used: now(),
             config,
         };
         if conn.config.tls == TlsMode::Implicit {
@@ -473,7 +479,7 @@ pub(crate) async fn guard<T>(
     let mut limit = timeout;
     let mut by_deadline = false;
     if let Some(deadline) = ctx.deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(now());
         if left.is_zero() {
             return Err(Error::new(ErrorKind::Cancelled, phase, "deadline passed"));
         }

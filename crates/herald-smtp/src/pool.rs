@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald_message::Envelope;
 use tokio::sync::Semaphore;
@@ -178,7 +178,8 @@ impl Pool {
     fn take_idle(&self) -> Option<Connection> {
         loop {
             let mut conn = self.idle.lock().ok()?.pop()?;
-            let expired = conn.last_used.elapsed() > self.config.idle_timeout;
+            let idle_for = crate::connection::now().saturating_duration_since(conn.last_used);
+            let expired = idle_for > self.config.idle_timeout;
             if expired || conn.peer_closed() {
                 if !expired {
                     self.stale_total.fetch_add(1, Ordering::Relaxed);
@@ -197,7 +198,7 @@ impl Pool {
             self.discard(conn);
             return;
         }
-        conn.last_used = Instant::now();
+        conn.last_used = crate::connection::now();
         match self.idle.lock() {
             Ok(mut idle) => idle.push(conn),
             Err(_) => self.discard(conn),

@@ -61,7 +61,7 @@ impl Connection {
         }
         let reuse = self.transactions > 0;
         self.transactions += 1;
-        self.last_used = std::time::Instant::now();
+        self.last_used = crate::connection::now();
 
         let recipients: Vec<String> = envelope
             .recipients()

@@ -2,6 +2,8 @@
 //! a dropped DATA, and stalls in every phase, each classified correctly.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure real time (deadlines, elapsed) on the machine's clocks.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

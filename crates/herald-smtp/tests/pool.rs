@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{MESSAGE, client, envelope};
 use herald_smtp::{Ctx, Pool, PoolConfig, SendOptions, TlsMode};
-use herald_testkit::{ServerConfig, TestServer};
+use herald_testkit::{Closer, ServerConfig, TestServer};
 
 fn pool(server: &TestServer, max_connections: usize, per_connection: usize) -> Arc<Pool> {
     Arc::new(Pool::new(
@@ -93,13 +93,29 @@ async fn pipelining_is_used_when_offered_and_not_otherwise() {
     }
 }
 
+/// Closes the server's one session once it waits for a command, and
+/// returns when its socket is closed. Asking once right after a send could
+/// come before the session is idle (and do nothing), and a fixed sleep
+/// could end before the close: the test raced on both.
+async fn close_the_idle_session(server: &TestServer) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.sessions()[0].closed_by != Closer::Server {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle session never closed: {:?}",
+            server.sessions()[0]
+        );
+        server.close_idle_connections();
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test]
 async fn a_connection_closed_by_the_server_while_idle_is_replaced() {
     let server = TestServer::start(ServerConfig::default()).await.unwrap();
     let pool = pool(&server, 1, 100);
     send(&pool, "a@example.com").await;
-    server.close_idle_connections();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    close_the_idle_session(&server).await;
     // The message must not fail because its pooled connection went away.
     send(&pool, "b@example.com").await;
     assert_eq!(server.message_count(), 2);

@@ -9,6 +9,9 @@
 //! `postgres://postgres@127.0.0.1:5432/test`); each run works in a schema
 //! of its own, dropped afterwards.
 
+// A measurement tool: it times runs on the machine's clocks.
+#![allow(clippy::disallowed_methods)]
+
 use std::error::Error;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,10 +9,11 @@
 //! long ledger folds it into one row.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::codec::get;
 use super::pipeline::{Conn, step};

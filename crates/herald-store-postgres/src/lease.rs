@@ -376,6 +376,9 @@ pub(crate) async fn extend_lease(
     owner: &str,
     until: OffsetDateTime,
 ) -> Result<(), StoreError> {
+    // `until` is by the caller's clock and the store has none of its own:
+    // the length it stands for is measured against this machine's.
+    #[allow(clippy::disallowed_methods)]
     let left = until - OffsetDateTime::now_utc();
     let left = interval(left.try_into().unwrap_or(Duration::ZERO));
     let until = shared.now(until);

@@ -9,6 +9,8 @@
 //! that cannot be reached fails the tests: nothing here is skipped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure real time (deadlines, elapsed) on the machine's clocks.
+#![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

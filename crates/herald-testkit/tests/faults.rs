@@ -2,6 +2,8 @@
 //! probability, and the slow-server delay.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests measure real time (deadlines, elapsed) on the machine's clocks.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -78,10 +78,11 @@ fn bump(counts: &mut Counts, failed: bool, slow: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Clock as _;
 
     #[test]
     fn calls_older_than_the_window_drop_out() {
-        let t0 = Instant::now();
+        let t0 = crate::SystemClock.instant();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         // A 1 s window in 50 ms buckets.
         let mut w = Window::new(Duration::from_secs(1));

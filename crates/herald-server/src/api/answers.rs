@@ -10,7 +10,7 @@ use herald_store::{
     WebhookDeliveryRecord, WebhookEventType,
 };
 
-use crate::alerts::{FailureClass, GroupView};
+use herald_alerts::{FailureClass, GroupView};
 
 /// The `202` body for a stored (or replayed) message.
 pub(crate) fn accepted(enqueued: Enqueued) -> api::Accepted {

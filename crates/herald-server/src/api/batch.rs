@@ -17,7 +17,6 @@ use herald_store::Idempotency;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 use tracing::Instrument as _;
 
 use super::ApiKeyName;
@@ -62,7 +61,7 @@ async fn create_batch_in_trace(
     let body = body_bytes(body)?;
     let key = idempotency_key(headers)?;
     let items = read_items(&body, state.limits.max_batch)?;
-    let now = OffsetDateTime::now_utc();
+    let now = state.clock.now();
     // With a key, the batch is one request, under the hash of all of it:
     // a repeat replays every item, any other body conflicts.
     let mut hasher = key.is_some().then(Sha256::new);

@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
+use herald_alerts::GroupFilter;
 use herald_api::ErrorGroups;
-use time::OffsetDateTime;
-
-use crate::alerts::GroupFilter;
 
 use super::{AppState, Problem, answers};
 
@@ -47,7 +45,7 @@ pub(crate) async fn list(
     Ok(Json(ErrorGroups {
         window_seconds: window.as_secs(),
         groups: alerting
-            .groups(&filter, OffsetDateTime::now_utc())
+            .groups(&filter, state.clock.now())
             .into_iter()
             .map(answers::error_group)
             .collect(),

@@ -51,7 +51,7 @@ pub(crate) async fn create(
             &state,
             &request,
             idempotency,
-            OffsetDateTime::now_utc(),
+            state.clock.now(),
             &trace,
             submitter.as_deref(),
         )?;
@@ -175,7 +175,7 @@ pub(crate) async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Message>, Problem> {
-    let record = state.store.retry(&id, OffsetDateTime::now_utc()).await?;
+    let record = state.store.retry(&id, state.clock.now()).await?;
     state.wake.notify_one();
     tracing::info!(id = %id, "retry requested");
     Ok(Json(answers::full(record)))
@@ -186,7 +186,7 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Message>, Problem> {
-    let record = state.store.cancel(&id, OffsetDateTime::now_utc()).await?;
+    let record = state.store.cancel(&id, state.clock.now()).await?;
     state.metrics.finished(record.status);
     tracing::info!(id = %id, "message cancelled");
     Ok(Json(answers::full(record)))

@@ -23,6 +23,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use herald_policy::{SharedClock, SystemClock};
 use herald_store::Store;
 use tokio::sync::Notify;
 
@@ -62,7 +63,9 @@ pub struct AppState {
     /// router without delivery workers.
     pub(crate) dispatcher: Option<Arc<Dispatcher>>,
     /// Error groups for `GET /v1/errors`; `None` without delivery workers.
-    pub(crate) alerting: Option<Arc<crate::alerts::Alerting>>,
+    pub(crate) alerting: Option<Arc<herald_alerts::Alerting>>,
+    /// Where handlers read the time (acceptance, `send_at`, retry, cancel).
+    pub(crate) clock: SharedClock,
 }
 
 impl std::fmt::Debug for AppState {
@@ -92,6 +95,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             dispatcher: None,
             alerting: None,
+            clock: SystemClock::shared(),
         }
     }
 
@@ -119,8 +123,14 @@ impl AppState {
         matched
     }
 
+    /// The same state, reading the time from `clock`.
+    pub(crate) fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Serves `GET /v1/errors` from `alerting`'s error groups.
-    pub(crate) fn with_alerting(mut self, alerting: Arc<crate::alerts::Alerting>) -> Self {
+    pub(crate) fn with_alerting(mut self, alerting: Arc<herald_alerts::Alerting>) -> Self {
         self.alerting = Some(alerting);
         self
     }

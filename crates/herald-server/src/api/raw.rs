@@ -40,7 +40,7 @@ pub(crate) async fn create(
             &state,
             request,
             idempotency,
-            OffsetDateTime::now_utc(),
+            state.clock.now(),
             &trace,
             submitter,
         )?;

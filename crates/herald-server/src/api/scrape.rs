@@ -1,15 +1,15 @@
 //! `GET /metrics` and the middleware that counts every HTTP request. The
-//! gauges that describe the present (queue, pools, circuits) are sampled
-//! here, at scrape time, rather than kept up to date on every change.
+//! figures that describe the present (queue, pools, circuits, alert
+//! channels) are sampled here, at scrape time, rather than kept up to date
+//! on every change.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use time::OffsetDateTime;
 
 use super::AppState;
 use crate::observe::Metrics;
@@ -20,7 +20,7 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`: samples the gauges, then renders everything.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    match state.store.stats(OffsetDateTime::now_utc()).await {
+    match state.store.stats(state.clock.now()).await {
         Ok(stats) => state.metrics.sample_queue(&stats),
         // The queue gauges keep their last values; /readyz says the store
         // is down.
@@ -32,6 +32,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
                 .metrics
                 .sample_relay(&relay.name, relay.pool, relay.circuit);
         }
+    }
+    if let Some(alerting) = &state.alerting {
+        state
+            .metrics
+            .sample_alerts(alerting.evaluations(), &alerting.channel_stats());
     }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

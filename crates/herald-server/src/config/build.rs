@@ -75,7 +75,7 @@ pub(super) fn defaults() -> Config {
         },
         relays: Vec::new(),
         tracing: tracing_from(raw.tracing),
-        alerts: crate::alerts::AlertsConfig::default(),
+        alerts: herald_alerts::AlertsConfig::default(),
         submission: None,
         suppression: herald_store::SuppressionPolicy::default(),
         webhooks: Vec::new(),

@@ -33,6 +33,12 @@ impl ConfigError {
     }
 }
 
+impl From<herald_alerts::AlertsConfigError> for ConfigError {
+    fn from(e: herald_alerts::AlertsConfigError) -> Self {
+        Self::new(e.field, e.message)
+    }
+}
+
 /// Fields whose values are secrets: a TOML error about them says what was
 /// expected but not what was found.
 fn is_secret(path: &str) -> bool {

@@ -36,7 +36,7 @@ pub(crate) struct RawConfig {
     /// `[tracing]`: export of spans over OTLP/HTTP (off by default).
     pub(crate) tracing: RawTracing,
     /// `[alerts]`: error groups, alert channels and rules.
-    pub(crate) alerts: crate::alerts::RawAlerts,
+    pub(crate) alerts: herald_alerts::RawAlerts,
     /// `[submission]`: the SMTP submission listeners (off when absent).
     pub(crate) submission: Option<super::submission::RawSubmission>,
     /// `[suppression]`: automatic entries of the suppression list.

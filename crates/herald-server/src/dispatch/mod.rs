@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use herald_message::{EmailAddress, Envelope};
 use herald_policy::BounceClass;
-use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy};
+use herald_policy::{BreakerOutcome, BreakerState, CircuitBreaker, RetryPolicy, SharedClock};
 use herald_smtp::{Ctx, ErrorKind, Pool, PoolStats, SendOptions};
 use herald_store::{
     AttemptRecord, Claimed, RecipientResult, RecipientStatus, Store, StoreError, SuppressionPolicy,
 };
-use time::OffsetDateTime;
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -25,10 +26,10 @@ use tracing::Instrument as _;
 
 pub(crate) use outbox::Outbox;
 
-use crate::alerts::Alerting;
 use crate::observe::Metrics;
 use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX};
 use crate::trace::export::{EXPORT_TARGET, continue_message};
+use herald_alerts::Alerting;
 use report::{Tried, Via};
 
 /// How long the goodbye to the relays (QUIT on idle connections) may take
@@ -53,6 +54,8 @@ pub(crate) struct DispatchSettings {
     pub(crate) policy: RetryPolicy,
     /// Which failures put their address on the suppression list.
     pub(crate) suppression: SuppressionPolicy,
+    /// Where due times, attempt times and breaker times come from.
+    pub(crate) clock: SharedClock,
 }
 
 /// Claims due messages and delivers them, at most `concurrency` at once.
@@ -64,6 +67,10 @@ pub(crate) struct Dispatcher {
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     alerting: Arc<Alerting>,
+    /// The settings' clock.
+    clock: SharedClock,
+    /// The retry schedule's jitter.
+    rng: Mutex<StdRng>,
 }
 
 /// One relay as `/metrics` samples it.
@@ -90,6 +97,7 @@ impl Dispatcher {
         for relay in &relays {
             metrics.register_relay(&relay.name);
         }
+        let clock = settings.clock.clone();
         Self {
             store,
             relays,
@@ -98,6 +106,8 @@ impl Dispatcher {
             wake,
             metrics,
             alerting,
+            clock,
+            rng: Mutex::new(StdRng::from_os_rng()),
         }
     }
 
@@ -146,7 +156,7 @@ impl Dispatcher {
                         &self.settings.owner,
                         free,
                         self.settings.lease,
-                        OffsetDateTime::now_utc(),
+                        self.clock.now(),
                     )
                     .await
                 {
@@ -224,13 +234,18 @@ impl Dispatcher {
         }
     }
 
+    /// The time since `started`, by the dispatcher's clock.
+    fn elapsed(&self, started: Instant) -> Duration {
+        self.clock.instant().saturating_duration_since(started)
+    }
+
     /// Takes the suppressed recipients off `message` (they are not sent
     /// to) and returns their results. A store that cannot answer
     /// suppresses nobody: a lost look-up must not lose mail.
     async fn suppress(&self, message: &mut Claimed) -> Vec<RecipientResult> {
         let found = match self
             .store
-            .suppressions_among(&message.recipients, OffsetDateTime::now_utc())
+            .suppressions_among(&message.recipients, self.clock.now())
             .await
         {
             Ok(found) => found,
@@ -259,8 +274,8 @@ impl Dispatcher {
 
     /// One attempt for one claimed message.
     async fn deliver(&self, mut message: Claimed, abort: &CancellationToken) {
-        let started_at = OffsetDateTime::now_utc();
-        let clock = Instant::now();
+        let started_at = self.clock.now();
+        let started = self.clock.instant();
         let suppressed = self.suppress(&mut message).await;
         let mut tried = if message.recipients.is_empty() {
             // Nobody left to send to: nothing is tried, nothing reported.
@@ -274,14 +289,14 @@ impl Dispatcher {
             match envelope_of(&message) {
                 Err(reason) => {
                     let results = fail_all(&message.recipients, &reason);
-                    let tried = Tried::new(RELAY_NONE, results, clock.elapsed());
+                    let tried = Tried::new(RELAY_NONE, results, self.elapsed(started));
                     self.report(&message, &tried, Via::Nowhere);
                     tried
                 }
                 Ok(envelope) if self.relays.is_empty() => {
                     let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
                     let results = self.to_outbox(&message, &envelope).instrument(span).await;
-                    let tried = Tried::new(RELAY_OUTBOX, results, clock.elapsed());
+                    let tried = Tried::new(RELAY_OUTBOX, results, self.elapsed(started));
                     self.report(&message, &tried, Via::Outbox);
                     tried
                 }
@@ -305,8 +320,8 @@ impl Dispatcher {
             message.attempts + 1,
             &self.settings.policy,
             message.created_at,
-            OffsetDateTime::now_utc(),
-            &mut rand::rng(),
+            self.clock.now(),
+            &mut *crate::lock(&self.rng),
         );
         let (smtp_code, enhanced_code, detail) = attempt::headline(&tried.results);
         let statuses: Vec<(RecipientStatus, Option<BounceClass>)> =
@@ -314,7 +329,7 @@ impl Dispatcher {
         let relay = tried.relay;
         let record = AttemptRecord {
             started_at,
-            duration: clock.elapsed(),
+            duration: self.elapsed(started),
             relay: relay.clone(),
             outcome: tried.outcome,
             smtp_code,
@@ -395,14 +410,14 @@ impl Dispatcher {
             let allowed = relay
                 .breaker
                 .lock()
-                .map(|mut b| b.allow(Instant::now()))
+                .map(|mut b| b.allow(self.clock.instant()))
                 .unwrap_or(true);
             if !allowed {
                 tracing::debug!(relay = %relay.name, "circuit open; skipping relay");
                 skipped = skipped.or(Some(relay));
                 continue;
             }
-            let clock = Instant::now();
+            let started = self.clock.instant();
             // Exported only: the relay's SMTP session for this message,
             // with an event per reply (the phases) and per recipient.
             let span = tracing::info_span!(
@@ -421,7 +436,12 @@ impl Dispatcher {
                 .await;
             match sent {
                 Ok(outcomes) => {
-                    record_breaker(relay, BreakerOutcome::Success, clock.elapsed());
+                    record_breaker(
+                        relay,
+                        BreakerOutcome::Success,
+                        started,
+                        self.clock.instant(),
+                    );
                     let results: Vec<_> = outcomes.iter().map(attempt::recipient_result).collect();
                     for (index, result) in results.iter().enumerate() {
                         tracing::info!(
@@ -433,7 +453,7 @@ impl Dispatcher {
                             "recipient"
                         );
                     }
-                    let tried = Tried::new(&relay.name, results, clock.elapsed());
+                    let tried = Tried::new(&relay.name, results, self.elapsed(started));
                     self.report(message, &tried, Via::Relay);
                     return Some(tried);
                 }
@@ -443,7 +463,12 @@ impl Dispatcher {
                 Err(error) => {
                     span.record("otel.status_code", "error");
                     span.record("otel.status_description", error.to_string());
-                    record_breaker(relay, breaker_outcome(&error), clock.elapsed());
+                    record_breaker(
+                        relay,
+                        breaker_outcome(&error),
+                        started,
+                        self.clock.instant(),
+                    );
                     let results = message
                         .recipients
                         .iter()
@@ -453,7 +478,7 @@ impl Dispatcher {
                         relay: relay.name.clone(),
                         outcome: AttemptOutcome::Error,
                         results,
-                        duration: clock.elapsed(),
+                        duration: self.elapsed(started),
                     };
                     self.report(message, &tried, Via::Relay);
                     if error.is_ambiguous() {
@@ -482,9 +507,10 @@ impl Dispatcher {
     }
 }
 
-fn record_breaker(relay: &Relay, outcome: BreakerOutcome, took: Duration) {
+/// Feeds the breaker a call that ran from `started` to `now`.
+fn record_breaker(relay: &Relay, outcome: BreakerOutcome, started: Instant, now: Instant) {
     if let Ok(mut breaker) = relay.breaker.lock() {
-        breaker.record_call(outcome, took, Instant::now());
+        breaker.record_call(outcome, now.saturating_duration_since(started), now);
     }
 }
 

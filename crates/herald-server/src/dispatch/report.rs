@@ -10,10 +10,9 @@ use herald_policy::BounceClass;
 use herald_store::{
     AttemptOutcome, Claimed, MessageStatus, NextStep, RecipientResult, RecipientStatus,
 };
-use time::OffsetDateTime;
 
 use super::{Dispatcher, attempt};
-use crate::alerts::{FailureClass, FailureSample};
+use herald_alerts::{FailureClass, FailureSample};
 
 /// One try of one message at one destination, as it went.
 #[derive(Debug)]
@@ -99,7 +98,7 @@ impl Dispatcher {
     /// Every recipient tried counts as an attempt for rate rules; every one
     /// not delivered is a failure sample for error groups.
     fn feed_alerting(&self, relay: &str, message_id: &str, results: &[RecipientResult]) {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         for result in results {
             self.alerting.record_attempt(relay, now);
             let class = match result.status {
@@ -149,7 +148,7 @@ impl Dispatcher {
             self.metrics.retry_scheduled(relay);
         }
         if status == MessageStatus::Delivered {
-            let elapsed = OffsetDateTime::now_utc() - message.created_at;
+            let elapsed = self.clock.now() - message.created_at;
             self.metrics
                 .accept_to_delivery(elapsed.try_into().unwrap_or_default());
         }

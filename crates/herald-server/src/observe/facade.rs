@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::metrics::{Key, Label, Level, Metadata, Recorder, SharedString};
+use herald_alerts::ChannelStats;
 use herald_policy::{BounceClass, BreakerState};
 use herald_smtp::PoolStats;
 use herald_store::{
@@ -162,6 +163,7 @@ impl Metrics {
         let _ = metrics.histogram(ACCEPT_TO_DELIVERY, Vec::new());
         metrics.gauge(DELIVERIES_IN_FLIGHT, Vec::new()).set(0.0);
         metrics.gauge(QUEUE_OLDEST_DUE_AGE, Vec::new()).set(0.0);
+        metrics.counter(ALERT_EVALUATIONS, Vec::new()).increment(0);
         for status in MessageStatus::ALL {
             metrics
                 .gauge(QUEUE_MESSAGES, vec![Label::new("status", status.as_str())])
@@ -366,6 +368,29 @@ impl Metrics {
             .set(circuit_value(circuit));
     }
 
+    /// Sets the alert figures: evaluations so far, and per channel what
+    /// became of its notifications and how many are pending.
+    pub fn sample_alerts(&self, evaluations: u64, channels: &[ChannelStats]) {
+        self.counter(ALERT_EVALUATIONS, Vec::new())
+            .absolute(evaluations);
+        for channel in channels {
+            let label = || Label::new("channel", channel.name.clone());
+            for (outcome, n) in [
+                ("sent", channel.sent),
+                ("failed", channel.failed),
+                ("dropped", channel.dropped),
+            ] {
+                self.counter(
+                    ALERT_NOTIFICATIONS,
+                    vec![label(), Label::new("outcome", outcome)],
+                )
+                .absolute(n);
+            }
+            self.gauge(ALERT_NOTIFICATIONS_PENDING, vec![label()])
+                .set(channel.pending as f64);
+        }
+    }
+
     /// Everything, in the Prometheus text exposition format (0.0.4).
     pub fn render(&self) -> String {
         self.handle.render()
@@ -483,6 +508,18 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         metrics.register_relay("primary");
         metrics.register_webhook("app");
+        metrics.sample_alerts(
+            0,
+            &[ChannelStats {
+                name: "ops".into(),
+                kind: "webhook",
+                sent: 0,
+                failed: 0,
+                dropped: 0,
+                retries: 0,
+                pending: 0,
+            }],
+        );
         metrics.sample_queue(&QueueStats::default());
         metrics.sample_relay("primary", PoolStats::default(), BreakerState::HalfOpen);
         metrics.http_request("/healthz", &axum::http::Method::GET, 200, Duration::ZERO);

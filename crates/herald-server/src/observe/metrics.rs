@@ -53,6 +53,16 @@ pub const RELAY_CONNECTIONS_REUSED: &str = "herald_relay_connections_reused_tota
 /// `gauge{relay}`: the relay's circuit breaker: 0 closed, 1 half-open,
 /// 2 open (sampled at scrape).
 pub const RELAY_CIRCUIT_STATE: &str = "herald_relay_circuit_state";
+/// `counter{channel, outcome}`: alert notifications by what became of
+/// them: `sent`, `failed` (given up after every try) or `dropped` (the
+/// channel's queue was full). Sampled at scrape from the alert channels.
+pub const ALERT_NOTIFICATIONS: &str = "herald_alert_notifications_total";
+/// `gauge{channel}`: alert notifications queued or being sent now
+/// (sampled at scrape).
+pub const ALERT_NOTIFICATIONS_PENDING: &str = "herald_alert_notifications_pending";
+/// `counter`: alert rule evaluations this node ran; it stays put on a node
+/// that does not hold the evaluator's role (sampled at scrape).
+pub const ALERT_EVALUATIONS: &str = "herald_alert_evaluations_total";
 /// `counter{route, method, status}`: HTTP requests answered, by route
 /// template (`unmatched` for none), method and status code.
 pub const HTTP_REQUESTS: &str = "herald_http_requests_total";
@@ -87,6 +97,9 @@ pub const ALL: &[&str] = &[
     RELAY_CONNECTIONS_OPENED,
     RELAY_CONNECTIONS_REUSED,
     RELAY_CIRCUIT_STATE,
+    ALERT_NOTIFICATIONS,
+    ALERT_NOTIFICATIONS_PENDING,
+    ALERT_EVALUATIONS,
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     RECIPIENT_CLASSES,
@@ -194,6 +207,21 @@ pub(crate) const HELP: &[(&str, Kind, &str)] = &[
         RELAY_CIRCUIT_STATE,
         Kind::Gauge,
         "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+    ),
+    (
+        ALERT_NOTIFICATIONS,
+        Kind::Counter,
+        "Alert notifications, by channel and outcome (sent, failed, dropped).",
+    ),
+    (
+        ALERT_NOTIFICATIONS_PENDING,
+        Kind::Gauge,
+        "Alert notifications queued or being sent, by channel.",
+    ),
+    (
+        ALERT_EVALUATIONS,
+        Kind::Counter,
+        "Alert rule evaluations run by this node.",
     ),
     (
         HTTP_REQUESTS,

@@ -1,13 +1,12 @@
 //! Failed AUTH attempts per client address: after [`MAX_FAILURES`] within
 //! [`WINDOW`], the address is refused (421) until the oldest of them is a
-//! window old. Times are passed in, so tests decide the clock.
+//! window old. Times are passed in (the service's clock), so tests decide
+//! the clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Failures that lock an address out.
 pub(crate) const MAX_FAILURES: usize = 5;
@@ -72,13 +71,14 @@ fn expire(times: &mut VecDeque<Instant>, now: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_policy::Clock as _;
 
     #[test]
     fn five_failures_in_a_minute_lock_out_until_they_age() {
         let lockout = Lockout::default();
         let ip: IpAddr = [192, 0, 2, 1].into();
         let other: IpAddr = [192, 0, 2, 2].into();
-        let t0 = Instant::now();
+        let t0 = herald_policy::SystemClock.instant();
         for i in 0..4 {
             assert!(!lockout.fail(ip, t0 + Duration::from_secs(i)));
         }
@@ -94,7 +94,7 @@ mod tests {
     fn failures_spread_over_more_than_a_minute_do_not_lock() {
         let lockout = Lockout::default();
         let ip: IpAddr = [192, 0, 2, 1].into();
-        let t0 = Instant::now();
+        let t0 = herald_policy::SystemClock.instant();
         for i in 0..10 {
             assert!(!lockout.fail(ip, t0 + Duration::from_secs(16 * i)), "{i}");
         }

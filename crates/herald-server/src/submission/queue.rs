@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use herald_message::new_id;
 use herald_store::NewMessage;
-use time::OffsetDateTime;
 
 use super::raw;
 use super::session::{Shared, Transaction};
@@ -23,7 +22,7 @@ pub(super) async fn enqueue(
 ) -> String {
     let state = &shared.state;
     let id = new_id();
-    let now = OffsetDateTime::now_utc();
+    let now = state.clock.now();
     let prepared = match raw::prepare(data, &id, mail.sender.as_ref(), now) {
         Ok(p) => p,
         Err(raw::RawError(why)) => return format!("554 5.6.0 {why}"),

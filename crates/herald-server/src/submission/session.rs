@@ -124,7 +124,7 @@ impl Session {
         let locked = self
             .shared
             .lockout
-            .is_locked(self.peer.ip(), tokio::time::Instant::now());
+            .is_locked(self.peer.ip(), self.shared.state.clock.instant());
         if locked {
             self.reply(&format!(
                 "421 4.7.0 {} too many failed authentications; try again later",
@@ -258,7 +258,7 @@ impl Session {
         if self
             .shared
             .lockout
-            .is_locked(self.peer.ip(), tokio::time::Instant::now())
+            .is_locked(self.peer.ip(), self.shared.state.clock.instant())
         {
             return Ok(self.locked_out());
         }
@@ -319,7 +319,7 @@ impl Session {
                 let locked = self
                     .shared
                     .lockout
-                    .fail(self.peer.ip(), tokio::time::Instant::now());
+                    .fail(self.peer.ip(), self.shared.state.clock.instant());
                 tracing::warn!(peer = %self.peer.ip(), locked, "SMTP AUTH failed");
                 if locked {
                     return Ok(self.locked_out());

@@ -179,6 +179,8 @@ pub(crate) async fn get_full(herald: &Herald, path: &str) -> Answer {
 }
 
 /// An RFC 3339 time `seconds` from now.
+// The service under test runs on the system clock.
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn in_seconds(seconds: i64) -> String {
     (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
         .format(&time::format_description::well_known::Rfc3339)

@@ -13,8 +13,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post;
 use herald_api::{Accepted, Message, MessageStatus};
+use herald_policy::{ManualClock, SharedClock, SystemClock};
 use herald_server::config::Config;
-use herald_server::{ServeError, open_store, serve};
+use herald_server::{ServeError, open_store, serve_with_clock};
 use herald_testkit::TestServer;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -95,8 +96,24 @@ impl Herald {
         Self::start_in(dir, &config_text_for(relay, extra)).await
     }
 
+    /// [`start`](Self::start), the service reading the time from `clock`.
+    pub(crate) async fn start_with_clock(relay: Option<&TestServer>, clock: SharedClock) -> Herald {
+        let text = config_text_for(relay, "");
+        Self::start_in_with_clock(temp_dir(), &text, clock).await
+    }
+
     /// Starts on `dir` with the given config text (which must use `dir`).
     pub(crate) async fn start_in(dir: PathBuf, text: &str) -> Herald {
+        Self::start_in_with_clock(dir, text, SystemClock::shared()).await
+    }
+
+    /// [`start_in`](Self::start_in), the service reading the time from
+    /// `clock`.
+    pub(crate) async fn start_in_with_clock(
+        dir: PathBuf,
+        text: &str,
+        clock: SharedClock,
+    ) -> Herald {
         let text = text.replace("{DIR}", &dir.display().to_string());
         let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| WEBHOOK_SECRET.to_owned());
         let config = Config::from_toml_str(&text, &env).unwrap();
@@ -104,9 +121,10 @@ impl Herald {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(config, store, listener, async move {
+        let shutdown = async move {
             let _ = rx.await;
-        }));
+        };
+        let task = tokio::spawn(serve_with_clock(config, store, listener, shutdown, clock));
         Herald {
             base,
             dir,
@@ -242,6 +260,52 @@ impl Herald {
         }
     }
 
+    /// The sum of the `/metrics` samples of `name` whose labels include
+    /// every one of `labels` (0 when there is none).
+    pub(crate) async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (status, body, _) = self.request("GET", "/metrics", None, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let text = body.as_str().unwrap_or_default();
+        let mut sum = 0.0;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (family, rest) = series.split_once('{').unwrap_or((series, ""));
+            if family == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            {
+                sum += value.parse::<f64>().unwrap();
+            }
+        }
+        sum
+    }
+
+    /// Waits until this node has run `n` more alert evaluations than when
+    /// called and no alert is queued or being sent: whatever those
+    /// evaluations raised has then reached its channel. (No sleeping for a
+    /// few periods and hoping they passed.)
+    pub(crate) async fn alert_evaluations(&self, n: f64) {
+        let from = self.metric("herald_alert_evaluations_total", &[]).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            // Evaluations first: what they queued is pending or done when
+            // the pending figure is read after them.
+            let done = self.metric("herald_alert_evaluations_total", &[]).await;
+            let pending = self.metric("herald_alert_notifications_pending", &[]).await;
+            if done >= from + n && pending == 0.0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{done} of {from} + {n} evaluations, {pending} pending"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the message reaches `status`.
     pub(crate) async fn wait_status(&self, id: &str, status: MessageStatus) -> Message {
         self.wait_for(id, Duration::from_secs(15), |m| m.status == status)
@@ -271,6 +335,24 @@ pub(crate) fn event_kinds(message: &Message) -> Vec<herald_api::EventKind> {
 
 fn config_text_for(relay: Option<&TestServer>, extra: &str) -> String {
     config_text(std::path::Path::new("{DIR}"), relay, extra)
+}
+
+/// A clock standing at the present (whole seconds), moved by the test only,
+/// and the same clock as the service takes it.
+pub(crate) fn manual_clock() -> (Arc<ManualClock>, SharedClock) {
+    // The one reading of the machine's clock: where the fake one starts.
+    #[allow(clippy::disallowed_methods)]
+    let start = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(start));
+    (clock.clone(), clock)
+}
+
+/// `at` as RFC 3339, for `send_at`.
+pub(crate) fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 /// A small valid message to `to`.

@@ -16,7 +16,7 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-fn parse(text: &str) -> Result<AlertsConfig, ConfigError> {
+fn parse(text: &str) -> Result<AlertsConfig, AlertsConfigError> {
     AlertsConfig::from_toml_str(text, &env)
 }
 
@@ -86,7 +86,7 @@ fn the_documented_example() {
 
     let rule = &config.rules[0];
     assert_eq!(rule.name, "relay-failing");
-    assert_eq!(rule.scope, Scope::Relay);
+    assert_eq!(rule.scope, RuleScope::Relay);
     assert_eq!(
         (rule.window, rule.cooldown, rule.resolve_after),
         (5 * MIN, 30 * MIN, 10 * MIN)
@@ -281,20 +281,16 @@ fn secrets_stay_out_of_debug_and_errors() {
     for secret in ["wecom-token", "dt-token", "SECdingtalk"] {
         assert!(!debug.contains(secret), "{secret} in {debug}");
     }
-    assert!(
-        debug.contains("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***"),
-        "{debug}"
-    );
+    assert!(debug.contains("https://qyapi.weixin.qq.com/***"), "{debug}");
     let with_userinfo = ChannelConfig {
         name: "c".to_owned(),
         kind: ChannelKind::Webhook,
         url: "https://user:pw@hooks.example.com/x?token=t".to_owned(),
         secret: None,
     };
-    assert_eq!(
-        with_userinfo.redacted_url(),
-        "https://user:***@hooks.example.com/x?token=***"
-    );
+    let debug = format!("{with_userinfo:?}");
+    assert!(debug.contains("https://hooks.example.com/***"), "{debug}");
+    assert!(!debug.contains("pw") && !debug.contains("user"), "{debug}");
     let (_, message) =
         error("[[alerts.channels]]\nname = \"c\"\nkind = \"webhook\"\nurl = \"htp://tok3n\"");
     assert!(!message.contains("tok3n"), "{message}");
@@ -304,7 +300,7 @@ fn secrets_stay_out_of_debug_and_errors() {
 /// `[alerts]`) are valid.
 #[test]
 fn the_examples_in_the_docs_parse() {
-    let doc = include_str!("../../../../../docs/alerting.md");
+    let doc = include_str!("../../../../docs/alerting.md");
     let env = |name: &str| {
         Some(if name.ends_with("_URL") {
             "https://example.invalid/hook?token=t".to_owned()

@@ -16,10 +16,31 @@ use serde::Deserialize;
 
 pub use self::raw::RawAlerts;
 use self::raw::{RawChannel, RawRule};
-use super::channels::ChannelKind;
-use super::fingerprint::FailureClass;
-use super::rules::{AlertRule, Scope, Threshold, Tier};
-use crate::config::ConfigError;
+use crate::channels::ChannelKind;
+use crate::fingerprint::FailureClass;
+use crate::rules::{AlertRule, RuleScope, Threshold, Tier};
+
+/// What is wrong with the `[alerts]` section, and where: `field` is a
+/// path into the file (`alerts.rules[0].tiers[1].channels[0]`). Neither
+/// part ever contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct AlertsConfigError {
+    /// Where: a path into the file.
+    pub field: String,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl AlertsConfigError {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
 
 /// The validated `[alerts]` section.
 #[derive(Debug, Clone)]
@@ -71,24 +92,24 @@ impl AlertsConfig {
     pub fn from_toml_str(
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, AlertsConfigError> {
         #[derive(Deserialize)]
         struct File {
             #[serde(default)]
             alerts: RawAlerts,
         }
         let file: File = toml::from_str(text)
-            .map_err(|e| ConfigError::new("alerts", e.message().trim().replace('\n', " ")))?;
+            .map_err(|e| AlertsConfigError::new("alerts", e.message().trim().replace('\n', " ")))?;
         file.alerts.build(env)
     }
 
     /// Checks that every rule's `relay` names one of `relays`.
-    pub fn check_relays(&self, relays: &[&str]) -> Result<(), ConfigError> {
+    pub fn check_relays(&self, relays: &[&str]) -> Result<(), AlertsConfigError> {
         for (i, rule) in self.rules.iter().enumerate() {
             if let Some(relay) = &rule.relay
                 && !relays.contains(&relay.as_str())
             {
-                return Err(ConfigError::new(
+                return Err(AlertsConfigError::new(
                     format!("alerts.rules[{i}].relay"),
                     format!("no relay is named {relay:?}"),
                 ));
@@ -139,10 +160,18 @@ pub struct ChannelConfig {
 }
 
 impl ChannelConfig {
-    /// The URL as [`crate::redact::url`] shows it, for logs and output:
-    /// `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***`.
-    pub fn redacted_url(&self) -> String {
-        crate::redact::url(&self.url)
+    /// The URL's scheme and host, the rest starred, for `Debug`: where the
+    /// alerts go, never a token (which may be in the path, the query or the
+    /// user information). The service shows more of it by its own rule.
+    fn shown_url(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return "***".to_owned();
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        format!("{scheme}://{host}/***")
     }
 }
 
@@ -151,7 +180,7 @@ impl fmt::Debug for ChannelConfig {
         f.debug_struct("ChannelConfig")
             .field("name", &self.name)
             .field("kind", &self.kind)
-            .field("url", &self.redacted_url())
+            .field("url", &self.shown_url())
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .finish()
     }
@@ -160,7 +189,10 @@ impl fmt::Debug for ChannelConfig {
 impl RawAlerts {
     /// Validates the section; `env` stands for the environment (asked for
     /// the variables named by `url_env` and `secret_env`).
-    pub fn build(self, env: &dyn Fn(&str) -> Option<String>) -> Result<AlertsConfig, ConfigError> {
+    pub fn build(
+        self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AlertsConfig, AlertsConfigError> {
         let field = |name: &str| format!("alerts.{name}");
         for (name, d) in [
             ("window", self.window.0),
@@ -169,7 +201,7 @@ impl RawAlerts {
             ("send_timeout", self.send_timeout.0),
         ] {
             if d < Duration::from_secs(1) {
-                return Err(ConfigError::new(field(name), "must be at least 1s"));
+                return Err(AlertsConfigError::new(field(name), "must be at least 1s"));
             }
         }
         for (name, n) in [
@@ -177,11 +209,11 @@ impl RawAlerts {
             ("queue_capacity", self.queue_capacity),
         ] {
             if n == 0 {
-                return Err(ConfigError::new(field(name), "must be at least 1"));
+                return Err(AlertsConfigError::new(field(name), "must be at least 1"));
             }
         }
         if !(1..=10).contains(&self.send_attempts) {
-            return Err(ConfigError::new(
+            return Err(AlertsConfigError::new(
                 field("send_attempts"),
                 "must be between 1 and 10",
             ));
@@ -190,7 +222,7 @@ impl RawAlerts {
         for (i, raw) in self.channels.into_iter().enumerate() {
             let channel = channel(raw, i, env)?;
             if channels.iter().any(|c| c.name == channel.name) {
-                return Err(ConfigError::new(
+                return Err(AlertsConfigError::new(
                     format!("alerts.channels[{i}].name"),
                     format!("{:?} is used twice", channel.name),
                 ));
@@ -201,7 +233,7 @@ impl RawAlerts {
         for (i, raw) in self.rules.into_iter().enumerate() {
             let rule = rule(raw, i, self.window.0, &channels)?;
             if rules.iter().any(|r| r.name == rule.name) {
-                return Err(ConfigError::new(
+                return Err(AlertsConfigError::new(
                     format!("alerts.rules[{i}].name"),
                     format!("{:?} is used twice", rule.name),
                 ));
@@ -230,13 +262,13 @@ impl RawAlerts {
 }
 
 /// `[A-Za-z0-9_.-]+`: names appear in logs, metrics labels and alerts.
-fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+fn check_name(field: &str, name: &str) -> Result<(), AlertsConfigError> {
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
     {
-        return Err(ConfigError::new(
+        return Err(AlertsConfigError::new(
             field,
             format!("{name:?} is not a name (letters, digits, '_', '.', '-')"),
         ));
@@ -248,29 +280,29 @@ fn channel(
     raw: RawChannel,
     i: usize,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<ChannelConfig, ConfigError> {
+) -> Result<ChannelConfig, AlertsConfigError> {
     let field = |name: &str| format!("alerts.channels[{i}].{name}");
     check_name(&field("name"), &raw.name)?;
     let kind: ChannelKind = raw
         .kind
         .parse()
-        .map_err(|e: String| ConfigError::new(field("kind"), e))?;
+        .map_err(|e: String| AlertsConfigError::new(field("kind"), e))?;
     let url = from_file_or_env(raw.url, raw.url_env, "url", &field, env)?
-        .ok_or_else(|| ConfigError::new(field("url"), "required (or url_env)"))?;
+        .ok_or_else(|| AlertsConfigError::new(field("url"), "required (or url_env)"))?;
     // The URL is a secret: say what is wrong, never what it is.
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
     let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with(['/', '?', '#']));
     if !host_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new(
+        return Err(AlertsConfigError::new(
             field("url"),
             "not an http:// or https:// URL (value not shown)",
         ));
     }
     let secret = from_file_or_env(raw.secret, raw.secret_env, "secret", &field, env)?;
     if secret.is_some() && !kind.signs() {
-        return Err(ConfigError::new(
+        return Err(AlertsConfigError::new(
             field("secret"),
             format!(
                 "{} webhooks are not signed (the token is in the URL); remove it",
@@ -293,23 +325,23 @@ fn from_file_or_env(
     name: &str,
     field: &dyn Fn(&str) -> String,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<String>, ConfigError> {
+) -> Result<Option<String>, AlertsConfigError> {
     match (inline, env_name) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
+        (Some(_), Some(_)) => Err(AlertsConfigError::new(
             field(name),
             format!("give {name} or {name}_env, not both"),
         )),
         (Some(v), None) => {
             let v = v.trim().to_owned();
             if v.is_empty() {
-                return Err(ConfigError::new(field(name), "must not be empty"));
+                return Err(AlertsConfigError::new(field(name), "must not be empty"));
             }
             Ok(Some(v))
         }
         (None, Some(var)) => {
             let v = env(&var).map(|v| v.trim().to_owned()).unwrap_or_default();
             if v.is_empty() {
-                return Err(ConfigError::new(
+                return Err(AlertsConfigError::new(
                     field(&format!("{name}_env")),
                     format!("environment variable {var} is not set or empty"),
                 ));
@@ -325,14 +357,14 @@ fn rule(
     i: usize,
     default_window: Duration,
     channels: &[ChannelConfig],
-) -> Result<AlertRule, ConfigError> {
+) -> Result<AlertRule, AlertsConfigError> {
     let field = |name: &str| format!("alerts.rules[{i}].{name}");
     check_name(&field("name"), &raw.name)?;
     let scope = match raw.scope.as_str() {
-        "group" => Scope::Group,
-        "relay" => Scope::Relay,
+        "group" => RuleScope::Group,
+        "relay" => RuleScope::Relay,
         other => {
-            return Err(ConfigError::new(
+            return Err(AlertsConfigError::new(
                 field("scope"),
                 format!("unknown scope {other:?} (group, relay)"),
             ));
@@ -342,19 +374,22 @@ fn rule(
         .class
         .map(|c| c.parse::<FailureClass>())
         .transpose()
-        .map_err(|e| ConfigError::new(field("class"), e))?;
+        .map_err(|e| AlertsConfigError::new(field("class"), e))?;
     let window = raw.window.map_or(default_window, |d| d.0);
     if window < Duration::from_secs(1) {
-        return Err(ConfigError::new(field("window"), "must be at least 1s"));
+        return Err(AlertsConfigError::new(
+            field("window"),
+            "must be at least 1s",
+        ));
     }
     if raw.min_attempts == 0 {
-        return Err(ConfigError::new(
+        return Err(AlertsConfigError::new(
             field("min_attempts"),
             "must be at least 1",
         ));
     }
     if raw.tiers.is_empty() {
-        return Err(ConfigError::new(
+        return Err(AlertsConfigError::new(
             field("tiers"),
             "at least one tier is required",
         ));
@@ -365,7 +400,7 @@ fn rule(
         let name = raw_tier.name.unwrap_or_else(|| format!("tier-{}", t + 1));
         check_name(&tier_field("name"), &name)?;
         if tiers.iter().any(|x| x.name == name) {
-            return Err(ConfigError::new(
+            return Err(AlertsConfigError::new(
                 tier_field("name"),
                 format!("{name:?} is used twice in this rule"),
             ));
@@ -373,34 +408,34 @@ fn rule(
         let threshold = match (raw_tier.min_count, raw_tier.min_rate) {
             (Some(n), None) if n >= 1 => Threshold::Count(n),
             (Some(_), None) => {
-                return Err(ConfigError::new(
+                return Err(AlertsConfigError::new(
                     tier_field("min_count"),
                     "must be at least 1",
                 ));
             }
             (None, Some(r)) if r > 0.0 && r <= 1.0 => Threshold::Rate(r),
             (None, Some(_)) => {
-                return Err(ConfigError::new(
+                return Err(AlertsConfigError::new(
                     tier_field("min_rate"),
                     "must be a fraction above 0 and at most 1 (0.2 = 20 %)",
                 ));
             }
             _ => {
-                return Err(ConfigError::new(
+                return Err(AlertsConfigError::new(
                     field(&format!("tiers[{t}]")),
                     "give exactly one of min_count and min_rate",
                 ));
             }
         };
         if raw_tier.channels.is_empty() {
-            return Err(ConfigError::new(
+            return Err(AlertsConfigError::new(
                 tier_field("channels"),
                 "at least one channel is required",
             ));
         }
         for (c, name) in raw_tier.channels.iter().enumerate() {
             if !channels.iter().any(|ch| ch.name == *name) {
-                return Err(ConfigError::new(
+                return Err(AlertsConfigError::new(
                     tier_field(&format!("channels[{c}]")),
                     format!("no channel is named {name:?}"),
                 ));

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::alerts::fingerprint::FailureClass;
-use crate::alerts::rules::AlertSample;
+use crate::fingerprint::FailureClass;
+use crate::rules::AlertSample;
 
 fn at(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_700_000_000 + secs).unwrap()
@@ -14,7 +14,7 @@ fn event(kind: AlertKind) -> AlertEvent {
     AlertEvent {
         kind,
         rule: "relay-failing".to_owned(),
-        scope: Scope::Relay,
+        scope: RuleScope::Relay,
         key: "primary".to_owned(),
         relay: "primary".to_owned(),
         tier: "chat".to_owned(),
@@ -238,7 +238,7 @@ fn slack_is_escaped_text() {
 #[test]
 fn group_scope_and_rates_in_words() {
     let mut e = event(AlertKind::Fire);
-    e.scope = Scope::Group;
+    e.scope = RuleScope::Group;
     e.key = "0123456789ab".to_owned();
     e.threshold = Threshold::Rate(0.25);
     e.attempts = Some(40);

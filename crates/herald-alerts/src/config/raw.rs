@@ -5,8 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
-
-use crate::config::Dur;
+use serde::de::{self, Deserializer, Visitor};
 
 /// `[alerts]` exactly as written. The section may be left out: groups are
 /// still kept (for `GET /v1/errors`), and nothing is sent.
@@ -202,5 +201,32 @@ mod defaults {
     }
     pub(super) fn tier_channels() -> Vec<String> {
         Vec::new()
+    }
+}
+
+/// A duration written as a human string: `"500ms"`, `"30s"`, `"5m"`,
+/// `"1h"`, `"3d"` (as everywhere in herald's configuration).
+#[derive(Clone, Copy)]
+pub(super) struct Dur(pub(super) Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a duration string such as \"500ms\", \"30s\", \"5m\", \"1h\" or \"3d\"",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+                    E::custom(format!(
+                        "{s:?} is not a duration ({e}); write e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"3d\""
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(V)
     }
 }

@@ -18,9 +18,9 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::config::ChannelConfig;
-use super::rules::{AlertEvent, AlertKind, Scope, Threshold, ratio};
+use crate::config::ChannelConfig;
 use crate::hex;
+use crate::rules::{AlertEvent, AlertKind, RuleScope, Threshold, ratio};
 
 /// The header carrying the generic webhook's signature:
 /// `sha256=<hex HMAC-SHA256 of the body>`.
@@ -295,8 +295,8 @@ impl Text {
     fn of(event: &AlertEvent) -> Self {
         let window = humantime::format_duration(event.window).to_string();
         let subject = match event.scope {
-            Scope::Relay => format!("relay {}", event.relay),
-            Scope::Group => format!("error group {} via {}", event.key, event.relay),
+            RuleScope::Relay => format!("relay {}", event.relay),
+            RuleScope::Group => format!("error group {} via {}", event.key, event.relay),
         };
         let title = match event.kind {
             AlertKind::Fire => {

@@ -1,7 +1,7 @@
 //! The rules engine over fake time: exact event tables.
 
 use super::*;
-use crate::alerts::groups::FailureSample;
+use crate::groups::FailureSample;
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -38,7 +38,7 @@ fn tier(name: &str, threshold: Threshold, channels: &[&str]) -> Tier {
 fn relay_rule() -> AlertRule {
     AlertRule {
         name: "relay-failing".to_owned(),
-        scope: Scope::Relay,
+        scope: RuleScope::Relay,
         relay: None,
         class: None,
         window: 5 * MIN,
@@ -236,7 +236,7 @@ fn group_scope_keys_each_group_and_filters_by_relay_and_class() {
     let mut groups = ErrorGroups::new(100, 5 * MIN);
     let rule = AlertRule {
         name: "bounces".to_owned(),
-        scope: Scope::Group,
+        scope: RuleScope::Group,
         relay: Some("primary".to_owned()),
         class: Some(FailureClass::Permanent),
         window: 5 * MIN,
@@ -266,7 +266,7 @@ fn group_scope_keys_each_group_and_filters_by_relay_and_class() {
         ]
     );
     for e in &events {
-        assert_eq!(e.scope, Scope::Group);
+        assert_eq!(e.scope, RuleScope::Group);
         assert_eq!(
             Some(e.key.as_str()),
             e.sample.as_ref().map(|s| s.group_id.as_str())
@@ -281,7 +281,7 @@ fn group_scope_keys_each_group_and_filters_by_relay_and_class() {
 fn an_evicted_group_resolves() {
     let mut groups = ErrorGroups::new(1, 5 * MIN);
     let mut rule = relay_rule();
-    rule.scope = Scope::Group;
+    rule.scope = RuleScope::Group;
     rule.resolve_after = Duration::ZERO;
     rule.tiers = vec![tier("chat", Threshold::Count(2), &["ops-chat"])];
     let mut engine = RuleEngine::new(vec![rule]);

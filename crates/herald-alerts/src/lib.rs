@@ -1,4 +1,4 @@
-//! Error aggregation and alerting. Every failed or deferred attempt is
+//! Error aggregation and alerting, apart from mail delivery. Every failed or deferred attempt is
 //! fingerprinted into an error group (`GET /v1/errors`); rules watch the
 //! groups and relays over sliding windows and notify chat robots and
 //! webhooks in tiers, once per incident, with a resolve when it clears.
@@ -8,6 +8,13 @@
 //! holds them behind a mutex, evaluates on a timer and hands alerts to
 //! per-channel senders through bounded queues, so that recording a failure
 //! costs a brief lock and never waits for a webhook.
+//!
+//! It knows nothing of the service that feeds it: the service records
+//! failures and attempts, serves the groups, and carries the feed between
+//! nodes; the channels post with their own HTTP client.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod channels;
 mod config;
@@ -19,9 +26,11 @@ mod sender;
 mod window;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald_policy::SharedClock;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -29,16 +38,15 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 pub use channels::{ChannelKind, SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_signature};
-pub use config::{AlertsConfig, ChannelConfig, RawAlerts, SendPolicy};
+pub use config::{AlertsConfig, AlertsConfigError, ChannelConfig, RawAlerts, SendPolicy};
 pub use feed::FeedItem;
 pub use fingerprint::{FailureClass, Fingerprint, MAX_TEXT_CHARS, fingerprint, normalise};
 pub use groups::{ErrorGroups, FailureSample, GroupFilter, GroupView};
 pub use rules::{
-    AlertEvent, AlertKind, AlertRule, AlertSample, RuleEngine, Scope, Threshold, Tier,
+    AlertEvent, AlertKind, AlertRule, AlertSample, RuleEngine, RuleScope, Threshold, Tier,
 };
 pub use sender::ChannelStats;
 
-use crate::lock;
 use feed::Outgoing;
 use sender::{ChannelHandle, Worker};
 
@@ -60,6 +68,10 @@ pub struct Alerting {
     /// What this node has seen and not yet told the others, when nodes
     /// share a store ([`shared`](Self::shared)).
     outgoing: Option<Mutex<Outgoing>>,
+    /// Where the evaluator and the senders read the time.
+    clock: SharedClock,
+    /// Rule evaluations run by this node.
+    evaluations: AtomicU64,
 }
 
 impl fmt::Debug for Alerting {
@@ -79,13 +91,18 @@ impl fmt::Debug for Alerting {
 }
 
 impl Alerting {
-    /// Groups and rules as configured; nothing runs until
-    /// [`spawn_evaluator`](Self::spawn_evaluator).
-    pub fn new(config: AlertsConfig) -> Self {
+    /// Groups and rules as configured, reading the time from `clock`;
+    /// nothing runs until [`spawn_evaluator`](Self::spawn_evaluator).
+    pub fn new(config: AlertsConfig, clock: SharedClock) -> Self {
         let mut channels = Vec::with_capacity(config.channels.len());
         let mut workers = Vec::with_capacity(config.channels.len());
         for channel in config.channels {
-            let (handle, worker) = sender::channel(channel, config.queue_capacity, config.send);
+            let (handle, worker) = sender::channel(
+                channel,
+                config.queue_capacity,
+                config.send,
+                Arc::clone(&clock),
+            );
             channels.push(handle);
             workers.push(worker);
         }
@@ -97,6 +114,8 @@ impl Alerting {
             channels,
             workers: Mutex::new(workers),
             outgoing: None,
+            clock,
+            evaluations: AtomicU64::new(0),
         }
     }
 
@@ -222,6 +241,9 @@ impl Alerting {
                 }
             }
         }
+        // Counted once the alerts are queued: a reader that sees this
+        // evaluation sees them pending (or done) too.
+        self.evaluations.fetch_add(1, Ordering::SeqCst);
         for (channel, dropped) in self.channels.iter().zip(dropped) {
             if dropped > 0 {
                 tracing::warn!(
@@ -234,13 +256,20 @@ impl Alerting {
         events
     }
 
-    /// Counts per channel (sent, failed, dropped, retried, queued).
+    /// Counts per channel (sent, failed, dropped, retried, pending).
     pub fn channel_stats(&self) -> Vec<ChannelStats> {
         self.channels.iter().map(ChannelHandle::stats).collect()
     }
 
+    /// How many times this node has evaluated the rules ([`tick`](Self::tick)):
+    /// it stays put on a node that does not lead the evaluation.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluations.load(Ordering::SeqCst)
+    }
+
     /// Starts the channels' senders and evaluates every `every` (the first
-    /// time one period from now) with the wall clock, until `stop`. With
+    /// time one period from now, by tokio's timer) at the clock's time,
+    /// until `stop`. With
     /// `leading`, only while it says `true` (the node holds the alert
     /// evaluator's role among nodes sharing a store), so that N nodes never
     /// send N copies of one alert. The handle ends once the evaluator and
@@ -265,7 +294,7 @@ impl Alerting {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = timer.tick() => {
-                        let now = OffsetDateTime::now_utc();
+                        let now = self.clock.now();
                         if leading.as_ref().is_none_or(|leading| *leading.borrow()) {
                             self.tick(now);
                         } else {
@@ -307,4 +336,23 @@ fn log(event: &AlertEvent) {
             "alert resolved"
         ),
     }
+}
+
+/// The mutex's guard, even if a panic elsewhere poisoned it: for state
+/// that every step leaves whole (counts, maps updated in one call).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Lower-case hex, for digests and signatures.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }

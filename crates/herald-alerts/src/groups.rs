@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::fingerprint::{FailureClass, Fingerprint, fingerprint};
-use super::window::{Resolution, WindowCounter};
+use crate::fingerprint::{FailureClass, Fingerprint, fingerprint};
+use crate::window::{Resolution, WindowCounter};
 
 /// Relays tracked at once; beyond, the one seen least recently is dropped.
 /// Relays come from the configuration, so this is a guard, not a tuning.
@@ -127,7 +127,7 @@ impl RelayStats {
 }
 
 /// The error groups, in memory. Not synchronised: the owner holds it under
-/// a mutex (see [`Alerting`](super::Alerting)).
+/// a mutex (see [`Alerting`](crate::Alerting)).
 #[derive(Debug, Clone)]
 pub struct ErrorGroups {
     res: Resolution,

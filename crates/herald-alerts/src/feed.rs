@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::fingerprint::FailureClass;
-use super::groups::FailureSample;
+use crate::fingerprint::FailureClass;
+use crate::groups::FailureSample;
 
 /// One thing a node saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

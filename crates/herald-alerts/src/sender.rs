@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use herald_policy::SharedClock;
 use serde::Serialize;
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::channels::{ChannelKind, Outgoing, check_reply, render};
-use super::config::{ChannelConfig, SendPolicy};
-use super::rules::AlertEvent;
+use crate::channels::{ChannelKind, Outgoing, check_reply, render};
+use crate::config::{ChannelConfig, SendPolicy};
+use crate::rules::AlertEvent;
 
 /// Bytes of a webhook's answer read to check it.
 const MAX_REPLY_BYTES: u64 = 64 * 1024;
@@ -34,8 +34,8 @@ pub struct ChannelStats {
     pub dropped: u64,
     /// Tries repeated after a failure.
     pub retries: u64,
-    /// Alerts waiting now.
-    pub queued: usize,
+    /// Alerts queued or being sent now.
+    pub pending: u64,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +44,8 @@ struct Counters {
     failed: AtomicU64,
     dropped: AtomicU64,
     retries: AtomicU64,
+    /// Queued and not yet sent, failed or abandoned.
+    pending: AtomicU64,
 }
 
 impl Counters {
@@ -68,6 +70,7 @@ pub(crate) struct Worker {
     counters: Arc<Counters>,
     policy: SendPolicy,
     agent: ureq::Agent,
+    clock: SharedClock,
 }
 
 /// A channel's queue of `capacity` (at least one) and its worker.
@@ -75,6 +78,7 @@ pub(crate) fn channel(
     config: ChannelConfig,
     capacity: usize,
     policy: SendPolicy,
+    clock: SharedClock,
 ) -> (ChannelHandle, Worker) {
     let config = Arc::new(config);
     let counters = Arc::new(Counters::default());
@@ -97,6 +101,7 @@ pub(crate) fn channel(
             counters,
             policy,
             agent,
+            clock,
         },
     )
 }
@@ -110,9 +115,13 @@ impl ChannelHandle {
     /// Queues `event` for the worker; a full (or closed) queue drops it and
     /// counts the drop. Never waits.
     pub(crate) fn offer(&self, event: Arc<AlertEvent>) -> bool {
+        // Counted before the worker can take it, so that `pending` never
+        // goes below zero.
+        self.counters.pending.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(event) {
             Ok(()) => true,
             Err(_) => {
+                self.counters.pending.fetch_sub(1, Ordering::SeqCst);
                 Counters::bump(&self.counters.dropped);
                 false
             }
@@ -129,7 +138,7 @@ impl ChannelHandle {
             failed: load(&self.counters.failed),
             dropped: load(&self.counters.dropped),
             retries: load(&self.counters.retries),
-            queued: self.tx.max_capacity().saturating_sub(self.tx.capacity()),
+            pending: self.counters.pending.load(Ordering::SeqCst),
         }
     }
 }
@@ -147,6 +156,7 @@ impl Worker {
                 },
             };
             self.deliver(&event, &stop).await;
+            self.counters.pending.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -156,7 +166,7 @@ impl Worker {
         let attempts = self.policy.attempts.max(1);
         for attempt in 1..=attempts {
             // Rendered per try: signatures carry the send time.
-            let outgoing = match render(&self.config, event, OffsetDateTime::now_utc()) {
+            let outgoing = match render(&self.config, event, self.clock.now()) {
                 Ok(outgoing) => outgoing,
                 Err(reason) => {
                     Counters::bump(&self.counters.failed);

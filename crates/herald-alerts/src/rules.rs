@@ -13,20 +13,20 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::fingerprint::FailureClass;
-use super::groups::{ErrorGroups, Group};
+use crate::fingerprint::FailureClass;
+use crate::groups::{ErrorGroups, Group};
 
 /// What a rule counts per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Scope {
+pub enum RuleScope {
     /// Each error group on its own: "550 5.7.1 spam rejected via primary".
     Group,
     /// All failures through a relay, whatever the error.
     Relay,
 }
 
-impl Scope {
+impl RuleScope {
     /// `"group"` or `"relay"`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -83,7 +83,7 @@ pub struct AlertRule {
     /// Unique name, shown in alerts.
     pub name: String,
     /// Per error group or per relay.
-    pub scope: Scope,
+    pub scope: RuleScope,
     /// Only failures through this relay.
     pub relay: Option<String>,
     /// Only transient or only permanent failures.
@@ -159,7 +159,7 @@ pub struct AlertEvent {
     /// The rule's name.
     pub rule: String,
     /// What the rule counts per key.
-    pub scope: Scope,
+    pub scope: RuleScope,
     /// The error group's id or the relay's name.
     pub key: String,
     /// The relay concerned.
@@ -441,7 +441,7 @@ fn measure(
             .then(|| groups.relay_attempts(relay, rule.window, now))
     };
     match rule.scope {
-        Scope::Group => {
+        RuleScope::Group => {
             for group in groups.iter() {
                 if !relay_ok(&group.fp.relay) || rule.class.is_some_and(|c| c != group.fp.class) {
                     continue;
@@ -461,7 +461,7 @@ fn measure(
                 );
             }
         }
-        Scope::Relay => {
+        RuleScope::Relay => {
             for relay in groups.relay_names() {
                 if !relay_ok(relay) {
                     continue;
