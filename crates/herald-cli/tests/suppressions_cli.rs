@@ -1,6 +1,8 @@
 //! `herald suppressions add|list|remove` against a running `herald serve`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// A test of a real process waits by the machine's clock.
+#![allow(clippy::disallowed_methods)]
 
 mod support;
 

@@ -3,6 +3,8 @@
 //! restarted node sends every one of them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// A test of a real process waits by the machine's clock.
+#![allow(clippy::disallowed_methods)]
 
 mod support;
 

@@ -248,6 +248,7 @@ pub async fn serve_with_clock(
         config.webhooks.clone(),
         node_id.clone(),
         metrics.clone(),
+        clock.clone(),
         stop_webhooks.clone(),
     );
 

@@ -28,7 +28,7 @@ pub(crate) async fn list(
     let filter = filter(&query)?;
     let page = state
         .store
-        .list_suppressions(&filter, OffsetDateTime::now_utc())
+        .list_suppressions(&filter, state.clock.now())
         .await?;
     Ok(Json(api::SuppressionPage {
         suppressions: page.entries.into_iter().map(suppression).collect(),
@@ -43,7 +43,7 @@ pub(crate) async fn show(
 ) -> Result<Json<api::Suppression>, Problem> {
     let entry = state
         .store
-        .suppression(&address, OffsetDateTime::now_utc())
+        .suppression(&address, state.clock.now())
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(suppression(entry)))
@@ -56,7 +56,7 @@ pub(crate) async fn remove(
 ) -> Result<Json<api::Suppression>, Problem> {
     let entry = state
         .store
-        .remove_suppression(&address, OffsetDateTime::now_utc())
+        .remove_suppression(&address, state.clock.now())
         .await?
         .ok_or_else(not_found)?;
     tracing::info!(reason = %entry.reason, "suppression removed");
@@ -76,7 +76,7 @@ pub(crate) async fn add(
             message: format!("from 1 to {MAX_ADDRESSES} addresses"),
         }]));
     }
-    let now = OffsetDateTime::now_utc();
+    let now = state.clock.now();
     // Each address's parse error, or None for an address to store.
     let mut errors: Vec<Option<String>> = Vec::with_capacity(request.addresses.len());
     let mut entries = Vec::new();

@@ -9,7 +9,9 @@
 mod sign;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use herald_policy::SharedClock;
 
 use herald_store::{DeliveryOutcome, FeedCursor, OutboxEvent, Store, WebhookDelivery};
 use time::OffsetDateTime;
@@ -36,6 +38,7 @@ pub(crate) fn spawn(
     endpoints: Vec<WebhookConfig>,
     node_id: String,
     metrics: Arc<Metrics>,
+    clock: SharedClock,
     stop: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     if endpoints.is_empty() {
@@ -45,6 +48,7 @@ pub(crate) fn spawn(
     let mut tasks = vec![tokio::spawn(lead(
         Arc::clone(&store),
         node_id,
+        Arc::clone(&clock),
         leading,
         stop.clone(),
     ))];
@@ -55,6 +59,7 @@ pub(crate) fn spawn(
             agent: agent(endpoint.timeout),
             config: Arc::new(endpoint),
             metrics: Arc::clone(&metrics),
+            clock: Arc::clone(&clock),
         };
         tasks.push(tokio::spawn(sender.run(watching.clone(), stop.clone())));
     }
@@ -64,12 +69,13 @@ pub(crate) fn spawn(
 async fn lead(
     store: Arc<dyn Store>,
     node_id: String,
+    clock: SharedClock,
     leading: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
     loop {
         let holds = store
-            .lead(ROLE, &node_id, LEAD_EVERY * 3, OffsetDateTime::now_utc())
+            .lead(ROLE, &node_id, LEAD_EVERY * 3, clock.now())
             .await
             .unwrap_or_else(|error| {
                 tracing::warn!(error = %error, "could not renew the webhook sender's role");
@@ -100,6 +106,7 @@ struct Endpoint {
     agent: ureq::Agent,
     config: Arc<WebhookConfig>,
     metrics: Arc<Metrics>,
+    clock: SharedClock,
 }
 
 impl Endpoint {
@@ -185,13 +192,13 @@ impl Endpoint {
         let mut attempt = 0u32;
         loop {
             attempt = attempt.saturating_add(1);
-            let started = OffsetDateTime::now_utc();
+            let started = self.clock.now();
             self.metrics
                 .webhook_backlog(name, (started - event.at).try_into().unwrap_or_default());
-            let clock = Instant::now();
+            let clock = self.clock.instant();
             let answer = self.post(event, started).await;
-            let duration = clock.elapsed();
-            let now = OffsetDateTime::now_utc();
+            let duration = self.clock.instant().saturating_duration_since(clock);
+            let now = self.clock.now();
             let next = after_try(
                 &answer,
                 attempt,

@@ -101,7 +101,7 @@ mod tests {
         let body = r#"{"test": 2432232314}"#;
         assert_eq!(
             signature(
-                &[secret.clone()],
+                std::slice::from_ref(&secret),
                 "msg_p5jXN8AQM9LWM0D4loKWxJek",
                 1_614_265_330,
                 body
