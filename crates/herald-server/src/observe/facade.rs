@@ -523,6 +523,18 @@ mod tests {
         metrics.sample_queue(&QueueStats::default());
         metrics.sample_relay("primary", PoolStats::default(), BreakerState::HalfOpen);
         metrics.http_request("/healthz", &axum::http::Method::GET, 200, Duration::ZERO);
+        metrics.sample_alerts(
+            7,
+            &[ChannelStats {
+                name: "ops".to_owned(),
+                kind: "webhook",
+                sent: 1,
+                failed: 2,
+                dropped: 3,
+                retries: 4,
+                pending: 5,
+            }],
+        );
         let text = metrics.render();
         assert_eq!(HELP.len(), ALL.len());
         for name in ALL {
@@ -539,6 +551,18 @@ mod tests {
             value(&text, BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))]),
             Some(1.0)
         );
+        let ops = |outcome| [("channel", "ops"), ("outcome", outcome)];
+        assert_eq!(value(&text, ALERT_NOTIFICATIONS, &ops("sent")), Some(1.0));
+        assert_eq!(value(&text, ALERT_NOTIFICATIONS, &ops("failed")), Some(2.0));
+        assert_eq!(
+            value(&text, ALERT_NOTIFICATIONS, &ops("dropped")),
+            Some(3.0)
+        );
+        assert_eq!(
+            value(&text, ALERT_NOTIFICATIONS_PENDING, &[("channel", "ops")]),
+            Some(5.0)
+        );
+        assert_eq!(value(&text, ALERT_EVALUATIONS, &[]), Some(7.0));
     }
 
     #[test]
