@@ -182,7 +182,7 @@ pub(crate) fn webhooks(
             .map_err(|e| ConfigError::new(field(e.field()), e.reason()))?;
         let name = raw.name.unwrap_or_else(|| {
             let digest = Sha256::digest(raw.url.as_bytes());
-            format!("webhook-{}", &crate::hex(&digest)[..12])
+            format!("webhook-{}", &const_hex::encode(digest)[..12])
         });
         if built.iter().any(|w| w.name == name) {
             return Err(ConfigError::new(
