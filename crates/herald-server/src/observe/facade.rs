@@ -21,14 +21,15 @@ use herald_alerts::ChannelStats;
 use herald_policy::{BounceClass, BreakerState};
 use herald_smtp::PoolStats;
 use herald_store::{
-    DeliveryOutcome, Enqueued, MessageStatus, QueueStats, RecipientStatus, StoreError,
-    SuppressionReason,
+    Enqueued, MessageStatus, QueueStats, RecipientStatus, StoreError, SuppressionReason,
 };
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
 use super::metrics::*;
+
+mod lists;
 
 /// One attempt's duration: from a few milliseconds (a pooled session on a
 /// LAN) to the data timeout of a slow relay.
@@ -232,57 +233,6 @@ impl Metrics {
     pub fn recipient(&self, outcome: RecipientStatus) {
         self.counter(RECIPIENTS, vec![Label::new("outcome", outcome.as_str())])
             .increment(1);
-    }
-
-    /// One recipient failed or deferred with `class`.
-    pub fn recipient_class(&self, class: BounceClass) {
-        self.counter(RECIPIENT_CLASSES, vec![Label::new("class", class.as_str())])
-            .increment(1);
-    }
-
-    /// An entry was added to the suppression list.
-    pub fn suppression_added(&self, reason: SuppressionReason) {
-        self.counter(
-            SUPPRESSIONS_ADDED,
-            vec![Label::new("reason", reason.as_str())],
-        )
-        .increment(1);
-    }
-
-    /// Zero series for a webhook endpoint, so its rates exist from the start.
-    pub fn register_webhook(&self, webhook: &str) {
-        for outcome in DeliveryOutcome::ALL {
-            self.counter(
-                WEBHOOK_DELIVERIES,
-                vec![
-                    Label::new("webhook", webhook.to_owned()),
-                    Label::new("outcome", outcome.as_str()),
-                ],
-            )
-            .increment(0);
-        }
-        self.webhook_backlog(webhook, Duration::ZERO);
-    }
-
-    /// One try to deliver an event to `webhook`.
-    pub fn webhook_delivery(&self, webhook: &str, outcome: DeliveryOutcome) {
-        self.counter(
-            WEBHOOK_DELIVERIES,
-            vec![
-                Label::new("webhook", webhook.to_owned()),
-                Label::new("outcome", outcome.as_str()),
-            ],
-        )
-        .increment(1);
-    }
-
-    /// How old the oldest event not yet delivered to `webhook` is.
-    pub fn webhook_backlog(&self, webhook: &str, age: Duration) {
-        self.gauge(
-            WEBHOOK_OLDEST_UNDELIVERED_AGE,
-            vec![Label::new("webhook", webhook.to_owned())],
-        )
-        .set(age.as_secs_f64());
     }
 
     /// A message reached `status`; statuses that are not final are ignored.
