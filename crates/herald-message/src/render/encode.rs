@@ -33,17 +33,23 @@ pub(super) fn b_words(text: &str) -> String {
     words.join("\r\n ")
 }
 
+/// Whether `name` can be written as a short quoted string that every
+/// reader takes as it is: printable ASCII without quotes, backslashes or
+/// `=?`, short enough never to be folded.
+pub(super) fn is_plain_name(name: &str) -> bool {
+    name.len() <= 60
+        && !looks_encoded(name)
+        && name
+            .chars()
+            .all(|c| (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\')
+}
+
 /// The `name` parameter value: a quoted string when the name is short
 /// printable ASCII that cannot be mistaken for an encoded word, otherwise
 /// RFC 2047 "B" words in quotes (what Outlook and other older readers
 /// look for; RFC 2231 is written in Content-Disposition).
 pub(super) fn legacy_name_parameter(name: &str) -> String {
-    let plain = name.len() <= 60
-        && !looks_encoded(name)
-        && name
-            .chars()
-            .all(|c| (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\');
-    if plain {
+    if is_plain_name(name) {
         return format!("\"{name}\"");
     }
     format!("\"{}\"", b_words(name))
