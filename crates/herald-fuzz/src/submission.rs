@@ -28,27 +28,32 @@ pub fn run(data: &[u8]) {
             .expect("a runtime")
     });
     let output = runtime.block_on(async {
-        let store = {
-            let mut slot = STORE
+        let lock = || {
+            STORE
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match slot.as_mut() {
-                Some((store, runs)) if *runs < RUNS_PER_STORE => {
-                    *runs += 1;
-                    Arc::clone(store)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let reused = match lock().as_mut() {
+            Some((store, runs)) if *runs < RUNS_PER_STORE => {
+                *runs += 1;
+                Some(Arc::clone(store))
+            }
+            _ => None,
+        };
+        let store = match reused {
+            Some(store) => store,
+            None => {
+                let store = SqliteStore::open("sqlite::memory:")
+                    .await
+                    .expect("an in-memory store");
+                let store = Arc::new(store);
+                let old = lock().replace((Arc::clone(&store), 1));
+                if let Some((old, _)) = old
+                    && let Ok(old) = Arc::try_unwrap(old)
+                {
+                    old.close().await;
                 }
-                _ => {
-                    let store = SqliteStore::open("sqlite::memory:")
-                        .await
-                        .expect("an in-memory store");
-                    let store = Arc::new(store);
-                    if let Some((old, _)) = slot.replace((Arc::clone(&store), 1))
-                        && let Ok(old) = Arc::try_unwrap(old)
-                    {
-                        old.close().await;
-                    }
-                    store
-                }
+                store
             }
         };
         session(store as Arc<dyn Store>, data).await
