@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn events_read_from_json() {
-        let json = r#"[[1893456000000000, "attempt", "primary", 1, "transient", 451, "4.7.1", "try", 84]]"#;
+        let json = r#"[[1893456000000000, "attempt", "primary", 1, "transient", 451, "4.7.1", "try", 84, "rate_limited"]]"#;
         let rows: Vec<EventJson> = from_json(json, "events").unwrap();
         let event = event(rows.into_iter().next().unwrap()).unwrap();
         assert_eq!(event.at, datetime!(2030-01-01 0:00 UTC));

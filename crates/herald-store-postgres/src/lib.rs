@@ -39,6 +39,7 @@ mod group;
 mod lease;
 mod listen;
 mod open;
+pub use open::SCHEMA_VERSION;
 mod pipeline;
 mod query;
 mod suppress;

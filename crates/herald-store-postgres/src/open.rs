@@ -13,6 +13,9 @@ use super::pipeline::{Conn, step};
 use super::tls::{MakeRustls, RustlsStream, SslMode};
 use herald_store::{StoreError, StoreUrl, redact_url};
 
+/// The schema version this build creates and migrates to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 /// The schema, in order; version N is the N-th entry.
 const MIGRATIONS: &[(&str, &str)] = &[
     ("queue", include_str!("../migrations/0001_queue.sql")),

@@ -9,6 +9,7 @@ mod codec;
 mod enqueue;
 mod lease;
 mod open;
+pub use open::SCHEMA_VERSION;
 mod query;
 mod readers;
 mod suppress;

@@ -28,6 +28,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_suppression.sql"),
 ];
 
+/// The schema version this build creates and migrates to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 /// The database a store URL names.
 #[derive(Debug, Clone)]
 pub(super) enum Location {
