@@ -41,6 +41,7 @@ mod listen;
 mod open;
 mod pipeline;
 mod query;
+mod template;
 mod tls;
 mod upkeep;
 
@@ -54,8 +55,8 @@ use tokio::task::AbortHandle;
 
 use herald_store::{
     AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency, Leases,
-    ListFilter, MessageRecord, MessageStatus, NewMessage, Page, Purged, QueueStats, Retention,
-    Store, StoreError, StoreOptions,
+    ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, Page, Purged, QueueStats,
+    Retention, Store, StoreError, StoreOptions, TemplateRecord,
 };
 
 use self::depth::Depth;
@@ -434,6 +435,32 @@ impl Store for PgStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|shared| async move { upkeep::ping(&shared.pool).await })
+            .await
+    }
+
+    async fn put_template(&self, t: NewTemplate) -> Result<TemplateRecord, StoreError> {
+        self.run(|shared| async move { template::put(&shared, &t).await })
+            .await
+    }
+
+    async fn template(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
+        let name = name.to_owned();
+        self.run(|shared| async move { template::get_one(&shared, &name, version).await })
+            .await
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
+        self.run(|shared| async move { template::latest(&shared).await })
+            .await
+    }
+
+    async fn delete_template(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.run(|shared| async move { template::delete(&shared, &name).await })
             .await
     }
 

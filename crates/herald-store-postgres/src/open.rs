@@ -14,7 +14,14 @@ use super::tls::{MakeRustls, RustlsStream, SslMode};
 use herald_store::{StoreError, StoreUrl, redact_url};
 
 /// The schema, in order; version N is the N-th entry.
-const MIGRATIONS: &[(&str, &str)] = &[("queue", include_str!("../migrations/0001_queue.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("queue", include_str!("../migrations/0001_queue.sql")),
+    // Named 0004: the branches merged before it add 0002 and 0003.
+    (
+        "templates",
+        include_str!("../migrations/0004_templates.sql"),
+    ),
+];
 
 /// The key of the advisory lock that migrations hold: nodes that start
 /// together migrate one after another ("herald" in ASCII).

@@ -259,7 +259,10 @@ async fn a_database_migrated_by_the_sqlx_era_herald_opens_with_its_data() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2, "adopted as version 1, then migrated to 2");
+    assert_eq!(
+        version, 3,
+        "adopted as version 1, then migrated to the newest"
+    );
     let sqlx_tables: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'",

@@ -14,6 +14,7 @@
 pub mod conformance;
 pub mod lifecycle;
 mod model;
+mod template;
 mod url;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use model::{
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NextStep, Page, Purged,
     QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Retention, StoreOptions,
 };
+pub use template::{NewTemplate, TemplateRecord};
 pub use url::{SqliteLocation, StoreUrl, redact as redact_url};
 
 /// How long an idempotency key is remembered.
@@ -249,6 +251,24 @@ pub trait Store: Send + Sync + 'static {
         since: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<FeedRecord>, StoreError>;
+
+    /// Stores `template` as the next version of its name (version 1 for a
+    /// new name); earlier versions are kept.
+    async fn put_template(&self, template: NewTemplate) -> Result<TemplateRecord, StoreError>;
+
+    /// Version `version` of the template `name`, or its latest when
+    /// `None`; `None` if there is no such template or version.
+    async fn template(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<TemplateRecord>, StoreError>;
+
+    /// The latest version of every template, by name.
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError>;
+
+    /// Deletes the template `name`, every version; whether it existed.
+    async fn delete_template(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Calls `wake` whenever another process sharing the store may have
     /// made work due (an enqueue, a retry, a release), so that idle nodes

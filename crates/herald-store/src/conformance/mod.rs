@@ -17,6 +17,7 @@ mod enqueue;
 mod nodes;
 mod outcome;
 mod query;
+mod template;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -65,6 +66,7 @@ pub use query::{
     list_filters_by_status_tag_recipient_and_time, list_pages_cover_everything_exactly_once,
     ping_answers, stats_and_depth_count_by_status,
 };
+pub use template::{concurrent_template_versions_are_distinct, templates_keep_every_version};
 
 /// Runs every conformance test, each on a fresh store from `make`, one
 /// after another. Panics naming the first test that fails. Needs a Tokio
@@ -120,6 +122,8 @@ where
         lead_gives_a_role_to_one_holder_at_a_time,
         the_feed_reads_on_from_any_cursor,
         the_feed_misses_nothing_under_concurrent_appends,
+        templates_keep_every_version,
+        concurrent_template_versions_are_distinct,
     );
 }
 
