@@ -11,6 +11,7 @@ pub(crate) use messages::queued;
 mod problem;
 mod raw;
 mod scrape;
+mod templates;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,6 +146,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/messages/{id}/retry"),
     ("POST", "/v1/messages/{id}/cancel"),
     ("GET", "/v1/errors"),
+    ("POST", "/v1/templates"),
+    ("GET", "/v1/templates"),
+    ("GET", "/v1/templates/{name}"),
+    ("PUT", "/v1/templates/{name}"),
+    ("DELETE", "/v1/templates/{name}"),
+    ("POST", "/v1/templates/{name}/render"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -176,6 +183,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
         .route("/v1/errors", get(error_groups::list))
+        .route(
+            "/v1/templates",
+            post(templates::create).get(templates::list),
+        )
+        .route(
+            "/v1/templates/{name}",
+            get(templates::show)
+                .put(templates::update)
+                .delete(templates::delete),
+        )
+        .route("/v1/templates/{name}/render", post(templates::render))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -212,6 +230,9 @@ pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
         ("GET" | "HEAD", "/v1/messages" | "/v1/messages/{id}") => Scope::Read,
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
         ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
+        ("GET" | "HEAD", "/v1/templates" | "/v1/templates/{name}") => Scope::Read,
+        ("POST", "/v1/templates/{name}/render") => Scope::Read,
+        ("POST", "/v1/templates") | ("PUT" | "DELETE", "/v1/templates/{name}") => Scope::Manage,
         _ => return None,
     })
 }

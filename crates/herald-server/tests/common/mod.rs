@@ -168,8 +168,19 @@ impl Herald {
                     }
                     req.call()
                 }
+                "DELETE" => {
+                    let mut req = agent.delete(&url);
+                    for (k, v) in &headers {
+                        req = req.header(k, v);
+                    }
+                    req.header("Authorization", &format!("Bearer {KEY}")).call()
+                }
                 _ => {
-                    let mut req = agent.post(&url);
+                    let mut req = if method == "PUT" {
+                        agent.put(&url)
+                    } else {
+                        agent.post(&url)
+                    };
                     for (k, v) in &headers {
                         has_auth |= k.eq_ignore_ascii_case("authorization");
                         req = req.header(k, v);
