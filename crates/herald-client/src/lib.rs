@@ -52,7 +52,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use herald_api::{
     Accepted, BatchAnswer, BatchRequest, ListQuery, Message, MessagePage, MessageRequest,
-    RawRequest,
+    RawRequest, RenderRequest, RenderedTemplate, Template, TemplateList, TemplateRequest,
 };
 use hyper::Method;
 use serde::Serialize;
@@ -224,6 +224,64 @@ impl Client {
         let path = format!("/v1/messages/{}/cancel", encode(id));
         self.inner
             .call(Method::POST, &path, None, None, false)
+            .await
+    }
+
+    /// `POST /v1/templates`: store a new template (`template.name` set).
+    pub async fn create_template(&self, template: &TemplateRequest) -> Result<Template, Error> {
+        self.post_json("/v1/templates", template, None).await
+    }
+
+    /// `PUT /v1/templates/{name}`: store a new version of a template.
+    pub async fn update_template(
+        &self,
+        name: &str,
+        template: &TemplateRequest,
+    ) -> Result<Template, Error> {
+        let bytes = serde_json::to_vec(template).map_err(|e| Error::Invalid(e.to_string()))?;
+        let path = format!("/v1/templates/{}", encode(name));
+        // A repeated PUT would make one more version than meant.
+        self.inner
+            .call(Method::PUT, &path, Some(bytes), None, false)
+            .await
+    }
+
+    /// `GET /v1/templates/{name}`: its latest version, or `version`.
+    pub async fn template(&self, name: &str, version: Option<u32>) -> Result<Template, Error> {
+        let mut path = format!("/v1/templates/{}", encode(name));
+        if let Some(version) = version {
+            path.push_str(&format!("?version={version}"));
+        }
+        self.inner.call(Method::GET, &path, None, None, true).await
+    }
+
+    /// `GET /v1/templates`: the latest version of every template.
+    pub async fn templates(&self) -> Result<Vec<Template>, Error> {
+        let list: TemplateList = self
+            .inner
+            .call(Method::GET, "/v1/templates", None, None, true)
+            .await?;
+        Ok(list.templates)
+    }
+
+    /// `DELETE /v1/templates/{name}`: every version.
+    pub async fn delete_template(&self, name: &str) -> Result<(), Error> {
+        let path = format!("/v1/templates/{}", encode(name));
+        self.inner
+            .call(Method::DELETE, &path, None, None, true)
+            .await
+    }
+
+    /// `POST /v1/templates/{name}/render`: what a message would say.
+    pub async fn render_template(
+        &self,
+        name: &str,
+        request: &RenderRequest,
+    ) -> Result<RenderedTemplate, Error> {
+        let bytes = serde_json::to_vec(request).map_err(|e| Error::Invalid(e.to_string()))?;
+        let path = format!("/v1/templates/{}/render", encode(name));
+        self.inner
+            .call(Method::POST, &path, Some(bytes), None, true)
             .await
     }
 

@@ -116,8 +116,13 @@ impl Transport {
                 .await
             {
                 Ok(answer) if answer.status.is_success() => {
-                    return serde_json::from_slice(&answer.body)
-                        .map_err(|e| Error::Decode(e.to_string()));
+                    // 204 has no body: read as JSON's null (a `()`).
+                    let body: &[u8] = if answer.body.is_empty() {
+                        b"null"
+                    } else {
+                        &answer.body
+                    };
+                    return serde_json::from_slice(body).map_err(|e| Error::Decode(e.to_string()));
                 }
                 Ok(answer) => (refusal(&answer), answer.retry_after),
                 Err(error) => (error, None),

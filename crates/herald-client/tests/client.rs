@@ -247,3 +247,65 @@ async fn connection_refused_is_retried_within_bounds() {
         Err(Error::Invalid(_))
     ));
 }
+
+#[tokio::test]
+async fn templates_are_stored_versioned_rendered_and_sent() {
+    use herald_api::{RenderRequest, TemplateRequest};
+    let herald = Herald::start(None, "").await;
+    let client = Client::new(&herald.base, KEY).unwrap();
+    let v1 = client
+        .create_template(&TemplateRequest {
+            name: Some("welcome".into()),
+            subject: "Welcome {{ name }}".into(),
+            text: Some("v1".into()),
+            ..TemplateRequest::default()
+        })
+        .await
+        .unwrap();
+    let v2 = client
+        .update_template(
+            "welcome",
+            &TemplateRequest {
+                subject: "Welcome {{ name }}".into(),
+                html: Some("<b>{{ name }}</b>".into()),
+                ..TemplateRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert_eq!(client.template("welcome", Some(1)).await.unwrap(), v1);
+    assert_eq!(client.templates().await.unwrap(), vec![v2]);
+
+    let mut variables = serde_json::Map::new();
+    variables.insert("name".into(), "<Ada>".into());
+    let rendered = client
+        .render_template(
+            "welcome",
+            &RenderRequest {
+                version: None,
+                variables: variables.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rendered.html.as_deref(), Some("<b>&lt;Ada&gt;</b>"));
+
+    let accepted = client
+        .send(&MessageRequest {
+            from: Some("shop@example.com".into()),
+            to: vec!["ada@example.org".into()],
+            template: Some("welcome".into()),
+            variables: Some(variables),
+            ..MessageRequest::default()
+        })
+        .await
+        .unwrap();
+    let message = client.get(&accepted.id).await.unwrap();
+    assert_eq!(message.metadata["herald.template_version"], "2");
+
+    client.delete_template("welcome").await.unwrap();
+    let error = client.template("welcome", None).await.unwrap_err();
+    assert_eq!(error.status(), Some(404));
+    herald.stop().await;
+}
