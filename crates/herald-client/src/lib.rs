@@ -41,6 +41,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// The README's example is compiled as a doc test here.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
+
 mod error;
 mod retry;
 mod transport;
