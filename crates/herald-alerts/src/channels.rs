@@ -19,8 +19,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::config::ChannelConfig;
-use crate::hex;
 use crate::rules::{AlertEvent, AlertKind, RuleScope, Threshold, ratio};
+use const_hex::encode as hex;
 
 /// The header carrying the generic webhook's signature:
 /// `sha256=<hex HMAC-SHA256 of the body>`.

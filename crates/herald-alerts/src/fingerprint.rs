@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::hex;
+use const_hex::encode as hex;
 
 /// Longest normalised text kept, in characters; longer replies are cut
 /// (their tails are almost always per-message detail).

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 mod errors;
+mod lists;
 mod message;
 mod problem;
 mod query;
@@ -19,9 +20,13 @@ mod template;
 
 pub use errors::{ErrorGroup, ErrorGroups, FailureClass};
 pub use herald_message::{AttachmentRequest, FieldError, MessageRequest};
+pub use lists::{
+    AddResult, AddResults, AddStatus, AddSuppressions, MAX_ADDRESSES, Suppression, SuppressionPage,
+    WebhookDelivery, WebhookDeliveryPage, WebhookEventType,
+};
 pub use message::{
-    AttemptOutcome, Event, EventKind, Message, MessagePage, MessageStatus, Recipient,
-    RecipientStatus, UnknownName,
+    AttemptOutcome, BounceClass, DeliveryOutcome, Event, EventKind, Message, MessagePage,
+    MessageStatus, Recipient, RecipientStatus, SuppressionReason, UnknownName,
 };
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem};
 pub use query::{ErrorsQuery, ListQuery, MAX_LIST_LIMIT};

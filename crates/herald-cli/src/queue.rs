@@ -148,3 +148,16 @@ fn print_list(page: &MessagePage) {
         println!("next page: --cursor {cursor}");
     }
 }
+
+/// Percent-encodes a path segment or query value.
+pub(crate) fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

@@ -17,7 +17,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,10 @@ struct Receiver {
     base: String,
     received: Arc<Mutex<Vec<Received>>>,
     stop: Arc<AtomicBool>,
+    /// Connections accepted, and passes of the accept loop that found
+    /// none waiting.
+    accepted: Arc<AtomicUsize>,
+    idle_passes: Arc<AtomicUsize>,
 }
 
 impl Receiver {
@@ -49,15 +53,22 @@ impl Receiver {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let idle_passes = Arc::new(AtomicUsize::new(0));
         let (kept, stopped) = (received.clone(), stop.clone());
+        let (counted, passes) = (accepted.clone(), idle_passes.clone());
         std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
+                        counted.fetch_add(1, Ordering::SeqCst);
                         let (kept, stopped) = (kept.clone(), stopped.clone());
                         std::thread::spawn(move || serve_connection(stream, &kept, &stopped));
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(_) => {
+                        passes.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                 }
             }
         });
@@ -65,11 +76,29 @@ impl Receiver {
             base,
             received,
             stop,
+            accepted,
+            idle_passes,
         }
     }
 
     fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// Connections ever accepted, once the accept loop has found the
+    /// backlog empty after this call: a client that has exited cannot add
+    /// any, and any it made are counted by then.
+    fn connections_once_drained(&self) -> usize {
+        let from = self.idle_passes.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.idle_passes.load(Ordering::SeqCst) < from + 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the receiver's accept loop stalled"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 
@@ -552,7 +581,8 @@ fn without_a_tracing_section_nothing_is_exported() {
     let (id, _) = post(&serve.base, Some(&format!("00-{trace}-{parent}-01")));
     wait_delivered(&serve, &id);
     assert!(serve.stop().success());
-    std::thread::sleep(Duration::from_millis(200));
+    // herald has exited: whatever it sent is in the receiver's backlog.
+    assert_eq!(receiver.connections_once_drained(), 0);
     assert!(receiver.received().is_empty(), "{:?}", receiver.received());
     assert!(!serve.log().contains("OTLP"), "{}", serve.log());
 }

@@ -19,6 +19,7 @@ mod submission;
 pub use submission::fuzzing as submission_fuzzing;
 pub mod trace;
 mod upkeep;
+mod webhooks;
 
 pub use service::{ServeError, migrate, open_store, serve, serve_with_clock};
 
@@ -28,23 +29,4 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Lower-case hex, for digests and ids.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn hex_digits() {
-        assert_eq!(super::hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
-    }
 }

@@ -74,7 +74,7 @@ impl TraceId {
                 break;
             }
         }
-        Self(crate::hex(&bytes))
+        Self(const_hex::encode(bytes))
     }
 
     /// From a stored id (already validated when it was stored).

@@ -41,6 +41,7 @@ mod listen;
 mod open;
 mod pipeline;
 mod query;
+mod suppress;
 mod template;
 mod tls;
 mod upkeep;
@@ -54,9 +55,10 @@ use time::OffsetDateTime;
 use tokio::task::AbortHandle;
 
 use herald_store::{
-    AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency, Leases,
-    ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, Page, Purged, QueueStats,
-    Retention, Store, StoreError, StoreOptions, TemplateRecord,
+    Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
+    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
+    Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
+    SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 use self::depth::Depth;
@@ -480,6 +482,104 @@ impl Store for PgStore {
     ) -> Result<Vec<FeedRecord>, StoreError> {
         self.run(|shared| async move { upkeep::read_feed(&shared, after, since, limit).await })
             .await
+    }
+
+    async fn add_suppressions(
+        &self,
+        entries: Vec<Suppression>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Added>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|shared| async move { suppress::add(&shared, entries, now).await })
+            .await
+    }
+
+    async fn remove_suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let address = address.to_owned();
+        self.run(|shared| async move { suppress::remove(&shared, &address, now).await })
+            .await
+    }
+
+    async fn suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let addresses = vec![address.to_owned()];
+        self.run(|shared| async move { suppress::among(&shared, &addresses, now).await })
+            .await
+            .map(|mut found| found.pop())
+    }
+
+    async fn suppressions_among(
+        &self,
+        addresses: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let addresses = addresses.to_vec();
+        self.run(|shared| async move { suppress::among(&shared, &addresses, now).await })
+            .await
+    }
+
+    async fn list_suppressions(
+        &self,
+        filter: &SuppressionFilter,
+        now: OffsetDateTime,
+    ) -> Result<SuppressionPage, StoreError> {
+        let filter = filter.clone();
+        self.run(|shared| async move { suppress::list(&shared, &filter, now).await })
+            .await
+    }
+
+    async fn read_outbox(
+        &self,
+        after: Option<FeedCursor>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.run(|shared| async move { suppress::read_outbox(&shared, after, limit).await })
+            .await
+    }
+
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<Option<FeedCursor>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.run(|shared| async move { suppress::webhook_cursor(&shared, &endpoint).await })
+            .await
+    }
+
+    async fn advance_webhook(&self, endpoint: &str, cursor: FeedCursor) -> Result<(), StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.run(
+            |shared| async move { suppress::advance_webhook(&shared, &endpoint, cursor).await },
+        )
+        .await
+    }
+
+    async fn record_webhook_delivery(
+        &self,
+        delivery: WebhookDelivery,
+        advance: Option<FeedCursor>,
+    ) -> Result<i64, StoreError> {
+        self.run(|shared| async move {
+            suppress::record_webhook_delivery(&shared, &delivery, advance).await
+        })
+        .await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
+        self.run(
+            |shared| async move { suppress::list_webhook_deliveries(&shared, before, limit).await },
+        )
+        .await
     }
 
     fn on_new_work(&self, wake: Arc<dyn Fn() + Send + Sync>) {

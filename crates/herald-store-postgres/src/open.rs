@@ -16,6 +16,10 @@ use herald_store::{StoreError, StoreUrl, redact_url};
 /// The schema, in order; version N is the N-th entry.
 const MIGRATIONS: &[(&str, &str)] = &[
     ("queue", include_str!("../migrations/0001_queue.sql")),
+    (
+        "suppression",
+        include_str!("../migrations/0002_suppression.sql"),
+    ),
     // Named 0004: the branches merged before it add 0002 and 0003.
     (
         "templates",

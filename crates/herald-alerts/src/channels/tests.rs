@@ -82,10 +82,7 @@ fn the_generic_webhook_is_herald_json_signed() {
     assert_eq!(signature, webhook_signature("s3cret", &out.body));
     assert_eq!(
         signature,
-        format!(
-            "sha256={}",
-            hex(&hmac_sha256(b"s3cret", &out.body).unwrap())
-        )
+        format!("sha256={}", hex(hmac_sha256(b"s3cret", &out.body).unwrap()))
     );
     let json = body(&out);
     assert_eq!(json["version"], 1);

@@ -100,7 +100,7 @@ async fn create_batch_in_trace(
     let batch_key = match (key, hasher) {
         (Some(key), Some(hasher)) => Some(Idempotency {
             key,
-            request_hash: crate::hex(&hasher.finalize()),
+            request_hash: const_hex::encode(hasher.finalize()),
         }),
         _ => None,
     };

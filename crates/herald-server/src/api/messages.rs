@@ -442,5 +442,5 @@ fn timestamp(name: &str, raw: &str) -> Result<OffsetDateTime, Problem> {
 }
 
 pub(super) fn hex_sha256(bytes: &[u8]) -> String {
-    crate::hex(&Sha256::digest(bytes))
+    const_hex::encode(Sha256::digest(bytes))
 }
