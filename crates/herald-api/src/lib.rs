@@ -16,6 +16,7 @@ mod message;
 mod problem;
 mod query;
 mod submit;
+mod template;
 
 pub use errors::{ErrorGroup, ErrorGroups, FailureClass};
 pub use herald_message::{AttachmentRequest, FieldError, MessageRequest};
@@ -30,3 +31,4 @@ pub use message::{
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem};
 pub use query::{ErrorsQuery, ListQuery, MAX_LIST_LIMIT};
 pub use submit::{Accepted, BatchAnswer, BatchRequest, BatchResult, RawRequest};
+pub use template::{RenderRequest, RenderedTemplate, Template, TemplateList, TemplateRequest};

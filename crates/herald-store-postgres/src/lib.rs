@@ -43,6 +43,7 @@ pub use open::SCHEMA_VERSION;
 mod pipeline;
 mod query;
 mod suppress;
+mod template;
 mod tls;
 mod upkeep;
 
@@ -56,9 +57,9 @@ use tokio::task::AbortHandle;
 
 use herald_store::{
     Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
-    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, OutboxEvent, Page, Purged,
-    QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
-    SuppressionPage, WebhookDelivery, WebhookDeliveryRecord,
+    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
+    Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
+    SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 use self::depth::Depth;
@@ -437,6 +438,32 @@ impl Store for PgStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|shared| async move { upkeep::ping(&shared.pool).await })
+            .await
+    }
+
+    async fn put_template(&self, t: NewTemplate) -> Result<TemplateRecord, StoreError> {
+        self.run(|shared| async move { template::put(&shared, &t).await })
+            .await
+    }
+
+    async fn template(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
+        let name = name.to_owned();
+        self.run(|shared| async move { template::get_one(&shared, &name, version).await })
+            .await
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
+        self.run(|shared| async move { template::latest(&shared).await })
+            .await
+    }
+
+    async fn delete_template(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.run(|shared| async move { template::delete(&shared, &name).await })
             .await
     }
 

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "suppression",
         include_str!("../migrations/0002_suppression.sql"),
     ),
+    // Named 0004: the branches merged before it add 0002 and 0003.
+    (
+        "templates",
+        include_str!("../migrations/0004_templates.sql"),
+    ),
 ];
 
 /// The key of the advisory lock that migrations hold: nodes that start

@@ -13,6 +13,7 @@ pub use open::SCHEMA_VERSION;
 mod query;
 mod readers;
 mod suppress;
+mod template;
 mod upkeep;
 mod writer;
 
@@ -33,9 +34,9 @@ use self::readers::Readers;
 use self::writer::{Closure, Op, Reply, Shared};
 use herald_store::{
     Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
-    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, OutboxEvent, Page, Purged,
-    QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
-    SuppressionPage, WebhookDelivery, WebhookDeliveryRecord,
+    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
+    Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
+    SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -362,6 +363,30 @@ impl Store for SqliteStore {
         self.reads
             .with(move |conn| upkeep::read_feed(conn, after, since, limit))
             .await
+    }
+
+    async fn put_template(&self, t: NewTemplate) -> Result<TemplateRecord, StoreError> {
+        self.job(move |conn| template::put(conn, &t)).await
+    }
+
+    async fn template(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
+        let name = name.to_owned();
+        self.reads
+            .with(move |conn| template::get(conn, &name, version))
+            .await
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
+        self.reads.with(|conn| template::latest(conn)).await
+    }
+
+    async fn delete_template(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.job(move |conn| template::delete(conn, &name)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

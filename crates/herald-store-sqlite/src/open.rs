@@ -26,6 +26,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_queue.sql"),
     include_str!("../migrations/0002_nodes.sql"),
     include_str!("../migrations/0003_suppression.sql"),
+    // Named 0005: the branches merged before it add 0003 and 0004.
+    include_str!("../migrations/0005_templates.sql"),
 ];
 
 /// The schema version this build creates and migrates to.

@@ -16,6 +16,7 @@ pub mod lifecycle;
 mod model;
 pub mod outbox;
 pub mod suppression;
+mod template;
 mod url;
 
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub use suppression::{
     Added, Suppression, SuppressionCursor, SuppressionFilter, SuppressionPage, SuppressionPolicy,
     SuppressionReason,
 };
+pub use template::{NewTemplate, TemplateRecord};
 pub use url::{SqliteLocation, StoreUrl, redact as redact_url};
 
 /// How long an idempotency key is remembered.
@@ -337,6 +339,23 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<WebhookDeliveryRecord>, StoreError>;
+    /// Stores `template` as the next version of its name (version 1 for a
+    /// new name); earlier versions are kept.
+    async fn put_template(&self, template: NewTemplate) -> Result<TemplateRecord, StoreError>;
+
+    /// Version `version` of the template `name`, or its latest when
+    /// `None`; `None` if there is no such template or version.
+    async fn template(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<TemplateRecord>, StoreError>;
+
+    /// The latest version of every template, by name.
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError>;
+
+    /// Deletes the template `name`, every version; whether it existed.
+    async fn delete_template(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Calls `wake` whenever another process sharing the store may have
     /// made work due (an enqueue, a retry, a release), so that idle nodes

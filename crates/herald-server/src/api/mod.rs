@@ -12,6 +12,7 @@ mod problem;
 mod raw;
 mod scrape;
 mod suppressions;
+mod templates;
 mod webhooks;
 
 use std::sync::Arc;
@@ -152,6 +153,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/suppressions/{address}"),
     ("DELETE", "/v1/suppressions/{address}"),
     ("GET", "/v1/webhooks/deliveries"),
+    ("POST", "/v1/templates"),
+    ("GET", "/v1/templates"),
+    ("GET", "/v1/templates/{name}"),
+    ("PUT", "/v1/templates/{name}"),
+    ("DELETE", "/v1/templates/{name}"),
+    ("POST", "/v1/templates/{name}/render"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -192,6 +199,17 @@ pub fn router(state: AppState) -> Router {
             get(suppressions::show).delete(suppressions::remove),
         )
         .route("/v1/webhooks/deliveries", get(webhooks::list))
+        .route(
+            "/v1/templates",
+            post(templates::create).get(templates::list),
+        )
+        .route(
+            "/v1/templates/{name}",
+            get(templates::show)
+                .put(templates::update)
+                .delete(templates::delete),
+        )
+        .route("/v1/templates/{name}/render", post(templates::render))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -231,6 +249,9 @@ pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
         ("GET" | "HEAD", "/v1/suppressions" | "/v1/suppressions/{address}") => Scope::Read,
         ("GET" | "HEAD", "/v1/webhooks/deliveries") => Scope::Read,
         ("POST", "/v1/suppressions") | ("DELETE", "/v1/suppressions/{address}") => Scope::Manage,
+        ("GET" | "HEAD", "/v1/templates" | "/v1/templates/{name}") => Scope::Read,
+        ("POST", "/v1/templates/{name}/render") => Scope::Read,
+        ("POST", "/v1/templates") | ("PUT" | "DELETE", "/v1/templates/{name}") => Scope::Manage,
         _ => return None,
     })
 }

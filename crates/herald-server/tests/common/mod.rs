@@ -177,7 +177,11 @@ impl Herald {
                     req.call()
                 }
                 _ => {
-                    let mut req = agent.post(&url);
+                    let mut req = if method == "PUT" {
+                        agent.put(&url)
+                    } else {
+                        agent.post(&url)
+                    };
                     for (k, v) in &headers {
                         has_auth |= k.eq_ignore_ascii_case("authorization");
                         req = req.header(k, v);

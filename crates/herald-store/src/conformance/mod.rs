@@ -18,6 +18,7 @@ mod nodes;
 mod outcome;
 mod query;
 mod suppress;
+mod template;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -71,6 +72,7 @@ pub use suppress::{
     a_policy_rejection_does_not_suppress, giving_up_and_suppressed_recipients_make_their_events,
     suppressions_are_added_listed_and_removed, webhook_cursors_and_deliveries_are_kept,
 };
+pub use template::{concurrent_template_versions_are_distinct, templates_keep_every_version};
 
 /// Runs every conformance test, each on a fresh store from `make`, one
 /// after another. Panics naming the first test that fails. Needs a Tokio
@@ -132,6 +134,8 @@ where
         a_policy_rejection_does_not_suppress,
         giving_up_and_suppressed_recipients_make_their_events,
         webhook_cursors_and_deliveries_are_kept,
+        templates_keep_every_version,
+        concurrent_template_versions_are_distinct,
     );
 }
 
