@@ -11,19 +11,26 @@
 #![deny(missing_docs)]
 
 mod errors;
+mod lists;
 mod message;
 mod problem;
 mod query;
 mod relays;
 mod submit;
+mod template;
 
 pub use errors::{ErrorGroup, ErrorGroups, FailureClass};
 pub use herald_message::{AttachmentRequest, FieldError, MessageRequest};
+pub use lists::{
+    AddResult, AddResults, AddStatus, AddSuppressions, MAX_ADDRESSES, Suppression, SuppressionPage,
+    WebhookDelivery, WebhookDeliveryPage, WebhookEventType,
+};
 pub use message::{
-    AttemptOutcome, Event, EventKind, Message, MessagePage, MessageStatus, Recipient,
-    RecipientStatus, UnknownName,
+    AttemptOutcome, BounceClass, DeliveryOutcome, Event, EventKind, Message, MessagePage,
+    MessageStatus, Recipient, RecipientStatus, SuppressionReason, UnknownName,
 };
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem};
 pub use query::{ErrorsQuery, ListQuery, MAX_LIST_LIMIT};
 pub use relays::{CircuitState, PoolUse, QuotaStatus, RateStatus, RelayStatus, Relays};
 pub use submit::{Accepted, BatchAnswer, BatchRequest, BatchResult, RawRequest};
+pub use template::{RenderRequest, RenderedTemplate, Template, TemplateList, TemplateRequest};

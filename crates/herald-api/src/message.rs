@@ -118,8 +118,56 @@ names! {
         Delivered = "delivered",
         /// Refused for good (or retries exhausted, or cancelled).
         Failed = "failed",
-        /// Not sent on purpose (reserved for suppression lists).
+        /// Not sent on purpose: the address is on the suppression list.
         Suppressed = "suppressed",
+    }
+}
+
+names! {
+    /// What a failed or deferred recipient's reply means (docs/webhooks.md).
+    BounceClass ("bounce class") {
+        /// The address does not exist (5.1.x).
+        InvalidRecipient = "invalid_recipient",
+        /// Over quota (4.2.2 / 5.2.2).
+        MailboxFull = "mailbox_full",
+        /// The receiver's policy: spam, reputation, authentication, relaying.
+        Policy = "policy",
+        /// The message itself: content, headers, size.
+        Message = "message",
+        /// Throttled.
+        RateLimited = "rate_limited",
+        /// Connection, TLS or timeout: no answer about the recipient.
+        Network = "network",
+        /// The relay refused herald's credentials.
+        Auth = "auth",
+        /// Anything else.
+        Other = "other",
+    }
+}
+
+names! {
+    /// Why an address is on the suppression list.
+    SuppressionReason ("suppression reason") {
+        /// A permanent failure of a class `[suppression] auto` names.
+        Bounce = "bounce",
+        /// The recipient complained.
+        Complaint = "complaint",
+        /// Added by a user.
+        Manual = "manual",
+    }
+}
+
+names! {
+    /// What one try to deliver a webhook event came to.
+    DeliveryOutcome ("delivery outcome") {
+        /// The endpoint answered 2xx.
+        Delivered = "delivered",
+        /// It failed; the event will be sent again.
+        Retrying = "retrying",
+        /// It failed and the event is older than `retry_max_age`.
+        GaveUp = "gave_up",
+        /// The endpoint answered 410 Gone and is disabled.
+        Disabled = "disabled",
     }
 }
 
@@ -230,6 +278,9 @@ pub struct Recipient {
     pub enhanced_code: Option<String>,
     /// The last reply text or error (`null` if none).
     pub response: Option<String>,
+    /// What the last failure means, for a failed or deferred recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<BounceClass>,
 }
 
 /// One entry of a message's history. Fields that do not apply to its
@@ -263,6 +314,9 @@ pub struct Event {
     /// How long the attempt took, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// The class of the attempt's failure, for attempts that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<BounceClass>,
 }
 
 /// One page of `GET /v1/messages`, newest first.

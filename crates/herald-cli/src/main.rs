@@ -16,6 +16,7 @@ mod relay;
 mod relay_check;
 mod send;
 mod serve;
+mod suppressions;
 
 use std::process::ExitCode;
 
@@ -50,6 +51,9 @@ enum Command {
     /// Apply the store's schema migrations and print its version (ahead of
     /// a rollout; `serve` also applies them at start).
     Migrate(migrate::MigrateArgs),
+    /// Read and edit a running herald's suppression list (list, add,
+    /// remove).
+    Suppressions(suppressions::SuppressionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => serve::check_config(args),
         Command::Queue(args) => queue::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Suppressions(args) => suppressions::run(args),
     };
     match result {
         Ok(code) => code,

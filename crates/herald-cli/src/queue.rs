@@ -1,12 +1,14 @@
 //! `herald queue`: look at and act on the queue of a running herald over its
-//! HTTP API — list, show, retry, cancel. Answers are read into herald-api's
-//! types, the same the server writes.
+//! HTTP API — list, show, retry, cancel — through herald-client, which
+//! reads the answers as herald-api's types and retries 429/503.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use herald_api::{ListQuery, MAX_LIST_LIMIT, Message, MessagePage, MessageStatus, Problem};
-use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+use herald_api::{ListQuery, MAX_LIST_LIMIT, Message, MessagePage, MessageStatus};
+use herald_client::{Client, Error as ClientError};
 
 use crate::exit::Failure;
 
@@ -64,16 +66,14 @@ pub(crate) fn run(args: QueueArgs) -> Result<ExitCode, Failure> {
         .api_key
         .clone()
         .ok_or_else(|| Failure::input("--api-key: required (or set HERALD_API_KEY)"))?;
-    let base = args.server.trim_end_matches('/');
-    let client = Client {
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(30)))
-            .build()
-            .into(),
-        auth: format!("Bearer {key}"),
-    };
-    let message_url = |id: &str, action: &str| format!("{base}/v1/messages/{}{action}", encode(id));
+    let client = Client::builder(&args.server, &key)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| Failure::input(format!("--server: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Fault(anyhow::anyhow!("starting the async runtime: {e}")))?;
     match args.action {
         QueueAction::List {
             status,
@@ -93,56 +93,27 @@ pub(crate) fn run(args: QueueArgs) -> Result<ExitCode, Failure> {
                 cursor,
                 ..ListQuery::default()
             };
-            let url = format!("{base}/v1/messages?{}", query.to_query_string());
-            let page: MessagePage = client.call("GET", &url)?;
-            print_list(&page);
+            print_list(&runtime.block_on(client.list(&query)).map_err(failure)?);
         }
-        QueueAction::Show { id } => print_message(&client.call("GET", &message_url(&id, ""))?),
+        QueueAction::Show { id } => {
+            print_message(&runtime.block_on(client.get(&id)).map_err(failure)?);
+        }
         QueueAction::Retry { id } => {
-            print_message(&client.call("POST", &message_url(&id, "/retry"))?);
+            print_message(&runtime.block_on(client.retry(&id)).map_err(failure)?);
         }
         QueueAction::Cancel { id } => {
-            print_message(&client.call("POST", &message_url(&id, "/cancel"))?);
+            print_message(&runtime.block_on(client.cancel(&id)).map_err(failure)?);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// An HTTP client of one server with one key.
-struct Client {
-    agent: ureq::Agent,
-    auth: String,
-}
-
-impl Client {
-    /// `method url` (a POST without a body), its answer read as `T`; an
-    /// error answer becomes a failure that says its status and detail.
-    fn call<T: DeserializeOwned>(&self, method: &str, url: &str) -> Result<T, Failure> {
-        let request = if method == "GET" {
-            self.agent
-                .get(url)
-                .header("Authorization", &self.auth)
-                .call()
-        } else {
-            self.agent
-                .post(url)
-                .header("Authorization", &self.auth)
-                .send_empty()
-        };
-        let response = request.map_err(|e| Failure::Fault(anyhow::anyhow!("{url}: {e}")))?;
-        let status = response.status().as_u16();
-        let text = response
-            .into_body()
-            .read_to_string()
-            .map_err(|e| Failure::Fault(anyhow::anyhow!("{url}: unreadable answer: {e}")))?;
-        if status >= 400 {
-            let detail = serde_json::from_str::<Problem>(&text)
-                .map(|problem| problem.detail)
-                .unwrap_or_else(|_| "request failed".to_owned());
-            return Err(Failure::Fault(anyhow::anyhow!("{status}: {detail}")));
-        }
-        serde_json::from_str(&text)
-            .map_err(|e| Failure::Fault(anyhow::anyhow!("{url}: unexpected answer: {e}")))
+/// A failed call as one line: the server's status and detail when it
+/// answered, what went wrong otherwise.
+fn failure(error: ClientError) -> Failure {
+    match error.problem() {
+        Some(problem) => Failure::Fault(anyhow::anyhow!("{}: {}", problem.status, problem.detail)),
+        None => Failure::Fault(anyhow::anyhow!("{error}")),
     }
 }
 
@@ -178,8 +149,8 @@ fn print_list(page: &MessagePage) {
     }
 }
 
-/// Percent-encodes a path segment.
-fn encode(value: &str) -> String {
+/// Percent-encodes a path segment or query value.
+pub(crate) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

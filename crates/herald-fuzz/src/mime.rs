@@ -178,7 +178,8 @@ fn check(message: &Message) {
 
     // mail-parser reads an empty unstructured header as no header.
     let subject = message.subject().unwrap_or_default();
-    assert_eq!(parsed.subject().unwrap_or_default(), subject, "subject");
+    let read = parsed.subject().unwrap_or_default();
+    assert_eq!(unfolded(read), unfolded(subject), "subject");
     assert_addresses(parsed.from(), std::slice::from_ref(message.from()), "from");
     assert_addresses(parsed.to(), message.to(), "to");
     assert_addresses(parsed.cc(), message.cc(), "cc");
@@ -192,7 +193,7 @@ fn check(message: &Message) {
             .parse_headers(raw.as_bytes())
             .expect("the header parses");
         let read = read.subject().unwrap_or_default();
-        assert_eq!(read, value.as_str(), "header {name}");
+        assert_eq!(unfolded(read), unfolded(value.as_str()), "header {name}");
     }
 
     // The leaves in order: the text, the HTML, the inline parts, the files.
@@ -234,6 +235,17 @@ fn check(message: &Message) {
         }
     }
     assert!(leaves.next().is_none(), "a part nobody asked for");
+}
+
+/// `text` with every run of white space as one space. mail-parser turns
+/// the white space around a fold (a long header's line break) into one
+/// space; other readers keep it. Not herald's to fix: the generator's
+/// texts are compared modulo that.
+fn unfolded(text: &str) -> String {
+    text.split([' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The addresses a header holds, as (display name, address) pairs.

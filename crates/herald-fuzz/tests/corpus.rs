@@ -80,3 +80,24 @@ fn every_target_has_a_corpus_and_a_fuzz_binary() {
         assert!(binary.exists(), "{}", binary.display());
     }
 }
+
+/// The submission target's first finding: EHLO and HELO echoed the
+/// client's name verbatim, NUL and 8-bit bytes included.
+#[test]
+fn ehlo_name_is_echoed_printable_only() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let output = runtime.block_on(async {
+        let store = herald_store_sqlite::SqliteStore::open("sqlite::memory:")
+            .await
+            .unwrap();
+        let input = b"EHLO c\xff\x00x\x07\r\nHELO \xe4\xb8\xad\r\nQUIT\r\n";
+        herald_server::submission_fuzzing::session(std::sync::Arc::new(store), input).await
+    });
+    let text = String::from_utf8(output).expect("ASCII replies");
+    assert!(text.contains("250-fuzz.example greets c??x?\r\n"), "{text}");
+    assert!(text.contains("250 fuzz.example greets ?\r\n"), "{text}");
+    assert!(text.ends_with("221 2.0.0 Bye\r\n"), "{text}");
+}

@@ -17,6 +17,7 @@ mod header;
 mod message;
 mod render;
 mod request;
+mod template;
 mod text;
 
 pub use address::{AddressError, EmailAddress};
@@ -26,6 +27,10 @@ pub use header::{HeaderError, HeaderName, HeaderValue};
 pub use message::{FieldError, Limits, Message, ValidationErrors};
 pub use render::{RenderOptions, Rendered, message_id_for};
 pub use request::{AttachmentRequest, MAX_ITEMS, MessageRequest};
+pub use template::{
+    Layout, RenderedParts, TemplateError, TemplateLimits, TemplateParts, check_template,
+    render_template,
+};
 pub use text::{TextError, check_header_text, check_visible, normalize_line_endings};
 
 /// A new herald message id: a ULID, unique and sortable by creation time.

@@ -191,6 +191,12 @@ impl MessageRequest {
     pub fn validate(&self, limits: &Limits) -> Result<Message, ValidationErrors> {
         let mut c = Checker::default();
 
+        // The HTTP API renders a template into subject/text/html before it
+        // validates; anywhere else a template cannot be sent.
+        if self.template.is_some() || self.variables.is_some() || self.template_version.is_some() {
+            c.fail::<()>("template", "a template must be rendered before it is sent");
+        }
+
         let from = match &self.from {
             Some(from) => c.check("from", EmailAddress::parse(from)),
             None => c.fail("from", "is required"),

@@ -23,7 +23,7 @@ use crate::text::normalize_line_endings;
 
 mod encode;
 
-use encode::{b_words, extended_parameter, legacy_name_parameter, looks_encoded};
+use encode::{b_words, extended_parameter, is_plain_name, legacy_name_parameter, looks_encoded};
 
 /// What rendering needs besides the message: the identity and the time.
 /// Passed in, so that rendering is deterministic and testable.
@@ -220,8 +220,10 @@ fn attachment_part(a: &Attachment) -> MimePart<'_> {
     };
     let disposition: HeaderType<'_> = match filename {
         // mail-builder writes printable ASCII as a quoted string, which
-        // readers decode when it looks like encoded words.
-        Some(name) if looks_encoded(name) => Raw::new(format!(
+        // readers decode when it looks like encoded words, and folds a
+        // long one inside the quotes, where mail-parser keeps the line
+        // break (found by fuzzing): only plain names go that way.
+        Some(name) if !is_plain_name(name) => Raw::new(format!(
             "{disposition_type};\r\n {}",
             extended_parameter("filename", name)
         ))

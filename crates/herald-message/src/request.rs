@@ -87,6 +87,16 @@ pub struct MessageRequest {
         with = "time::serde::rfc3339::option"
     )]
     pub send_at: Option<OffsetDateTime>,
+    /// A stored template to render at acceptance instead of `subject`,
+    /// `text` and `html` (the HTTP API only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The template's version; its latest when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<u32>,
+    /// The template's variables, a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variables: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One attachment as the API's JSON carries it.

@@ -1,10 +1,11 @@
 //! When to try again, for herald: the retry schedule (exponential backoff with
-//! jitter, a cap, a floor and a maximum age) and the per-relay circuit breaker.
+//! jitter, a cap, a floor and a maximum age) and the per-relay circuit breaker, and the class of a bounce.
 //! Everything here is a pure decision over time and randomness passed in, so
 //! the delivery workers only carry decisions out and the tests are exact tables.
 //!
 //! - [`RetryPolicy`] answers "retry this message at T, or give up?".
 //! - [`CircuitBreaker`] answers "may we talk to this relay right now?".
+//! - [`classify`] answers "what does this failure say?" ([`BounceClass`]).
 //! - [`Gcra`] answers "may the next message go to this relay yet, or in
 //!   how long?" for a [`RateLimit`] such as `20/s`.
 //! - [`DailyQuota`] says which period a relay's quota counts in and when
@@ -19,12 +20,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bounce;
 mod breaker;
 mod clock;
 mod quota;
 mod rate;
 mod retry;
 
+pub use bounce::{BounceClass, RULES, Rule, classify, classify_with};
 pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use quota::{DailyQuota, QuotaReset};

@@ -15,8 +15,10 @@ mod raw;
 
 mod relay;
 mod submission;
+mod suppression;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use herald_smtp::{ClientConfig, PoolConfig, Timeouts};
 pub use api_key::{ApiKey, Scope, Scopes};
 pub use error::ConfigError;
 pub use submission::SubmissionConfig;
+pub use webhooks::{WebhookConfig, WebhookSecret};
 
 /// The environment variable whose comma-separated keys are added to
 /// `auth.api_keys`.
@@ -64,6 +67,11 @@ pub struct Config {
     /// `[submission]`: the SMTP submission listeners; `None` (the default)
     /// means herald does not accept mail over SMTP.
     pub submission: Option<SubmissionConfig>,
+    /// `[suppression]`: which failures suppress their address by
+    /// themselves (default: `invalid_recipient`, for good).
+    pub suppression: herald_store::SuppressionPolicy,
+    /// `[[webhooks]]`: the endpoints told about events (none by default).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// `[server]`.

@@ -19,6 +19,7 @@ mod submission;
 pub use submission::fuzzing as submission_fuzzing;
 pub mod trace;
 mod upkeep;
+mod webhooks;
 
 pub use service::{ServeError, migrate, open_store, serve, serve_with_clock};
 

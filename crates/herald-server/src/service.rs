@@ -179,6 +179,7 @@ pub async fn serve_with_clock(
             poll_interval: config.delivery.poll_interval,
             drain_timeout: config.server.drain_timeout,
             policy: config.retry.clone(),
+            suppression: config.suppression.clone(),
             clock: clock.clone(),
         },
         wake.clone(),
@@ -242,6 +243,17 @@ pub async fn serve_with_clock(
         alerting
             .clone()
             .spawn_evaluator(alerting.evaluate_every(), stop_alerts.clone(), leading);
+    // Webhooks are sent on their own tasks too: a dead endpoint never
+    // delays mail.
+    let stop_webhooks = CancellationToken::new();
+    let webhook_tasks = crate::webhooks::spawn(
+        store.clone(),
+        config.webhooks.clone(),
+        node_id.clone(),
+        metrics.clone(),
+        clock.clone(),
+        stop_webhooks.clone(),
+    );
 
     let mut message_limits = herald_message::Limits::default();
     message_limits.max_recipients = config.limits.max_recipients;
@@ -283,6 +295,15 @@ pub async fn serve_with_clock(
             tracing::error!(error = %error, task = name, "task failed");
         }
     }
+    stop_webhooks.cancel();
+    for task in webhook_tasks {
+        // A POST in flight ends at its own timeout; shutdown does not wait
+        // for it (its event is sent again by the next sender).
+        let abort = task.abort_handle();
+        if tokio::time::timeout(WEBHOOK_GRACE, task).await.is_err() {
+            abort.abort();
+        }
+    }
     stop_alerts.cancel();
     if let Err(error) = alert_task.await {
         tracing::error!(error = %error, "alert task failed");
@@ -298,6 +319,9 @@ pub async fn serve_with_clock(
     tracing::info!("stopped");
     served.map_err(ServeError::from)
 }
+
+/// How long shutdown waits for a webhook POST in flight.
+const WEBHOOK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the dispatcher on a task of its own and clears `running` the
 /// moment it ends, however it ends (a panic included): `/readyz` fails

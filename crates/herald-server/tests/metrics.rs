@@ -207,8 +207,9 @@ async fn a_scripted_run_moves_every_counter_by_exactly_what_happened() {
     for i in 0..3 {
         ids.push(post_ok(&herald, &format!("rcpt451-once-{i}@example.com")).await);
     }
-    for _ in 0..2 {
-        ids.push(post_ok(&herald, "rcpt550@example.com").await);
+    // Two dead addresses (one would be suppressed the second time).
+    for i in 0..2 {
+        ids.push(post_ok(&herald, &format!("rcpt550.{i}@example.com")).await);
     }
     post_ok(&other, "someone@example.com").await;
     // Two answers that are not 2xx: no route, and no key.
@@ -250,9 +251,27 @@ async fn a_scripted_run_moves_every_counter_by_exactly_what_happened() {
             "{class}"
         );
     }
-    for (outcome, n) in [("delivered", 13.0), ("deferred", 3.0), ("failed", 2.0)] {
+    for (outcome, n) in [
+        ("delivered", 13.0),
+        ("deferred", 3.0),
+        ("failed", 2.0),
+        ("suppressed", 0.0),
+    ] {
         assert_eq!(s.value(m::RECIPIENTS, &[("outcome", outcome)]), n);
     }
+    for (class, n) in [
+        ("invalid_recipient", 2.0),
+        ("rate_limited", 3.0),
+        ("policy", 0.0),
+    ] {
+        assert_eq!(
+            s.value(m::RECIPIENT_CLASSES, &[("class", class)]),
+            n,
+            "{class}"
+        );
+    }
+    assert_eq!(s.value(m::SUPPRESSIONS_ADDED, &[("reason", "bounce")]), 2.0);
+    assert_eq!(s.value(m::SUPPRESSIONS_ADDED, &[("reason", "manual")]), 0.0);
     for (status, n) in [
         ("delivered", 13.0),
         ("failed", 2.0),
@@ -376,7 +395,11 @@ async fn a_cancelled_message_is_counted_finished_once() {
 async fn busy_scrape() -> Scrape {
     let smtp = TestServer::start(ServerConfig::default()).await.unwrap();
     let alerts = common::relay_alert_toml("http://127.0.0.1:9/hook", 1000);
-    let herald = Herald::start_with(Some(&smtp), &alerts).await;
+    let (hook, _) = common::webhook_receiver().await;
+    let webhooks = format!(
+        "[[webhooks]]\nname = \"app\"\nurl = \"{hook}\"\nsecret_env = \"WEBHOOK_SECRET\"\n"
+    );
+    let herald = Herald::start_with(Some(&smtp), &format!("{alerts}\n{webhooks}")).await;
     for to in [
         "ok@example.com",
         "rcpt451-once@example.com",

@@ -185,7 +185,14 @@ pub(crate) fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, FrameErr
             // Later lines repeat the enhanced code; keep only their text.
             EnhancedCode::parse_prefix(text).map_or(text, |(_, rest)| rest)
         };
-        lines.push(text.to_owned());
+        // A reply's text ends up in logs, errors and the API: control
+        // characters (a bare CR, NUL, escapes) become spaces, so that it
+        // always shows as the one line it was (found by fuzzing).
+        lines.push(
+            text.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        );
         if last {
             let reply = Reply {
                 code: this_code,
@@ -231,6 +238,13 @@ mod tests {
 
         assert_eq!(parse("354\r\n").lines(), [""]);
         assert_eq!(parse("220 bare LF\n").text(), "bare LF");
+    }
+
+    #[test]
+    fn control_characters_in_the_text_become_spaces() {
+        let r = parse("550 5.1.1 no\rsuch\0user\x1b[1m\r\n");
+        assert_eq!(r.text(), "no such user [1m");
+        assert_eq!(r.to_string(), "550 5.1.1 no such user [1m");
     }
 
     #[test]

@@ -160,9 +160,12 @@ async fn deliveries(
                                 smtp_code: Some(250),
                                 enhanced_code: Some("2.0.0".to_owned()),
                                 response: Some("OK".to_owned()),
+                                class: None,
                             })
                             .collect(),
+                        class: None,
                         next: NextStep::GiveUp,
+                        suppression: herald_store::SuppressionPolicy::default(),
                     };
                     store.record_attempt(&message.id, &owner, attempt).await?;
                     done += 1;

@@ -3,25 +3,28 @@
 //! the next state with [`herald_store::lifecycle`], and writes the change,
 //! its events and the lease's end in one pipeline with the commit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use time::OffsetDateTime;
 
-use super::codec::{self, after, get, int, recipient_status, unsigned};
+use super::codec::{self, after, corrupt, get, int, recipient_status, unsigned};
 use super::pipeline::{Step, Tx, step};
 use super::query::GET;
+use super::suppress::{Adding, Appending};
 use super::{Clock, Shared};
 use herald_store::lifecycle::{
     self, AfterAttempt, Tally, after_attempt, deferral_detail, final_detail,
 };
+use herald_store::outbox::{MessageContext, attempt_events};
 use herald_store::{
-    AttemptRecord, EventKind, MessageRecord, MessageStatus, NextStep, RecipientResult, StoreError,
+    AttemptRecord, BounceClass, EventKind, MessageRecord, MessageStatus, NextStep, RecipientResult,
+    StoreError,
 };
 
 /// Locks the message and reads its status, lease holder and attempts,
 /// and the database's now.
-const LOCK: &str =
-    "SELECT status, lease_owner, attempts, now() FROM messages WHERE id = $1 FOR UPDATE";
+const LOCK: &str = "SELECT status, lease_owner, attempts, now(), message_id, tags::text, \
+     metadata::text FROM messages WHERE id = $1 FOR UPDATE";
 
 /// The message's recipients' addresses and states, in envelope order.
 const RECIPIENTS: &str =
@@ -35,6 +38,10 @@ struct Locked {
     attempts: u32,
     db_now: OffsetDateTime,
     recipients: Vec<(String, String)>,
+    /// The Message-ID, tags and metadata (JSON), for webhook events.
+    message_id: String,
+    tags: String,
+    metadata: String,
 }
 
 /// Locks `id` in `tx`; `NotFound` (the transaction rolled back) if it does
@@ -61,6 +68,9 @@ async fn lock(tx: &mut Tx, id: &str) -> Result<Locked, StoreError> {
         attempts: unsigned(i64::from(get::<i32>(row, 2)?), "attempts")?,
         db_now: get(row, 3)?,
         recipients,
+        message_id: get(row, 4)?,
+        tags: get(row, 5)?,
+        metadata: get(row, 6)?,
     })
 }
 
@@ -148,6 +158,11 @@ pub(crate) async fn record(
         .map(|r| r.enhanced_code.as_deref())
         .collect();
     let responses: Vec<Option<&str>> = results.values().map(|r| r.response.as_deref()).collect();
+    let classes: Vec<Option<&str>> = results
+        .values()
+        .map(|r| r.class.map(BounceClass::as_str))
+        .collect();
+    let class = attempt.class.map(BounceClass::as_str);
     let attempt_number = int(attempts);
     let outcome = attempt.outcome.as_str();
     let smtp_code = attempt.smtp_code.map(i32::from);
@@ -155,9 +170,9 @@ pub(crate) async fn record(
     let mut steps: Vec<Step<'_>> = vec![
         step!(
             "UPDATE recipients r SET status = u.status, smtp_code = u.code, \
-                 enhanced_code = u.enhanced, response = u.response \
-             FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[]) \
-                 AS u (address, status, code, enhanced, response) \
+                 enhanced_code = u.enhanced, response = u.response, class = u.class \
+             FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[]) \
+                 AS u (address, status, code, enhanced, response, class) \
              WHERE r.message_id = $1 AND r.address = u.address",
             id,
             addresses,
@@ -165,11 +180,12 @@ pub(crate) async fn record(
             codes,
             enhanced,
             responses,
+            classes,
         ),
         step!(
             "INSERT INTO events (message_id, at, kind, relay, attempt, outcome, smtp_code, \
-                 enhanced_code, detail, duration_ms) \
-             VALUES ($1, $2, 'attempt', $3, $4, $5, $6, $7, $8, $9)",
+                 enhanced_code, detail, duration_ms, class) \
+             VALUES ($1, $2, 'attempt', $3, $4, $5, $6, $7, $8, $9, $10)",
             id,
             attempt.started_at,
             attempt.relay,
@@ -179,6 +195,7 @@ pub(crate) async fn record(
             attempt.enhanced_code,
             attempt.detail,
             duration_ms,
+            class,
         ),
     ];
     // An attempt was recorded: the message did not kill its worker, so
@@ -203,6 +220,38 @@ pub(crate) async fn record(
             (status, None, final_detail(&tally))
         }
     };
+    // What the attempt tells the application, in the same transaction:
+    // its webhook events, and the entries its failures add to the
+    // suppression list (each with its own event, if it was added).
+    let given_up: Vec<String> = if status.is_final() {
+        open_after(&locked.recipients, &results)?
+    } else {
+        Vec::new()
+    };
+    let tags: Vec<String> =
+        serde_json::from_str(&locked.tags).map_err(|e| corrupt(e.to_string()))?;
+    let metadata: BTreeMap<String, String> =
+        serde_json::from_str(&locked.metadata).map_err(|e| corrupt(e.to_string()))?;
+    let context = MessageContext {
+        id,
+        message_id: &locked.message_id,
+        tags: &tags,
+        metadata: &metadata,
+    };
+    let events: Vec<Appending> =
+        attempt_events(&context, attempts, &attempt.recipients, &given_up, now)
+            .into_iter()
+            .map(Appending::new)
+            .collect();
+    let adding: Vec<Adding> = attempt
+        .recipients
+        .iter()
+        .filter_map(|r| attempt.suppression.entry_for(r, id, now))
+        .map(|entry| Adding::new(entry, now))
+        .collect();
+    let lapse = Some(now);
+    steps.extend(events.iter().map(Appending::step));
+    steps.extend(adding.iter().map(|a| a.step(&lapse)));
     let status_name = status.as_str();
     let kind = EventKind::entering(status)
         .unwrap_or(EventKind::Failed)
@@ -229,6 +278,25 @@ pub(crate) async fn record(
         shared.depth.add(-1);
     }
     Ok(status)
+}
+
+/// The recipients still open once `results` are applied, in envelope
+/// order: those a final state gives up on.
+fn open_after(
+    recipients: &[(String, String)],
+    results: &HashMap<&str, &RecipientResult>,
+) -> Result<Vec<String>, StoreError> {
+    let mut open = Vec::new();
+    for (address, status) in recipients {
+        let status = match results.get(address.as_str()) {
+            Some(result) => result.status,
+            None => recipient_status(status)?,
+        };
+        if status.is_open() {
+            open.push(address.clone());
+        }
+    }
+    Ok(open)
 }
 
 /// Stops a message that is not final (see [`herald_store::Store::cancel`]).

@@ -15,7 +15,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::FromSql;
 
 use herald_store::{
-    Event, MessageRecord, MessageStatus, RecipientRecord, RecipientStatus, StoreError,
+    BounceClass, Event, MessageRecord, MessageStatus, RecipientRecord, RecipientStatus, StoreError,
 };
 
 /// Maps a driver error to a [`StoreError`], naming what was being done:
@@ -157,7 +157,7 @@ pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.message_id, m.status, m.create
      m.updated_at, m.send_at, m.next_attempt_at, m.attempts, m.sender, m.tags::text, \
      m.metadata::text, m.trace_id, \
      (SELECT coalesce(json_agg(json_build_array(r.address, r.status, r.smtp_code, \
-         r.enhanced_code, r.response) ORDER BY r.position), '[]')::text \
+         r.enhanced_code, r.response, r.class) ORDER BY r.position), '[]')::text \
       FROM recipients r WHERE r.message_id = m.id), m.submitted_by";
 
 /// A message's events as JSON, oldest first, for a column after
@@ -165,12 +165,20 @@ pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.message_id, m.status, m.create
 pub(crate) const EVENTS_COLUMN: &str = "\
      (SELECT coalesce(json_agg(json_build_array( \
          (extract(epoch FROM e.at) * 1000000)::bigint, e.kind, e.relay, e.attempt, \
-         e.outcome, e.smtp_code, e.enhanced_code, e.detail, e.duration_ms) ORDER BY e.id), \
+         e.outcome, e.smtp_code, e.enhanced_code, e.detail, e.duration_ms, e.class) \
+         ORDER BY e.id), \
          '[]')::text \
       FROM events e WHERE e.message_id = m.id)";
 
 /// A recipient as [`MESSAGE_COLUMNS`] puts it in JSON.
-type RecipientJson = (String, String, Option<i64>, Option<String>, Option<String>);
+type RecipientJson = (
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// An event as [`EVENTS_COLUMN`] puts it in JSON.
 type EventJson = (
@@ -183,6 +191,7 @@ type EventJson = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    Option<String>,
 );
 
 /// The message in a row of [`MESSAGE_COLUMNS`] (and [`EVENTS_COLUMN`] after
@@ -201,15 +210,18 @@ pub(crate) fn message(row: &Row, with_events: bool) -> Result<MessageRecord, Sto
     let recipients: Vec<RecipientJson> = from_json(get(row, 12)?, "recipients")?;
     let recipients = recipients
         .into_iter()
-        .map(|(address, status, smtp_code, enhanced_code, response)| {
-            Ok(RecipientRecord {
-                address,
-                status: recipient_status(&status)?,
-                smtp_code: smtp_code.map(|c| unsigned(c, "smtp_code")).transpose()?,
-                enhanced_code,
-                response,
-            })
-        })
+        .map(
+            |(address, status, smtp_code, enhanced_code, response, class)| {
+                Ok(RecipientRecord {
+                    address,
+                    status: recipient_status(&status)?,
+                    smtp_code: smtp_code.map(|c| unsigned(c, "smtp_code")).transpose()?,
+                    enhanced_code,
+                    response,
+                    class: opt_class(class)?,
+                })
+            },
+        )
         .collect::<Result<Vec<_>, StoreError>>()?;
     let events = if with_events {
         let events: Vec<EventJson> = from_json(get(row, 14)?, "events")?;
@@ -237,7 +249,7 @@ pub(crate) fn message(row: &Row, with_events: bool) -> Result<MessageRecord, Sto
 }
 
 fn event(
-    (at, kind, relay, attempt, outcome, smtp_code, enhanced_code, detail, duration_ms): EventJson,
+    (at, kind, relay, attempt, outcome, smtp_code, enhanced_code, detail, duration_ms, class): EventJson,
 ) -> Result<Event, StoreError> {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1000)
         .map_err(|e| corrupt(format!("event time {at}: {e}")))?;
@@ -253,7 +265,13 @@ fn event(
         duration_ms: duration_ms
             .map(|d| unsigned(d, "duration_ms"))
             .transpose()?,
+        class: opt_class(class)?,
     })
+}
+
+/// Parses a nullable bounce class column.
+pub(crate) fn opt_class(class: Option<String>) -> Result<Option<BounceClass>, StoreError> {
+    class.map(|c| c.parse().map_err(corrupt)).transpose()
 }
 
 #[cfg(test)]
@@ -277,7 +295,7 @@ mod tests {
 
     #[test]
     fn events_read_from_json() {
-        let json = r#"[[1893456000000000, "attempt", "primary", 1, "transient", 451, "4.7.1", "try", 84]]"#;
+        let json = r#"[[1893456000000000, "attempt", "primary", 1, "transient", 451, "4.7.1", "try", 84, "rate_limited"]]"#;
         let rows: Vec<EventJson> = from_json(json, "events").unwrap();
         let event = event(rows.into_iter().next().unwrap()).unwrap();
         assert_eq!(event.at, datetime!(2030-01-01 0:00 UTC));

@@ -40,8 +40,11 @@ mod lease;
 mod limits;
 mod listen;
 mod open;
+pub use open::SCHEMA_VERSION;
 mod pipeline;
 mod query;
+mod suppress;
+mod template;
 mod tls;
 mod upkeep;
 
@@ -55,9 +58,10 @@ use time::OffsetDateTime;
 use tokio::task::AbortHandle;
 
 use herald_store::{
-    AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency, Leases,
-    ListFilter, MessageRecord, MessageStatus, NewMessage, Page, Purged, QueueStats, Retention,
-    Store, StoreError, StoreOptions,
+    Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
+    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
+    Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
+    SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 use self::depth::Depth;
@@ -473,6 +477,32 @@ impl Store for PgStore {
             .await
     }
 
+    async fn put_template(&self, t: NewTemplate) -> Result<TemplateRecord, StoreError> {
+        self.run(|shared| async move { template::put(&shared, &t).await })
+            .await
+    }
+
+    async fn template(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
+        let name = name.to_owned();
+        self.run(|shared| async move { template::get_one(&shared, &name, version).await })
+            .await
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
+        self.run(|shared| async move { template::latest(&shared).await })
+            .await
+    }
+
+    async fn delete_template(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.run(|shared| async move { template::delete(&shared, &name).await })
+            .await
+    }
+
     async fn append_feed(&self, entries: Vec<FeedEntry>) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
@@ -489,6 +519,104 @@ impl Store for PgStore {
     ) -> Result<Vec<FeedRecord>, StoreError> {
         self.run(|shared| async move { upkeep::read_feed(&shared, after, since, limit).await })
             .await
+    }
+
+    async fn add_suppressions(
+        &self,
+        entries: Vec<Suppression>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Added>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run(|shared| async move { suppress::add(&shared, entries, now).await })
+            .await
+    }
+
+    async fn remove_suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let address = address.to_owned();
+        self.run(|shared| async move { suppress::remove(&shared, &address, now).await })
+            .await
+    }
+
+    async fn suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let addresses = vec![address.to_owned()];
+        self.run(|shared| async move { suppress::among(&shared, &addresses, now).await })
+            .await
+            .map(|mut found| found.pop())
+    }
+
+    async fn suppressions_among(
+        &self,
+        addresses: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let addresses = addresses.to_vec();
+        self.run(|shared| async move { suppress::among(&shared, &addresses, now).await })
+            .await
+    }
+
+    async fn list_suppressions(
+        &self,
+        filter: &SuppressionFilter,
+        now: OffsetDateTime,
+    ) -> Result<SuppressionPage, StoreError> {
+        let filter = filter.clone();
+        self.run(|shared| async move { suppress::list(&shared, &filter, now).await })
+            .await
+    }
+
+    async fn read_outbox(
+        &self,
+        after: Option<FeedCursor>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.run(|shared| async move { suppress::read_outbox(&shared, after, limit).await })
+            .await
+    }
+
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<Option<FeedCursor>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.run(|shared| async move { suppress::webhook_cursor(&shared, &endpoint).await })
+            .await
+    }
+
+    async fn advance_webhook(&self, endpoint: &str, cursor: FeedCursor) -> Result<(), StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.run(
+            |shared| async move { suppress::advance_webhook(&shared, &endpoint, cursor).await },
+        )
+        .await
+    }
+
+    async fn record_webhook_delivery(
+        &self,
+        delivery: WebhookDelivery,
+        advance: Option<FeedCursor>,
+    ) -> Result<i64, StoreError> {
+        self.run(|shared| async move {
+            suppress::record_webhook_delivery(&shared, &delivery, advance).await
+        })
+        .await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
+        self.run(
+            |shared| async move { suppress::list_webhook_deliveries(&shared, before, limit).await },
+        )
+        .await
     }
 
     fn on_new_work(&self, wake: Arc<dyn Fn() + Send + Sync>) {

@@ -13,12 +13,24 @@ use super::pipeline::{Conn, step};
 use super::tls::{MakeRustls, RustlsStream, SslMode};
 use herald_store::{StoreError, StoreUrl, redact_url};
 
+/// The schema version this build creates and migrates to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 /// The schema, in order; version N is the N-th entry.
 const MIGRATIONS: &[(&str, &str)] = &[
     ("queue", include_str!("../migrations/0001_queue.sql")),
     (
+        "suppression",
+        include_str!("../migrations/0002_suppression.sql"),
+    ),
+    (
         "relay_limits",
         include_str!("../migrations/0003_relay_limits.sql"),
+    ),
+    // Named 0004: the branches merged before it add 0002 and 0003.
+    (
+        "templates",
+        include_str!("../migrations/0004_templates.sql"),
     ),
 ];
 

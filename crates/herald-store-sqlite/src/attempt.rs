@@ -5,13 +5,21 @@
 use rusqlite::{Connection, OptionalExtension as _, params};
 use time::OffsetDateTime;
 
-use super::codec::{NewEvent, db, message_status, ms, ms_after, recipient_status, rows, unsigned};
+use std::collections::BTreeMap;
+
+use super::codec::{
+    NewEvent, corrupt, db, message_status, ms, ms_after, recipient_status, rows, time, unsigned,
+};
 use super::lease::lease_failure;
 use super::query::get_existing;
+use super::suppress;
 use herald_store::lifecycle::{
     self, AfterAttempt, Tally, after_attempt, deferral_detail, final_detail,
 };
-use herald_store::{AttemptRecord, EventKind, MessageRecord, MessageStatus, StoreError};
+use herald_store::outbox::{MessageContext, attempt_events};
+use herald_store::{
+    AttemptRecord, BounceClass, EventKind, MessageRecord, MessageStatus, StoreError,
+};
 
 /// The message's recipients counted by state.
 pub(super) fn tally(conn: &Connection, id: &str) -> Result<Tally, StoreError> {
@@ -55,8 +63,8 @@ pub(super) fn record_attempt(
 
     let mut update = conn
         .prepare_cached(
-            "UPDATE recipients SET status = ?, smtp_code = ?, enhanced_code = ?, response = ? \
-             WHERE message_id = ? AND address = ?",
+            "UPDATE recipients SET status = ?, smtp_code = ?, enhanced_code = ?, response = ?, \
+             class = ? WHERE message_id = ? AND address = ?",
         )
         .map_err(db("update recipient"))?;
     for result in &attempt.recipients {
@@ -66,6 +74,7 @@ pub(super) fn record_attempt(
                 result.smtp_code.map(i64::from),
                 result.enhanced_code,
                 result.response,
+                result.class.map(BounceClass::as_str),
                 id,
                 result.address,
             ])
@@ -89,9 +98,11 @@ pub(super) fn record_attempt(
         enhanced_code: attempt.enhanced_code.as_deref(),
         detail: Some(attempt.detail.clone()),
         duration_ms: Some(i64::try_from(attempt.duration.as_millis()).unwrap_or(i64::MAX)),
+        class: attempt.class,
         ..NewEvent::of(EventKind::Attempt, started)
     }
     .insert(conn, id)?;
+    let ended_at = time(ended)?;
 
     // An attempt was recorded: the message did not kill its worker, so
     // the count of leases lost in a row starts again.
@@ -109,6 +120,7 @@ pub(super) fn record_attempt(
                 ..NewEvent::of(EventKind::Deferred, ended)
             }
             .insert(conn, id)?;
+            tell(conn, id, attempts, &attempt, &[], ended_at)?;
             Ok(MessageStatus::Deferred)
         }
         AfterAttempt::Finish {
@@ -116,7 +128,16 @@ pub(super) fn record_attempt(
             given_up,
             tally,
         } => {
+            let mut given_up_addresses = Vec::new();
             if given_up > 0 {
+                given_up_addresses = rows(
+                    conn,
+                    "SELECT address FROM recipients \
+                     WHERE message_id = ? AND status IN ('pending', 'deferred') ORDER BY position",
+                    [id],
+                    |row| row.get::<_, String>(0),
+                    "read open recipients",
+                )?;
                 conn.prepare_cached(
                     "UPDATE recipients SET status = 'failed', \
                      response = COALESCE(response, 'retries exhausted') \
@@ -138,9 +159,53 @@ pub(super) fn record_attempt(
                 ..NewEvent::of(kind, ended)
             }
             .insert(conn, id)?;
+            tell(conn, id, attempts, &attempt, &given_up_addresses, ended_at)?;
             Ok(status)
         }
     }
+}
+
+/// Writes what the attempt tells the application: its webhook events and
+/// the suppression entries its failures make (with theirs).
+fn tell(
+    conn: &Connection,
+    id: &str,
+    attempts: i64,
+    attempt: &AttemptRecord,
+    given_up: &[String],
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let (message_id, tags, metadata) = conn
+        .prepare_cached("SELECT message_id, tags, metadata FROM messages WHERE id = ?")
+        .and_then(|mut select| {
+            select.query_row([id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+        })
+        .map_err(db("read message for events"))?;
+    let tags: Vec<String> = serde_json::from_str(&tags).map_err(|e| corrupt(e.to_string()))?;
+    let metadata: BTreeMap<String, String> =
+        serde_json::from_str(&metadata).map_err(|e| corrupt(e.to_string()))?;
+    let context = MessageContext {
+        id,
+        message_id: &message_id,
+        tags: &tags,
+        metadata: &metadata,
+    };
+    let number = u32::try_from(attempts).unwrap_or(u32::MAX);
+    for event in attempt_events(&context, number, &attempt.recipients, given_up, at) {
+        suppress::append(conn, &event)?;
+    }
+    for result in &attempt.recipients {
+        if let Some(entry) = attempt.suppression.entry_for(result, id, at) {
+            suppress::add_one(conn, entry, at)?;
+        }
+    }
+    Ok(())
 }
 
 /// The message's status, or `NotFound`.

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Params, Row, params};
 use time::OffsetDateTime;
 
 use herald_store::{
-    AttemptOutcome, Event, EventKind, MessageRecord, MessageStatus, RecipientRecord,
+    AttemptOutcome, BounceClass, Event, EventKind, MessageRecord, MessageStatus, RecipientRecord,
     RecipientStatus, StoreError,
 };
 
@@ -73,6 +73,11 @@ pub(super) fn message_status(s: &str) -> Result<MessageStatus, StoreError> {
 /// Parses a recipient status column.
 pub(super) fn recipient_status(s: &str) -> Result<RecipientStatus, StoreError> {
     s.parse().map_err(corrupt)
+}
+
+/// Parses a nullable bounce class column.
+pub(super) fn opt_class(s: Option<String>) -> Result<Option<BounceClass>, StoreError> {
+    s.map(|s| s.parse().map_err(corrupt)).transpose()
 }
 
 /// An INTEGER column that must hold a non-negative count or code.
@@ -164,7 +169,7 @@ impl MessageRow {
 
 /// The columns [`RecipientRow`] reads, for `SELECT … FROM recipients`.
 pub(super) const RECIPIENT_COLUMNS: &str =
-    "message_id, address, status, smtp_code, enhanced_code, response";
+    "message_id, address, status, smtp_code, enhanced_code, response, class";
 
 /// One row of `recipients`.
 #[derive(Debug)]
@@ -175,6 +180,7 @@ pub(super) struct RecipientRow {
     pub(super) smtp_code: Option<i64>,
     pub(super) enhanced_code: Option<String>,
     pub(super) response: Option<String>,
+    pub(super) class: Option<String>,
 }
 
 impl RecipientRow {
@@ -187,6 +193,7 @@ impl RecipientRow {
             smtp_code: row.get(3)?,
             enhanced_code: row.get(4)?,
             response: row.get(5)?,
+            class: row.get(6)?,
         })
     }
 
@@ -200,6 +207,7 @@ impl RecipientRow {
                 .transpose()?,
             enhanced_code: self.enhanced_code,
             response: self.response,
+            class: opt_class(self.class)?,
             address: self.address,
         })
     }
@@ -207,7 +215,7 @@ impl RecipientRow {
 
 /// The columns [`EventRow`] reads, for `SELECT … FROM events`.
 pub(super) const EVENT_COLUMNS: &str =
-    "at, kind, relay, attempt, outcome, smtp_code, enhanced_code, detail, duration_ms";
+    "at, kind, relay, attempt, outcome, smtp_code, enhanced_code, detail, duration_ms, class";
 
 /// One row of `events`.
 #[derive(Debug)]
@@ -221,6 +229,7 @@ pub(super) struct EventRow {
     pub(super) enhanced_code: Option<String>,
     pub(super) detail: Option<String>,
     pub(super) duration_ms: Option<i64>,
+    pub(super) class: Option<String>,
 }
 
 impl EventRow {
@@ -236,6 +245,7 @@ impl EventRow {
             enhanced_code: row.get(6)?,
             detail: row.get(7)?,
             duration_ms: row.get(8)?,
+            class: row.get(9)?,
         })
     }
 
@@ -260,6 +270,7 @@ impl EventRow {
                 .duration_ms
                 .map(|d| unsigned(d, "duration_ms"))
                 .transpose()?,
+            class: opt_class(self.class)?,
         })
     }
 }
@@ -276,6 +287,7 @@ pub(super) struct NewEvent<'a> {
     pub(super) enhanced_code: Option<&'a str>,
     pub(super) detail: Option<String>,
     pub(super) duration_ms: Option<i64>,
+    pub(super) class: Option<BounceClass>,
 }
 
 impl NewEvent<'_> {
@@ -291,6 +303,7 @@ impl NewEvent<'_> {
             enhanced_code: None,
             detail: None,
             duration_ms: None,
+            class: None,
         }
     }
 
@@ -298,7 +311,7 @@ impl NewEvent<'_> {
     pub(super) fn insert(self, conn: &Connection, message: &str) -> Result<(), StoreError> {
         conn.prepare_cached(
             "INSERT INTO events (message_id, at, kind, relay, attempt, outcome, smtp_code, \
-             enhanced_code, detail, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             enhanced_code, detail, duration_ms, class) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .and_then(|mut insert| {
             insert.execute(params![
@@ -312,6 +325,7 @@ impl NewEvent<'_> {
                 self.enhanced_code,
                 self.detail,
                 self.duration_ms,
+                self.class.map(BounceClass::as_str),
             ])
         })
         .map_err(db("insert event"))?;

@@ -10,8 +10,11 @@ mod enqueue;
 mod lease;
 mod limits;
 mod open;
+pub use open::SCHEMA_VERSION;
 mod query;
 mod readers;
+mod suppress;
+mod template;
 mod upkeep;
 mod writer;
 
@@ -32,9 +35,10 @@ use self::open::Location;
 use self::readers::Readers;
 use self::writer::{Closure, Op, Reply, Shared};
 use herald_store::{
-    AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency, Leases,
-    ListFilter, MessageRecord, MessageStatus, NewMessage, Page, Purged, QueueStats, Retention,
-    Store, StoreError, StoreOptions,
+    Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
+    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
+    Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
+    SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -398,6 +402,30 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn put_template(&self, t: NewTemplate) -> Result<TemplateRecord, StoreError> {
+        self.job(move |conn| template::put(conn, &t)).await
+    }
+
+    async fn template(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
+        let name = name.to_owned();
+        self.reads
+            .with(move |conn| template::get(conn, &name, version))
+            .await
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
+        self.reads.with(|conn| template::latest(conn)).await
+    }
+
+    async fn delete_template(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.job(move |conn| template::delete(conn, &name)).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if self.ops.is_closed() {
             return Err(stopped());
@@ -407,6 +435,103 @@ impl Store for SqliteStore {
                 conn.query_row("SELECT n FROM status_counts LIMIT 1", [], |_| Ok(()))
                     .map_err(codec::db("ping"))
             })
+            .await
+    }
+
+    async fn add_suppressions(
+        &self,
+        entries: Vec<Suppression>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Added>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.job(move |conn| suppress::add(conn, entries, now))
+            .await
+    }
+
+    async fn remove_suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let address = address.to_owned();
+        self.job(move |conn| suppress::remove(conn, &address, now))
+            .await
+    }
+
+    async fn suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let address = address.to_owned();
+        self.reads
+            .with(move |conn| suppress::get(conn, &address, now))
+            .await
+    }
+
+    async fn suppressions_among(
+        &self,
+        addresses: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        let addresses = addresses.to_vec();
+        self.reads
+            .with(move |conn| suppress::among(conn, &addresses, now))
+            .await
+    }
+
+    async fn list_suppressions(
+        &self,
+        filter: &SuppressionFilter,
+        now: OffsetDateTime,
+    ) -> Result<SuppressionPage, StoreError> {
+        let filter = filter.clone();
+        self.reads
+            .with(move |conn| suppress::list(conn, &filter, now))
+            .await
+    }
+
+    async fn read_outbox(
+        &self,
+        after: Option<FeedCursor>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.reads
+            .with(move |conn| suppress::read_outbox(conn, after, limit))
+            .await
+    }
+
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<Option<FeedCursor>, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.reads
+            .with(move |conn| suppress::webhook_cursor(conn, &endpoint))
+            .await
+    }
+
+    async fn advance_webhook(&self, endpoint: &str, cursor: FeedCursor) -> Result<(), StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.job(move |conn| suppress::advance_webhook(conn, &endpoint, cursor))
+            .await
+    }
+
+    async fn record_webhook_delivery(
+        &self,
+        delivery: WebhookDelivery,
+        advance: Option<FeedCursor>,
+    ) -> Result<i64, StoreError> {
+        self.job(move |conn| suppress::record_webhook_delivery(conn, &delivery, advance))
+            .await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
+        self.reads
+            .with(move |conn| suppress::list_webhook_deliveries(conn, before, limit))
             .await
     }
 }

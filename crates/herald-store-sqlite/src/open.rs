@@ -25,8 +25,14 @@ const STATEMENT_CACHE: usize = 64;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_queue.sql"),
     include_str!("../migrations/0002_nodes.sql"),
+    include_str!("../migrations/0003_suppression.sql"),
     include_str!("../migrations/0004_relay_limits.sql"),
+    // Named 0005: the branches merged before it add 0003 and 0004.
+    include_str!("../migrations/0005_templates.sql"),
 ];
+
+/// The schema version this build creates and migrates to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// The database a store URL names.
 #[derive(Debug, Clone)]

@@ -14,6 +14,9 @@
 pub mod conformance;
 pub mod lifecycle;
 mod model;
+pub mod outbox;
+pub mod suppression;
+mod template;
 mod url;
 
 use std::time::Duration;
@@ -22,12 +25,22 @@ use async_trait::async_trait;
 use herald_policy::RateLimit;
 use time::OffsetDateTime;
 
+pub use herald_policy::BounceClass;
 pub use lifecycle::{AttemptOutcome, EventKind};
 pub use model::{
     AttemptRecord, Claimed, Enqueued, Event, FeedCursor, FeedEntry, FeedRecord, Idempotency,
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NextStep, Page, Purged,
     QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Retention, StoreOptions,
 };
+pub use outbox::{
+    DeliveryOutcome, NewOutboxEvent, OutboxEvent, WebhookDelivery, WebhookDeliveryRecord,
+    WebhookEventType,
+};
+pub use suppression::{
+    Added, Suppression, SuppressionCursor, SuppressionFilter, SuppressionPage, SuppressionPolicy,
+    SuppressionReason,
+};
+pub use template::{NewTemplate, TemplateRecord};
 pub use url::{SqliteLocation, StoreUrl, redact as redact_url};
 
 /// How long an idempotency key is remembered.
@@ -159,7 +172,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
 
     /// Records an attempt by `owner` and its consequences in one
-    /// transaction: each recipient's new state, an `attempt` event, the
+    /// transaction: each recipient's new state and class, an `attempt`
+    /// event, the webhook events of the attempt
+    /// ([`outbox::attempt_events`]), the suppression entries that
+    /// `attempt.suppression` makes of its failures (each with its
+    /// `suppression.added` event), the
     /// attempt count, the next state (`deferred` at the retry time while
     /// recipients remain deferred and the step is `RetryAt`; otherwise
     /// final: `delivered`, `partial` or `failed` by the recipients'
@@ -286,6 +303,96 @@ pub trait Store: Send + Sync + 'static {
         since: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<FeedRecord>, StoreError>;
+
+    /// Puts `entries` on the suppression list in one commit (their
+    /// addresses as [`suppression::address_key`] makes them), answering
+    /// for each in order: [`Added::Added`] (with a `suppression.added`
+    /// event in the outbox), or [`Added::Exists`] for an address already
+    /// on the list at `now` (left as it is). A lapsed entry is replaced.
+    async fn add_suppressions(
+        &self,
+        entries: Vec<Suppression>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Added>, StoreError>;
+
+    /// Takes `address` off the list (lapsed or not), with a
+    /// `suppression.removed` event at `now`: the entry removed, or `None`
+    /// if there was none.
+    async fn remove_suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError>;
+
+    /// The entry for `address` holding at `now`, if any.
+    async fn suppression(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Suppression>, StoreError>;
+
+    /// The entries holding at `now` for any of `addresses` (the
+    /// dispatcher's check before sending), in no particular order.
+    async fn suppressions_among(
+        &self,
+        addresses: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Suppression>, StoreError>;
+
+    /// A page of the entries holding at `now`, newest first.
+    async fn list_suppressions(
+        &self,
+        filter: &SuppressionFilter,
+        now: OffsetDateTime,
+    ) -> Result<SuppressionPage, StoreError>;
+
+    /// Up to `limit` webhook events after `after` (from the start when
+    /// `None`), in outbox order. Like the feed, reading on from the last
+    /// cursor returned never misses an event, however commits interleave.
+    async fn read_outbox(
+        &self,
+        after: Option<FeedCursor>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// How far `endpoint` has read the outbox (`None`: from the start).
+    async fn webhook_cursor(&self, endpoint: &str) -> Result<Option<FeedCursor>, StoreError>;
+
+    /// Moves `endpoint`'s cursor to `cursor` (events up to it are done).
+    async fn advance_webhook(&self, endpoint: &str, cursor: FeedCursor) -> Result<(), StoreError>;
+
+    /// Records one try to deliver an event and, with `advance`, moves the
+    /// endpoint's cursor past it, in one commit. Returns the try's id.
+    async fn record_webhook_delivery(
+        &self,
+        delivery: WebhookDelivery,
+        advance: Option<FeedCursor>,
+    ) -> Result<i64, StoreError>;
+
+    /// Up to `limit` tries, newest first, before the try `before` (from
+    /// the newest when `None`).
+    async fn list_webhook_deliveries(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDeliveryRecord>, StoreError>;
+    /// Stores `template` as the next version of its name (version 1 for a
+    /// new name); earlier versions are kept.
+    async fn put_template(&self, template: NewTemplate) -> Result<TemplateRecord, StoreError>;
+
+    /// Version `version` of the template `name`, or its latest when
+    /// `None`; `None` if there is no such template or version.
+    async fn template(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<TemplateRecord>, StoreError>;
+
+    /// The latest version of every template, by name.
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError>;
+
+    /// Deletes the template `name`, every version; whether it existed.
+    async fn delete_template(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Calls `wake` whenever another process sharing the store may have
     /// made work due (an enqueue, a retry, a release), so that idle nodes

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::SuppressionPolicy;
 use crate::lifecycle::{AttemptOutcome, EventKind};
+use herald_policy::BounceClass;
 use time::OffsetDateTime;
 
 /// A message's state (the API's `status`).
@@ -99,7 +101,7 @@ pub enum RecipientStatus {
     Delivered,
     /// Refused for good (or retries exhausted, or cancelled).
     Failed,
-    /// Not sent on purpose (reserved for suppression lists).
+    /// Not sent on purpose: the address is on the suppression list.
     Suppressed,
 }
 
@@ -239,6 +241,9 @@ pub struct RecipientResult {
     pub enhanced_code: Option<String>,
     /// The reply text or the local error.
     pub response: Option<String>,
+    /// What the failure means, for a failed or deferred recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<BounceClass>,
 }
 
 /// What happens to the message after an attempt; decided by the caller
@@ -269,10 +274,15 @@ pub struct AttemptRecord {
     pub enhanced_code: Option<String>,
     /// A one-line description (`451 4.7.1 try again later`).
     pub detail: String,
+    /// The class of the failure that characterises the attempt, if any.
+    pub class: Option<BounceClass>,
     /// One result per recipient tried in this attempt.
     pub recipients: Vec<RecipientResult>,
     /// What to do with the recipients left deferred.
     pub next: NextStep,
+    /// Which failures put their address on the suppression list, in the
+    /// same transaction.
+    pub suppression: SuppressionPolicy,
 }
 
 /// A message with everything known about it (the API's message view).
@@ -323,6 +333,10 @@ pub struct RecipientRecord {
     pub enhanced_code: Option<String>,
     /// The last reply text or error.
     pub response: Option<String>,
+    /// The class of the last failure, if the recipient failed or was
+    /// deferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<BounceClass>,
 }
 
 /// One entry in a message's history.
@@ -355,6 +369,9 @@ pub struct Event {
     /// How long the attempt took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// The class of the attempt's failure, for attempts that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<BounceClass>,
 }
 
 /// Filters for listing messages, newest first.

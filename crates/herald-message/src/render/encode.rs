@@ -33,17 +33,23 @@ pub(super) fn b_words(text: &str) -> String {
     words.join("\r\n ")
 }
 
+/// Whether `name` can be written as a short quoted string that every
+/// reader takes as it is: printable ASCII without quotes, backslashes or
+/// `=?`, short enough never to be folded.
+pub(super) fn is_plain_name(name: &str) -> bool {
+    name.len() <= 60
+        && !looks_encoded(name)
+        && name
+            .chars()
+            .all(|c| (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\')
+}
+
 /// The `name` parameter value: a quoted string when the name is short
 /// printable ASCII that cannot be mistaken for an encoded word, otherwise
 /// RFC 2047 "B" words in quotes (what Outlook and other older readers
 /// look for; RFC 2231 is written in Content-Disposition).
 pub(super) fn legacy_name_parameter(name: &str) -> String {
-    let plain = name.len() <= 60
-        && !looks_encoded(name)
-        && name
-            .chars()
-            .all(|c| (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\');
-    if plain {
+    if is_plain_name(name) {
         return format!("\"{name}\"");
     }
     format!("\"{}\"", b_words(name))
@@ -56,12 +62,17 @@ pub(super) fn extended_parameter(key: &str, value: &str) -> String {
     // Characters of encoded value per section: a line under 78.
     const SECTION: usize = 50;
     let mut sections = vec![String::new()];
-    for &byte in value.as_bytes() {
-        let piece = if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
-            char::from(byte).to_string()
-        } else {
-            format!("%{byte:02X}")
-        };
+    // A character's bytes stay in one section: readers such as mail-parser
+    // decode each section on its own (found by fuzzing).
+    for ch in value.chars() {
+        let mut piece = String::new();
+        for &byte in ch.encode_utf8(&mut [0; 4]).as_bytes() {
+            if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+                piece.push(char::from(byte));
+            } else {
+                piece.push_str(&format!("%{byte:02X}"));
+            }
+        }
         let last = sections.len() - 1;
         if sections[last].len() + piece.len() > SECTION {
             sections.push(String::new());
@@ -93,10 +104,17 @@ mod tests {
             extended_parameter("filename", "=?a b?=.txt"),
             "filename*=utf-8''%3D%3Fa%20b%3F%3D.txt"
         );
-        let long = extended_parameter("filename", &"é".repeat(30));
+        let long = extended_parameter("filename", &format!("a{}", "é".repeat(30)));
         let lines: Vec<_> = long.split("\r\n ").collect();
         assert_eq!(lines.len(), 4, "{long}");
-        assert!(lines[0].starts_with("filename*0*=utf-8''%C3%A9"), "{long}");
+        assert!(lines[0].starts_with("filename*0*=utf-8''a%C3%A9"), "{long}");
+        // No character is split between sections.
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.trim_end_matches(';').ends_with("%A9")),
+            "{long}"
+        );
         assert!(lines[1].starts_with("filename*1*=%C3%A9"), "{long}");
         assert!(lines.iter().all(|l| l.len() < 78), "{long}");
     }

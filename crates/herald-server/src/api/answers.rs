@@ -5,8 +5,9 @@
 
 use herald_api as api;
 use herald_store::{
-    AttemptOutcome, Enqueued, Event, EventKind, MessageRecord, MessageStatus, RecipientRecord,
-    RecipientStatus,
+    AttemptOutcome, BounceClass, DeliveryOutcome, Enqueued, Event, EventKind, MessageRecord,
+    MessageStatus, RecipientRecord, RecipientStatus, Suppression, SuppressionReason,
+    WebhookDeliveryRecord, WebhookEventType,
 };
 
 use herald_alerts::{FailureClass, GroupView};
@@ -56,6 +57,7 @@ fn recipient(record: RecipientRecord) -> api::Recipient {
         smtp_code: record.smtp_code,
         enhanced_code: record.enhanced_code,
         response: record.response,
+        class: record.class.map(bounce_class),
     }
 }
 
@@ -70,6 +72,91 @@ fn event(event: Event) -> api::Event {
         enhanced_code: event.enhanced_code,
         detail: event.detail,
         duration_ms: event.duration_ms,
+        class: event.class.map(bounce_class),
+    }
+}
+
+fn bounce_class(class: BounceClass) -> api::BounceClass {
+    use api::BounceClass as Api;
+    match class {
+        BounceClass::InvalidRecipient => Api::InvalidRecipient,
+        BounceClass::MailboxFull => Api::MailboxFull,
+        BounceClass::Policy => Api::Policy,
+        BounceClass::Message => Api::Message,
+        BounceClass::RateLimited => Api::RateLimited,
+        BounceClass::Network => Api::Network,
+        BounceClass::Auth => Api::Auth,
+        BounceClass::Other => Api::Other,
+    }
+}
+
+/// An entry of the suppression list.
+pub(crate) fn suppression(entry: Suppression) -> api::Suppression {
+    api::Suppression {
+        address: entry.address,
+        reason: suppression_reason(entry.reason),
+        message: entry.message,
+        response: entry.response,
+        created_at: entry.created_at,
+        expires_at: entry.expires_at,
+    }
+}
+
+pub(crate) fn suppression_reason(reason: SuppressionReason) -> api::SuppressionReason {
+    use api::SuppressionReason as Api;
+    match reason {
+        SuppressionReason::Bounce => Api::Bounce,
+        SuppressionReason::Complaint => Api::Complaint,
+        SuppressionReason::Manual => Api::Manual,
+    }
+}
+
+pub(crate) fn store_reason(reason: api::SuppressionReason) -> SuppressionReason {
+    use api::SuppressionReason as Api;
+    match reason {
+        Api::Bounce => SuppressionReason::Bounce,
+        Api::Complaint => SuppressionReason::Complaint,
+        Api::Manual => SuppressionReason::Manual,
+    }
+}
+
+/// One try of the webhook delivery log.
+pub(crate) fn webhook_delivery(record: WebhookDeliveryRecord) -> api::WebhookDelivery {
+    let d = record.delivery;
+    api::WebhookDelivery {
+        id: record.id,
+        webhook: d.endpoint,
+        event_id: d.event_id,
+        event_type: webhook_event_type(d.kind),
+        attempt: d.attempt,
+        at: d.at,
+        http_status: d.http_status,
+        duration_ms: u64::try_from(d.duration.as_millis()).unwrap_or(u64::MAX),
+        error: d.error,
+        outcome: delivery_outcome(d.outcome),
+    }
+}
+
+fn webhook_event_type(kind: WebhookEventType) -> api::WebhookEventType {
+    use api::WebhookEventType as Api;
+    match kind {
+        WebhookEventType::MessageDelivered => Api::MessageDelivered,
+        WebhookEventType::MessageDeferred => Api::MessageDeferred,
+        WebhookEventType::MessageBounced => Api::MessageBounced,
+        WebhookEventType::MessageSuppressed => Api::MessageSuppressed,
+        WebhookEventType::MessageFailed => Api::MessageFailed,
+        WebhookEventType::SuppressionAdded => Api::SuppressionAdded,
+        WebhookEventType::SuppressionRemoved => Api::SuppressionRemoved,
+    }
+}
+
+fn delivery_outcome(outcome: DeliveryOutcome) -> api::DeliveryOutcome {
+    use api::DeliveryOutcome as Api;
+    match outcome {
+        DeliveryOutcome::Delivered => Api::Delivered,
+        DeliveryOutcome::Retrying => Api::Retrying,
+        DeliveryOutcome::GaveUp => Api::GaveUp,
+        DeliveryOutcome::Disabled => Api::Disabled,
     }
 }
 
@@ -194,6 +281,20 @@ mod tests {
         assert_eq!(api::EventKind::ALL.len(), EventKind::ALL.len());
         for o in AttemptOutcome::ALL {
             assert_eq!(outcome(o).as_str(), o.as_str());
+        }
+        for c in BounceClass::ALL {
+            assert_eq!(bounce_class(c).as_str(), c.as_str());
+        }
+        assert_eq!(api::BounceClass::ALL.len(), BounceClass::ALL.len());
+        for r in SuppressionReason::ALL {
+            assert_eq!(suppression_reason(r).as_str(), r.as_str());
+            assert_eq!(store_reason(suppression_reason(r)), r);
+        }
+        for o in DeliveryOutcome::ALL {
+            assert_eq!(delivery_outcome(o).as_str(), o.as_str());
+        }
+        for k in WebhookEventType::ALL {
+            assert_eq!(webhook_event_type(k).as_str(), k.as_str());
         }
         assert_eq!(api::AttemptOutcome::ALL.len(), AttemptOutcome::ALL.len());
         for c in [FailureClass::Transient, FailureClass::Permanent] {

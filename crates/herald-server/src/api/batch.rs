@@ -20,11 +20,12 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument as _;
 
 use super::ApiKeyName;
+use super::messages::record_template;
 use super::messages::{
     TraceHeader, accept_span, admit, admit_or_replay, body_bytes, created, idempotency_key,
     prepare, record_problem,
 };
-use super::{AppState, Problem};
+use super::{AppState, Problem, templates};
 use crate::trace::TraceId;
 
 /// `POST /v1/messages/batch`: every valid item is queued in one commit;
@@ -68,13 +69,23 @@ async fn create_batch_in_trace(
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(items.len());
     let mut valid = Vec::new();
     let mut positions = Vec::new();
+    let mut templates = templates::Cache::default();
     for (i, raw) in items.into_iter().enumerate() {
         let request = parse_item(i, raw);
         if let Some(hasher) = hasher.as_mut() {
             hash_item(hasher, &request)?;
         }
-        let prepared = request
-            .and_then(|request| prepare(&state, &request, None, now, &trace, submitter.as_deref()));
+        let prepared = match request {
+            Ok(mut request) => match templates.expand(&state, &mut request).await {
+                Ok(made_by) => prepare(&state, &request, None, now, &trace, submitter.as_deref())
+                    .map(|mut new| {
+                        record_template(&mut new, made_by);
+                        new
+                    }),
+                Err(problem) => Err(problem),
+            },
+            Err(problem) => Err(problem),
+        };
         match prepared {
             Ok(new) => {
                 valid.push(new);

@@ -24,7 +24,7 @@ use crate::trace::export::{EXPORT_TARGET, continue_request};
 use crate::trace::{TRACE_HEADER, TraceId, TraceParent};
 
 use super::ApiKeyName;
-use super::{AppState, Problem, answers};
+use super::{AppState, Problem, answers, templates};
 use crate::observe::metrics::AcceptSource;
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -45,9 +45,14 @@ pub(crate) async fn create(
     in_accept_span(headers, "/v1/messages", |trace| async move {
         let body = body_bytes(body)?;
         let key = idempotency_key(headers)?;
-        let request: MessageRequest = json_object(&body)?;
+        let mut request: MessageRequest = json_object(&body)?;
+        // The key's hash is of the request as sent (template and
+        // variables), not of what they rendered to.
         let idempotency = idempotency_of(key, &request)?;
-        let new = prepare(
+        let made_by = templates::Cache::default()
+            .expand(&state, &mut request)
+            .await?;
+        let mut new = prepare(
             &state,
             &request,
             idempotency,
@@ -55,6 +60,7 @@ pub(crate) async fn create(
             &trace,
             submitter.as_deref(),
         )?;
+        record_template(&mut new, made_by);
         store_one(&state, new, trace, AcceptSource::Api).await
     })
     .await
@@ -340,6 +346,19 @@ pub(super) fn prepare(
         submitted_by: submitter.map(str::to_owned),
         idempotency,
     })
+}
+
+/// A message made from a template says which version made it, in its
+/// metadata (`herald.template`, `herald.template_version`).
+pub(super) fn record_template(new: &mut NewMessage, made_by: Option<(String, u32)>) {
+    if let Some((name, version)) = made_by {
+        new.metadata
+            .insert(templates::TEMPLATE_KEY.to_owned(), name);
+        new.metadata.insert(
+            templates::TEMPLATE_VERSION_KEY.to_owned(),
+            version.to_string(),
+        );
+    }
 }
 
 /// Backpressure that a repeat passes: when `more` messages would overfill

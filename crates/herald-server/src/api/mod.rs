@@ -12,6 +12,9 @@ mod problem;
 mod raw;
 mod relays;
 mod scrape;
+mod suppressions;
+mod templates;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,6 +149,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/messages/{id}/retry"),
     ("POST", "/v1/messages/{id}/cancel"),
     ("GET", "/v1/errors"),
+    ("GET", "/v1/suppressions"),
+    ("POST", "/v1/suppressions"),
+    ("GET", "/v1/suppressions/{address}"),
+    ("DELETE", "/v1/suppressions/{address}"),
+    ("GET", "/v1/webhooks/deliveries"),
+    ("POST", "/v1/templates"),
+    ("GET", "/v1/templates"),
+    ("GET", "/v1/templates/{name}"),
+    ("PUT", "/v1/templates/{name}"),
+    ("DELETE", "/v1/templates/{name}"),
+    ("POST", "/v1/templates/{name}/render"),
     ("GET", "/v1/relays"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -178,6 +192,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/cancel", post(messages::cancel))
         .route("/v1/errors", get(error_groups::list))
+        .route(
+            "/v1/suppressions",
+            get(suppressions::list).post(suppressions::add),
+        )
+        .route(
+            "/v1/suppressions/{address}",
+            get(suppressions::show).delete(suppressions::remove),
+        )
+        .route("/v1/webhooks/deliveries", get(webhooks::list))
+        .route(
+            "/v1/templates",
+            post(templates::create).get(templates::list),
+        )
+        .route(
+            "/v1/templates/{name}",
+            get(templates::show)
+                .put(templates::update)
+                .delete(templates::delete),
+        )
+        .route("/v1/templates/{name}/render", post(templates::render))
         .route("/v1/relays", get(relays::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -215,6 +249,12 @@ pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
         ("GET" | "HEAD", "/v1/messages" | "/v1/messages/{id}" | "/v1/relays") => Scope::Read,
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
         ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
+        ("GET" | "HEAD", "/v1/suppressions" | "/v1/suppressions/{address}") => Scope::Read,
+        ("GET" | "HEAD", "/v1/webhooks/deliveries") => Scope::Read,
+        ("POST", "/v1/suppressions") | ("DELETE", "/v1/suppressions/{address}") => Scope::Manage,
+        ("GET" | "HEAD", "/v1/templates" | "/v1/templates/{name}") => Scope::Read,
+        ("POST", "/v1/templates/{name}/render") => Scope::Read,
+        ("POST", "/v1/templates") | ("PUT" | "DELETE", "/v1/templates/{name}") => Scope::Manage,
         _ => return None,
     })
 }

@@ -29,6 +29,8 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
     let delivery = delivery(raw.delivery)?;
     let limits = limits(raw.limits)?;
     let submission = super::submission::submission(raw.submission, &limits)?;
+    let suppression = super::suppression::suppression(raw.suppression)?;
+    let webhooks = super::webhooks::webhooks(raw.webhooks, env)?;
     if raw.outbox.dir.as_os_str().is_empty() {
         return Err(ConfigError::new("outbox.dir", "must not be empty"));
     }
@@ -53,6 +55,8 @@ pub(super) fn build(raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError>
         tracing,
         alerts,
         submission,
+        suppression,
+        webhooks,
     })
 }
 
@@ -73,6 +77,8 @@ pub(super) fn defaults() -> Config {
         tracing: tracing_from(raw.tracing),
         alerts: herald_alerts::AlertsConfig::default(),
         submission: None,
+        suppression: herald_store::SuppressionPolicy::default(),
+        webhooks: Vec::new(),
     }
 }
 

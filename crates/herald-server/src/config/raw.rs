@@ -39,6 +39,10 @@ pub(crate) struct RawConfig {
     pub(crate) alerts: herald_alerts::RawAlerts,
     /// `[submission]`: the SMTP submission listeners (off when absent).
     pub(crate) submission: Option<super::submission::RawSubmission>,
+    /// `[suppression]`: automatic entries of the suppression list.
+    pub(crate) suppression: super::suppression::RawSuppression,
+    /// `[[webhooks]]`: event webhooks to the application.
+    pub(crate) webhooks: Vec<super::webhooks::RawWebhook>,
 }
 
 /// `[server]`.

@@ -2,9 +2,9 @@
 //! means for its state, how the attempt is summed up, and what comes next.
 //! No I/O here, so every rule is a table test.
 
-use herald_policy::{Decision, RetryPolicy};
-use herald_smtp::{Error, RecipientOutcome, Scope};
-use herald_store::{NextStep, RecipientResult, RecipientStatus};
+use herald_policy::{BounceClass, Decision, RetryPolicy};
+use herald_smtp::{Error, ErrorKind, RecipientOutcome, Scope};
+use herald_store::{NextStep, RecipientResult, RecipientStatus, Suppression};
 use rand::Rng;
 use time::OffsetDateTime;
 
@@ -17,6 +17,7 @@ pub(crate) fn recipient_result(outcome: &RecipientOutcome) -> RecipientResult {
             smtp_code: Some(reply.code()),
             enhanced_code: reply.enhanced_code().map(|c| c.to_string()),
             response: Some(reply.text()),
+            class: None,
         },
         Err(error) => failed_result(&outcome.address, error),
     }
@@ -43,6 +44,43 @@ pub(crate) fn failed_result(address: &str, error: &Error) -> RecipientResult {
             ),
             None => error.to_string(),
         }),
+        class: Some(class_of(error)),
+    }
+}
+
+/// The bounce class of a failure: the reply's, by the policy's table,
+/// when the server answered; otherwise what the error kind says (no
+/// connection, no TLS, a timeout: `network`; our credentials: `auth`).
+pub(crate) fn class_of(error: &Error) -> BounceClass {
+    match (error.kind(), error.reply()) {
+        (ErrorKind::AuthFailed | ErrorKind::AuthUnavailable, _) => BounceClass::Auth,
+        (
+            ErrorKind::Timeout
+            | ErrorKind::Network
+            | ErrorKind::Tls
+            | ErrorKind::TlsUnavailable
+            | ErrorKind::Protocol,
+            _,
+        ) => BounceClass::Network,
+        (ErrorKind::MessageTooLarge | ErrorKind::Smtputf8Unavailable, _) => BounceClass::Message,
+        (_, Some(reply)) => herald_policy::classify(
+            reply.code(),
+            reply.enhanced_code().map(|c| c.to_string()).as_deref(),
+            &reply.text(),
+        ),
+        _ => BounceClass::Other,
+    }
+}
+
+/// The result of a recipient not sent to because of `entry`.
+pub(crate) fn suppressed_result(address: &str, entry: &Suppression) -> RecipientResult {
+    RecipientResult {
+        address: address.to_owned(),
+        status: RecipientStatus::Suppressed,
+        smtp_code: None,
+        enhanced_code: None,
+        response: Some(format!("suppressed ({})", entry.reason)),
+        class: None,
     }
 }
 
@@ -73,6 +111,14 @@ pub(crate) fn headline(results: &[RecipientResult]) -> (Option<u16>, Option<Stri
         }
         None => (None, None, String::new()),
     }
+}
+
+/// The class of the failure [`headline`] picks, if it is one.
+pub(crate) fn headline_class(results: &[RecipientResult]) -> Option<BounceClass> {
+    results
+        .iter()
+        .find(|r| r.status != RecipientStatus::Delivered)
+        .and_then(|r| r.class)
 }
 
 /// What follows: retry the deferred recipients per the policy, or stop.
@@ -111,6 +157,7 @@ mod tests {
             }),
             enhanced_code: None,
             response: Some("text".into()),
+            class: None,
         }
     }
 

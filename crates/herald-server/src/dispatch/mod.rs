@@ -12,12 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_message::{EmailAddress, Envelope};
+use herald_policy::BounceClass;
 use herald_policy::{
     BreakerOutcome, BreakerState, CircuitBreaker, DailyQuota, RateLimit, RetryPolicy, SharedClock,
 };
 use herald_smtp::{Ctx, ErrorKind, Pool, PoolStats, SendOptions};
 use herald_store::{
     AttemptRecord, Claimed, NextStep, RecipientResult, RecipientStatus, Store, StoreError,
+    SuppressionPolicy,
 };
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
@@ -61,6 +63,8 @@ pub(crate) struct DispatchSettings {
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) policy: RetryPolicy,
+    /// Which failures put their address on the suppression list.
+    pub(crate) suppression: SuppressionPolicy,
     /// Where due times, attempt times and breaker times come from.
     pub(crate) clock: SharedClock,
 }
@@ -256,36 +260,83 @@ impl Dispatcher {
         self.clock.instant().saturating_duration_since(started)
     }
 
+    /// Takes the suppressed recipients off `message` (they are not sent
+    /// to) and returns their results. A store that cannot answer
+    /// suppresses nobody: a lost look-up must not lose mail.
+    async fn suppress(&self, message: &mut Claimed) -> Vec<RecipientResult> {
+        let found = match self
+            .store
+            .suppressions_among(&message.recipients, self.clock.now())
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(error = %error, "suppression look-up failed; sending to everyone");
+                return Vec::new();
+            }
+        };
+        if found.is_empty() {
+            return Vec::new();
+        }
+        let mut suppressed = Vec::new();
+        message.recipients.retain(|address| {
+            let key = herald_store::suppression::address_key(address);
+            match found.iter().find(|entry| entry.address == key) {
+                Some(entry) => {
+                    tracing::info!(reason = %entry.reason, "recipient suppressed; not sent");
+                    suppressed.push(attempt::suppressed_result(address, entry));
+                    false
+                }
+                None => true,
+            }
+        });
+        suppressed
+    }
+
     /// One attempt for one claimed message.
-    async fn deliver(&self, message: Claimed, abort: &CancellationToken) {
+    async fn deliver(&self, mut message: Claimed, abort: &CancellationToken) {
         let started_at = self.clock.now();
         let started = self.clock.instant();
-        let tried = match envelope_of(&message) {
-            Err(reason) => {
-                let results = fail_all(&message.recipients, &reason);
-                let tried = Tried::new(RELAY_NONE, results, self.elapsed(started));
-                self.report(&message, &tried, Via::Nowhere);
-                tried
+        let suppressed = self.suppress(&mut message).await;
+        let mut tried = if message.recipients.is_empty() {
+            // Nobody left to send to: nothing is tried, nothing reported.
+            Tried {
+                relay: RELAY_NONE.to_owned(),
+                outcome: herald_store::AttemptOutcome::Permanent,
+                results: Vec::new(),
+                duration: Duration::ZERO,
+                retry_at: None,
             }
-            Ok(envelope) if self.relays.is_empty() => {
-                let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
-                let results = self.to_outbox(&message, &envelope).instrument(span).await;
-                let tried = Tried::new(RELAY_OUTBOX, results, self.elapsed(started));
-                self.report(&message, &tried, Via::Outbox);
-                tried
-            }
-            Ok(envelope) => match self.via_relays(&message, &envelope, abort).await {
-                Some(tried) => tried,
-                None => {
-                    // Cancelled by shutdown: give the message back untried.
-                    if let Err(error) = self.store.release(&message.id, &self.settings.owner).await
-                    {
-                        tracing::warn!(id = %message.id, error = %error, "release failed");
-                    }
-                    return;
+        } else {
+            match envelope_of(&message) {
+                Err(reason) => {
+                    let results = fail_all(&message.recipients, &reason);
+                    let tried = Tried::new(RELAY_NONE, results, self.elapsed(started));
+                    self.report(&message, &tried, Via::Nowhere);
+                    tried
                 }
-            },
+                Ok(envelope) if self.relays.is_empty() => {
+                    let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
+                    let results = self.to_outbox(&message, &envelope).instrument(span).await;
+                    let tried = Tried::new(RELAY_OUTBOX, results, self.elapsed(started));
+                    self.report(&message, &tried, Via::Outbox);
+                    tried
+                }
+                Ok(envelope) => match self.via_relays(&message, &envelope, abort).await {
+                    Some(tried) => tried,
+                    None => {
+                        // Cancelled by shutdown: give the message back untried.
+                        if let Err(error) =
+                            self.store.release(&message.id, &self.settings.owner).await
+                        {
+                            tracing::warn!(id = %message.id, error = %error, "release failed");
+                        }
+                        return;
+                    }
+                },
+            }
         };
+        tried.results.extend(suppressed);
         let next = match attempt::next_step(
             &tried.results,
             message.attempts + 1,
@@ -299,7 +350,8 @@ impl Dispatcher {
             give_up => give_up,
         };
         let (smtp_code, enhanced_code, detail) = attempt::headline(&tried.results);
-        let statuses: Vec<RecipientStatus> = tried.results.iter().map(|r| r.status).collect();
+        let statuses: Vec<(RecipientStatus, Option<BounceClass>)> =
+            tried.results.iter().map(|r| (r.status, r.class)).collect();
         let relay = tried.relay;
         let record = AttemptRecord {
             started_at,
@@ -309,8 +361,10 @@ impl Dispatcher {
             smtp_code,
             enhanced_code,
             detail,
+            class: attempt::headline_class(&tried.results),
             recipients: tried.results,
             next,
+            suppression: self.settings.suppression.clone(),
         };
         match self
             .store
@@ -349,6 +403,7 @@ impl Dispatcher {
                         "written to the file outbox as {}",
                         path.file_name().unwrap_or_default().to_string_lossy()
                     )),
+                    class: None,
                 })
                 .collect(),
             Err(error) => {
@@ -582,6 +637,10 @@ fn with_status(
             smtp_code: None,
             enhanced_code: None,
             response: Some(reason.to_owned()),
+            class: Some(match status {
+                RecipientStatus::Deferred => BounceClass::Network,
+                _ => BounceClass::Other,
+            }),
         })
         .collect()
 }

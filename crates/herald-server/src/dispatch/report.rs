@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use herald_policy::BounceClass;
 use herald_store::{
     AttemptOutcome, Claimed, MessageStatus, NextStep, RecipientResult, RecipientStatus,
 };
@@ -83,6 +84,7 @@ impl Dispatcher {
                     outcome = tried.outcome.as_str(),
                     code,
                     enhanced_code = enhanced_code.as_deref(),
+                    class = attempt::headline_class(&tried.results).map(|c| c.as_str()),
                     duration_ms = tried.duration.as_millis() as u64,
                     detail,
                     "delivery attempt"
@@ -125,17 +127,26 @@ impl Dispatcher {
         &self,
         message: &Claimed,
         relay: &str,
-        recipients: &[RecipientStatus],
+        recipients: &[(RecipientStatus, Option<BounceClass>)],
         next: NextStep,
         status: MessageStatus,
     ) {
-        for recipient in recipients {
+        for (recipient, class) in recipients {
             self.metrics.recipient(match (*recipient, next) {
                 (RecipientStatus::Deferred, NextStep::RetryAt(_)) => RecipientStatus::Deferred,
                 // Giving up turns the deferred into failed.
                 (RecipientStatus::Deferred, NextStep::GiveUp) => RecipientStatus::Failed,
                 (other, _) => other,
             });
+            if let Some(class) = class {
+                self.metrics.recipient_class(*class);
+            }
+            if *recipient == RecipientStatus::Failed
+                && class.is_some_and(|c| self.settings.suppression.auto.contains(&c))
+            {
+                self.metrics
+                    .suppression_added(herald_store::SuppressionReason::Bounce);
+            }
         }
         if let NextStep::RetryAt(_) = next {
             self.metrics.retry_scheduled(relay);

@@ -18,14 +18,18 @@ use std::time::Duration;
 
 use ::metrics::{Key, Label, Level, Metadata, Recorder, SharedString};
 use herald_alerts::ChannelStats;
-use herald_policy::BreakerState;
+use herald_policy::{BounceClass, BreakerState};
 use herald_smtp::PoolStats;
-use herald_store::{Enqueued, MessageStatus, QueueStats, RecipientStatus, StoreError};
+use herald_store::{
+    Enqueued, MessageStatus, QueueStats, RecipientStatus, StoreError, SuppressionReason,
+};
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
 use super::metrics::*;
+
+mod lists;
 
 /// One attempt's duration: from a few milliseconds (a pooled session on a
 /// LAN) to the data timeout of a slow relay.
@@ -133,6 +137,19 @@ impl Metrics {
         for outcome in RECIPIENT_OUTCOMES {
             metrics
                 .counter(RECIPIENTS, vec![Label::new("outcome", outcome.as_str())])
+                .increment(0);
+        }
+        for class in BounceClass::ALL {
+            metrics
+                .counter(RECIPIENT_CLASSES, vec![Label::new("class", class.as_str())])
+                .increment(0);
+        }
+        for reason in SuppressionReason::ALL {
+            metrics
+                .counter(
+                    SUPPRESSIONS_ADDED,
+                    vec![Label::new("reason", reason.as_str())],
+                )
                 .increment(0);
         }
         for status in FINAL_STATUSES {
@@ -440,6 +457,19 @@ mod tests {
     fn every_name_is_prefixed_described_and_rendered() {
         let metrics = Arc::new(Metrics::new());
         metrics.register_relay("primary");
+        metrics.register_webhook("app");
+        metrics.sample_alerts(
+            0,
+            &[ChannelStats {
+                name: "ops".into(),
+                kind: "webhook",
+                sent: 0,
+                failed: 0,
+                dropped: 0,
+                retries: 0,
+                pending: 0,
+            }],
+        );
         metrics.sample_queue(&QueueStats::default());
         metrics.sample_relay("primary", PoolStats::default(), BreakerState::HalfOpen);
         metrics.http_request("/healthz", &axum::http::Method::GET, 200, Duration::ZERO);

@@ -68,6 +68,15 @@ pub const ALERT_EVALUATIONS: &str = "herald_alert_evaluations_total";
 pub const HTTP_REQUESTS: &str = "herald_http_requests_total";
 /// `histogram{route, method}`: seconds from request to response head.
 pub const HTTP_REQUEST_DURATION: &str = "herald_http_request_duration_seconds";
+/// Counter `{class}`: recipients failed or deferred, by bounce class.
+pub const RECIPIENT_CLASSES: &str = "herald_recipient_failures_total";
+/// Counter `{reason}`: entries added to the suppression list.
+pub const SUPPRESSIONS_ADDED: &str = "herald_suppressions_added_total";
+/// Counter `{webhook, outcome}`: tries to deliver an event to an endpoint.
+pub const WEBHOOK_DELIVERIES: &str = "herald_webhook_deliveries_total";
+/// Gauge `{webhook}`: age of the oldest event not yet delivered to the
+/// endpoint (0 when it is caught up).
+pub const WEBHOOK_OLDEST_UNDELIVERED_AGE: &str = "herald_webhook_oldest_undelivered_age_seconds";
 
 /// Every metric name above, in the order the operations guide lists them.
 pub const ALL: &[&str] = &[
@@ -93,6 +102,10 @@ pub const ALL: &[&str] = &[
     ALERT_EVALUATIONS,
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
+    RECIPIENT_CLASSES,
+    SUPPRESSIONS_ADDED,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_OLDEST_UNDELIVERED_AGE,
 ];
 
 /// The `relay` label of attempts made without a relay: the message could
@@ -220,6 +233,26 @@ pub(crate) const HELP: &[(&str, Kind, &str)] = &[
         Kind::Histogram,
         "Seconds from an HTTP request to its response, by route template and method.",
     ),
+    (
+        RECIPIENT_CLASSES,
+        Kind::Counter,
+        "Recipients failed or deferred after a recorded attempt, by bounce class.",
+    ),
+    (
+        SUPPRESSIONS_ADDED,
+        Kind::Counter,
+        "Entries added to the suppression list, by reason.",
+    ),
+    (
+        WEBHOOK_DELIVERIES,
+        Kind::Counter,
+        "Tries to deliver an event to a webhook endpoint, by endpoint and outcome.",
+    ),
+    (
+        WEBHOOK_OLDEST_UNDELIVERED_AGE,
+        Kind::Gauge,
+        "Age in seconds of the oldest event not yet delivered to the endpoint (0 when caught up).",
+    ),
 ];
 
 /// Where an accepted message came in.
@@ -253,11 +286,13 @@ pub use herald_store::AttemptOutcome;
 
 /// The `outcome` label values of [`RECIPIENTS`]: a recipient's status
 /// after the attempt (deferred recipients whose retries ran out count as
-/// `failed`).
-pub const RECIPIENT_OUTCOMES: [herald_store::RecipientStatus; 3] = [
+/// `failed`; recipients on the suppression list, not sent to, count as
+/// `suppressed`).
+pub const RECIPIENT_OUTCOMES: [herald_store::RecipientStatus; 4] = [
     herald_store::RecipientStatus::Delivered,
     herald_store::RecipientStatus::Deferred,
     herald_store::RecipientStatus::Failed,
+    herald_store::RecipientStatus::Suppressed,
 ];
 
 /// An SMTP reply code's class: the `class` label of [`SMTP_REPLIES`].

@@ -178,6 +178,7 @@ impl Session {
             Request::Helo { host } => {
                 self.mail = None;
                 self.greeted = Some(false);
+                let host = shown(&host);
                 self.reply(&format!("250 {} greets {host}", self.shared.hostname));
             }
             Request::StartTls => {
@@ -217,7 +218,7 @@ impl Session {
         self.mail = None;
         self.greeted = Some(true);
         let mut lines = vec![
-            format!("{} greets {host}", self.shared.hostname),
+            format!("{} greets {}", self.shared.hostname, shown(host)),
             "PIPELINING".to_owned(),
             format!("SIZE {}", self.shared.config.max_message_bytes),
             "8BITMIME".to_owned(),
@@ -555,6 +556,22 @@ impl Session {
             Some(Ok(read)) => Ok(read? > 0),
         }
     }
+}
+
+/// The client's EHLO/HELO name as a reply may echo it: printable ASCII
+/// only, at most 64 characters. The name is the client's to choose, and a
+/// reply line must stay printable and under 512 octets (found by fuzzing:
+/// NUL and 8-bit bytes went back verbatim).
+fn shown(host: &str) -> String {
+    let mut shown: String = host
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .take(64)
+        .collect();
+    if shown.is_empty() {
+        shown.push('?');
+    }
+    shown
 }
 
 fn decode(text: &str) -> Option<Vec<u8>> {

@@ -23,6 +23,9 @@ use tokio::task::JoinHandle;
 
 pub(crate) const KEY: &str = "test-key-0123456789abcdef";
 
+/// The webhook secret the test environment holds in `WEBHOOK_SECRET`.
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 pub(crate) struct Herald {
     pub(crate) base: String,
     pub(crate) dir: PathBuf,
@@ -112,7 +115,8 @@ impl Herald {
         clock: SharedClock,
     ) -> Herald {
         let text = text.replace("{DIR}", &dir.display().to_string());
-        let config = Config::from_toml_str(&text, &|_| None).unwrap();
+        let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| WEBHOOK_SECRET.to_owned());
+        let config = Config::from_toml_str(&text, &env).unwrap();
         let store = open_store(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -157,8 +161,12 @@ impl Herald {
                 .into();
             let mut has_auth = false;
             let response = match method.as_str() {
-                "GET" => {
-                    let mut req = agent.get(&url);
+                "GET" | "DELETE" => {
+                    let mut req = if method == "DELETE" {
+                        agent.delete(&url)
+                    } else {
+                        agent.get(&url)
+                    };
                     for (k, v) in &headers {
                         has_auth |= k.eq_ignore_ascii_case("authorization");
                         req = req.header(k, v);
@@ -169,7 +177,11 @@ impl Herald {
                     req.call()
                 }
                 _ => {
-                    let mut req = agent.post(&url);
+                    let mut req = if method == "PUT" {
+                        agent.put(&url)
+                    } else {
+                        agent.post(&url)
+                    };
                     for (k, v) in &headers {
                         has_auth |= k.eq_ignore_ascii_case("authorization");
                         req = req.header(k, v);
@@ -208,6 +220,11 @@ impl Herald {
 
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let (status, json, _) = self.request("GET", path, None, &[]).await;
+        (status, json)
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
+        let (status, json, _) = self.request("DELETE", path, None, &[]).await;
         (status, json)
     }
 

@@ -49,6 +49,7 @@ pub async fn enqueue_then_get_round_trips<S: Store>(store: S) {
         smtp_code: None,
         enhanced_code: None,
         response: None,
+        class: None,
     };
     assert_eq!(record.recipients, vec![pending(BOB), pending(CAROL)]);
     assert_eq!(record.events.len(), 1, "one event: {:?}", record.events);

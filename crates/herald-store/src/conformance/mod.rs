@@ -18,6 +18,8 @@ mod limits;
 mod nodes;
 mod outcome;
 mod query;
+mod suppress;
+mod template;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -70,6 +72,12 @@ pub use query::{
     list_filters_by_status_tag_recipient_and_time, list_pages_cover_everything_exactly_once,
     ping_answers, stats_and_depth_count_by_status,
 };
+pub use suppress::{
+    a_hard_bounce_suppresses_in_the_attempts_transaction, a_lapsed_entry_no_longer_holds,
+    a_policy_rejection_does_not_suppress, giving_up_and_suppressed_recipients_make_their_events,
+    suppressions_are_added_listed_and_removed, webhook_cursors_and_deliveries_are_kept,
+};
+pub use template::{concurrent_template_versions_are_distinct, templates_keep_every_version};
 
 /// Runs every conformance test, each on a fresh store from `make`, one
 /// after another. Panics naming the first test that fails. Needs a Tokio
@@ -125,6 +133,14 @@ where
         lead_gives_a_role_to_one_holder_at_a_time,
         the_feed_reads_on_from_any_cursor,
         the_feed_misses_nothing_under_concurrent_appends,
+        suppressions_are_added_listed_and_removed,
+        a_lapsed_entry_no_longer_holds,
+        a_hard_bounce_suppresses_in_the_attempts_transaction,
+        a_policy_rejection_does_not_suppress,
+        giving_up_and_suppressed_recipients_make_their_events,
+        webhook_cursors_and_deliveries_are_kept,
+        templates_keep_every_version,
+        concurrent_template_versions_are_distinct,
         a_quota_counts_to_its_limit_and_resets_with_the_period,
         a_quota_is_never_overdrawn_under_concurrency,
         rate_slots_follow_the_gcra_rule,
@@ -246,6 +262,7 @@ fn result(
         smtp_code: Some(code),
         enhanced_code: Some(enhanced.to_owned()),
         response: Some(text.to_owned()),
+        class: (code >= 400).then(|| herald_policy::classify(code, Some(enhanced), text)),
     }
 }
 
@@ -308,8 +325,10 @@ fn attempt(
                 )
             })
             .unwrap_or_default(),
+        class: shown.and_then(|r| r.class),
         recipients,
         next,
+        suppression: crate::SuppressionPolicy::off(),
     }
 }
 

@@ -11,6 +11,7 @@ fn result(status: RecipientStatus) -> RecipientResult {
         smtp_code: None,
         enhanced_code: None,
         response: None,
+        class: None,
     }
 }
 

@@ -1,0 +1,307 @@
+//! The webhook sender: drains the outbox to each `[[webhooks]]` endpoint,
+//! in outbox order, signing every POST (Standard Webhooks), retrying a
+//! failed event with backoff (or the endpoint's `Retry-After`) before the
+//! next, giving an event up at its maximum age, disabling an endpoint that
+//! answers 410. One node at a time sends (the `webhooks` role); each
+//! endpoint has its own task and HTTP client, and none of it is on the
+//! mail's path, so a dead endpoint never delays delivery.
+
+mod sign;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_policy::SharedClock;
+
+use herald_store::{DeliveryOutcome, FeedCursor, OutboxEvent, Store, WebhookDelivery};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use sign::{Answer, Next, after_try, signature};
+
+use crate::config::WebhookConfig;
+use crate::observe::Metrics;
+
+/// The role one node at a time holds to send webhooks.
+const ROLE: &str = "webhooks";
+/// How often the role is renewed; it lapses after three periods.
+const LEAD_EVERY: Duration = Duration::from_secs(5);
+/// How long an idle endpoint waits before reading the outbox again.
+const POLL: Duration = Duration::from_millis(200);
+/// Events read at once.
+const BATCH: usize = 256;
+
+/// Starts the sender: the role's keeper and one task per endpoint.
+pub(crate) fn spawn(
+    store: Arc<dyn Store>,
+    endpoints: Vec<WebhookConfig>,
+    node_id: String,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    stop: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    if endpoints.is_empty() {
+        return Vec::new();
+    }
+    let (leading, watching) = watch::channel(false);
+    let mut tasks = vec![tokio::spawn(lead(
+        Arc::clone(&store),
+        node_id,
+        Arc::clone(&clock),
+        leading,
+        stop.clone(),
+    ))];
+    for endpoint in endpoints {
+        metrics.register_webhook(&endpoint.name);
+        let sender = Endpoint {
+            store: Arc::clone(&store),
+            agent: agent(endpoint.timeout),
+            config: Arc::new(endpoint),
+            metrics: Arc::clone(&metrics),
+            clock: Arc::clone(&clock),
+        };
+        tasks.push(tokio::spawn(sender.run(watching.clone(), stop.clone())));
+    }
+    tasks
+}
+
+async fn lead(
+    store: Arc<dyn Store>,
+    node_id: String,
+    clock: SharedClock,
+    leading: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
+    loop {
+        let holds = store
+            .lead(ROLE, &node_id, LEAD_EVERY * 3, clock.now())
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(error = %error, "could not renew the webhook sender's role");
+                false
+            });
+        if leading.send_replace(holds) != holds {
+            tracing::info!(leading = holds, "webhook sender role changed");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(LEAD_EVERY) => {}
+        }
+    }
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// One endpoint's sender.
+struct Endpoint {
+    store: Arc<dyn Store>,
+    agent: ureq::Agent,
+    config: Arc<WebhookConfig>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+}
+
+impl Endpoint {
+    async fn run(self, mut leading: watch::Receiver<bool>, stop: CancellationToken) {
+        let name = self.config.name.clone();
+        let mut cursor: Option<FeedCursor> = None;
+        let mut loaded = false;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            if !*leading.borrow_and_update() {
+                loaded = false;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = leading.changed() => {}
+                    () = tokio::time::sleep(LEAD_EVERY) => {}
+                }
+                continue;
+            }
+            if !loaded {
+                // Read again whenever the role is taken: another node may
+                // have moved the cursor meanwhile.
+                match self.store.webhook_cursor(&name).await {
+                    Ok(at) => {
+                        cursor = at;
+                        loaded = true;
+                    }
+                    Err(error) => {
+                        tracing::warn!(webhook = %name, error = %error, "reading the webhook cursor failed");
+                        if pause(&stop, POLL).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let events = match self.store.read_outbox(cursor, BATCH).await {
+                Ok(events) => events,
+                Err(error) => {
+                    tracing::warn!(webhook = %name, error = %error, "reading the outbox failed");
+                    Vec::new()
+                }
+            };
+            if events.is_empty() {
+                self.metrics.webhook_backlog(&name, Duration::ZERO);
+                if pause(&stop, POLL).await {
+                    return;
+                }
+                continue;
+            }
+            let mut skipped = None;
+            for event in events {
+                if !self.config.wants(event.kind) {
+                    skipped = Some(event.cursor);
+                    cursor = Some(event.cursor);
+                    continue;
+                }
+                match self.deliver(&event, &stop).await {
+                    Some(true) => {
+                        skipped = None;
+                        cursor = Some(event.cursor);
+                    }
+                    Some(false) => {
+                        tracing::error!(webhook = %name, "endpoint answered 410 Gone; disabled until restart");
+                        return;
+                    }
+                    None => return,
+                }
+            }
+            if let Some(at) = skipped
+                && let Err(error) = self.store.advance_webhook(&name, at).await
+            {
+                tracing::warn!(webhook = %name, error = %error, "moving the webhook cursor failed");
+            }
+        }
+    }
+
+    /// Sends `event` until it is delivered or given up (`Some(true)`), the
+    /// endpoint is gone (`Some(false)`), or the sender stops (`None`).
+    async fn deliver(&self, event: &OutboxEvent, stop: &CancellationToken) -> Option<bool> {
+        let name = &self.config.name;
+        let mut attempt = 0u32;
+        loop {
+            attempt = attempt.saturating_add(1);
+            let started = self.clock.now();
+            self.metrics
+                .webhook_backlog(name, (started - event.at).try_into().unwrap_or_default());
+            let clock = self.clock.instant();
+            let answer = self.post(event, started).await;
+            let duration = self.clock.instant().saturating_duration_since(clock);
+            let now = self.clock.now();
+            let next = after_try(
+                &answer,
+                attempt,
+                event.at,
+                now,
+                &self.config.retry,
+                &mut rand::rng(),
+            );
+            let (http_status, error) = match &answer {
+                Answer::Status(code, _) => (
+                    Some(*code),
+                    (!(200..300).contains(code)).then(|| format!("HTTP {code}")),
+                ),
+                Answer::Failed(why) => (None, Some(why.clone())),
+            };
+            let outcome = match next {
+                Next::Delivered => DeliveryOutcome::Delivered,
+                Next::RetryAt(_) => DeliveryOutcome::Retrying,
+                Next::GiveUp => DeliveryOutcome::GaveUp,
+                Next::Disable => DeliveryOutcome::Disabled,
+            };
+            self.metrics.webhook_delivery(name, outcome);
+            let delivery = WebhookDelivery {
+                endpoint: name.clone(),
+                event_id: event.id.clone(),
+                kind: event.kind,
+                attempt,
+                at: started,
+                http_status,
+                duration,
+                error,
+                outcome,
+            };
+            let done = !matches!(next, Next::RetryAt(_));
+            let advance = done.then_some(event.cursor);
+            if let Err(e) = self.store.record_webhook_delivery(delivery, advance).await {
+                tracing::warn!(webhook = %name, error = %e, "recording a webhook delivery failed");
+            }
+            match next {
+                Next::Delivered => return Some(true),
+                Next::GiveUp => {
+                    tracing::warn!(webhook = %name, event = %event.id, attempt, "webhook event given up: older than retry_max_age");
+                    return Some(true);
+                }
+                Next::Disable => return Some(false),
+                Next::RetryAt(at) => {
+                    let wait: Duration = (at - now).try_into().unwrap_or_default();
+                    tracing::info!(webhook = %name, event = %event.id, attempt, retry_in = ?wait, "webhook delivery failed; will retry");
+                    if pause(stop, wait).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One signed POST, on a blocking thread. Errors never show the URL.
+    async fn post(&self, event: &OutboxEvent, at: OffsetDateTime) -> Answer {
+        let timestamp = at.unix_timestamp();
+        let signed = signature(&self.config.secrets, &event.id, timestamp, &event.body);
+        let (agent, config) = (self.agent.clone(), Arc::clone(&self.config));
+        let (id, body) = (event.id.clone(), event.body.clone());
+        let sent = tokio::task::spawn_blocking(move || {
+            agent
+                .post(&config.url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", &timestamp.to_string())
+                .header("webhook-signature", &signed)
+                .send(body.as_bytes())
+                .map(|response| {
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    Answer::Status(response.status().as_u16(), retry_after)
+                })
+                .unwrap_or_else(|e| Answer::Failed(describe(&e)))
+        })
+        .await;
+        sent.unwrap_or_else(|_| Answer::Failed("the sending thread failed".into()))
+    }
+}
+
+/// Sleeps `wait`; true if the sender was stopped meanwhile.
+async fn pause(stop: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(wait) => false,
+    }
+}
+
+/// A ureq error in words that cannot contain the URL.
+fn describe(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Timeout(which) => format!("timed out ({which})"),
+        ureq::Error::Io(io) => format!("I/O error: {}", io.kind()),
+        ureq::Error::HostNotFound => "host not found".to_owned(),
+        ureq::Error::ConnectionFailed => "connection failed".to_owned(),
+        ureq::Error::Tls(what) => format!("TLS: {what}"),
+        ureq::Error::Rustls(e) => format!("TLS: {e}"),
+        _ => "request failed".to_owned(),
+    }
+}

@@ -1,0 +1,376 @@
+//! The suppression list and the webhook outbox on SQLite: entries keyed
+//! by their compared form, events appended in commit order (one writer).
+
+use rusqlite::{Connection, OptionalExtension as _, Row, params};
+use time::OffsetDateTime;
+
+use super::codec::{corrupt, db, ms, opt_time, rows, time};
+use herald_store::outbox::{self, NewOutboxEvent};
+use herald_store::suppression::address_key;
+use herald_store::{
+    Added, FeedCursor, OutboxEvent, StoreError, Suppression, SuppressionCursor, SuppressionFilter,
+    SuppressionPage, WebhookDelivery, WebhookDeliveryRecord, WebhookEventType,
+};
+
+const COLUMNS: &str = "address, reason, message, response, created_at, expires_at";
+
+/// An entry's columns as stored.
+type RawEntry = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+fn read(row: &Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn entry(raw: RawEntry) -> Result<Suppression, StoreError> {
+    let (address, reason, message, response, created_at, expires_at) = raw;
+    Ok(Suppression {
+        address,
+        reason: reason.parse().map_err(corrupt)?,
+        message,
+        response,
+        created_at: time(created_at)?,
+        expires_at: opt_time(expires_at)?,
+    })
+}
+
+/// The entry stored for `address` (as compared), lapsed or not.
+fn stored(conn: &Connection, address: &str) -> Result<Option<Suppression>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM suppressions WHERE address = ?"
+    ))
+    .and_then(|mut select| select.query_row([address], read).optional())
+    .map_err(db("read suppression"))?
+    .map(entry)
+    .transpose()
+}
+
+/// Appends an event to the outbox.
+pub(super) fn append(conn: &Connection, event: &NewOutboxEvent) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO webhook_outbox (at, kind, message, body) VALUES (?, ?, ?, ?)")
+        .and_then(|mut insert| {
+            insert.execute(params![
+                ms(event.at),
+                event.kind.as_str(),
+                event.message,
+                event.body
+            ])
+        })
+        .map_err(db("append to the outbox"))?;
+    Ok(())
+}
+
+/// Puts one entry on the list unless one holds at `now` (see
+/// [`herald_store::Store::add_suppressions`]).
+pub(super) fn add_one(
+    conn: &Connection,
+    mut new: Suppression,
+    now: OffsetDateTime,
+) -> Result<Added, StoreError> {
+    new.address = address_key(&new.address);
+    if let Some(existing) = stored(conn, &new.address)?
+        && existing.is_active(now)
+    {
+        return Ok(Added::Exists(existing));
+    }
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO suppressions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+    ))
+    .and_then(|mut insert| {
+        insert.execute(params![
+            new.address,
+            new.reason.as_str(),
+            new.message,
+            new.response,
+            ms(new.created_at),
+            new.expires_at.map(ms),
+        ])
+    })
+    .map_err(db("add suppression"))?;
+    append(
+        conn,
+        &outbox::suppression_event(WebhookEventType::SuppressionAdded, &new, now),
+    )?;
+    Ok(Added::Added(new))
+}
+
+/// Adds entries in order (see [`herald_store::Store::add_suppressions`]).
+pub(super) fn add(
+    conn: &Connection,
+    entries: Vec<Suppression>,
+    now: OffsetDateTime,
+) -> Result<Vec<Added>, StoreError> {
+    entries
+        .into_iter()
+        .map(|entry| add_one(conn, entry, now))
+        .collect()
+}
+
+/// Removes an entry (see [`herald_store::Store::remove_suppression`]).
+pub(super) fn remove(
+    conn: &Connection,
+    address: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Suppression>, StoreError> {
+    let key = address_key(address);
+    let Some(existing) = stored(conn, &key)? else {
+        return Ok(None);
+    };
+    conn.prepare_cached("DELETE FROM suppressions WHERE address = ?")
+        .and_then(|mut delete| delete.execute([&key]))
+        .map_err(db("remove suppression"))?;
+    append(
+        conn,
+        &outbox::suppression_event(WebhookEventType::SuppressionRemoved, &existing, now),
+    )?;
+    Ok(Some(existing))
+}
+
+/// The entry holding for `address` at `now`.
+pub(super) fn get(
+    conn: &Connection,
+    address: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Suppression>, StoreError> {
+    Ok(stored(conn, &address_key(address))?.filter(|e| e.is_active(now)))
+}
+
+/// The entries holding at `now` among `addresses`.
+pub(super) fn among(
+    conn: &Connection,
+    addresses: &[String],
+    now: OffsetDateTime,
+) -> Result<Vec<Suppression>, StoreError> {
+    let mut found = Vec::new();
+    for address in addresses {
+        if let Some(entry) = get(conn, address, now)? {
+            found.push(entry);
+        }
+    }
+    Ok(found)
+}
+
+/// A page of the entries holding at `now`, newest first.
+pub(super) fn list(
+    conn: &Connection,
+    filter: &SuppressionFilter,
+    now: OffsetDateTime,
+) -> Result<SuppressionPage, StoreError> {
+    let limit = filter.limit.max(1);
+    let (after_at, after_address) = match &filter.after {
+        Some(cursor) => (Some(ms(cursor.created_at)), Some(cursor.address.as_str())),
+        None => (None, None),
+    };
+    let raw = rows(
+        conn,
+        &format!(
+            "SELECT {COLUMNS} FROM suppressions \
+             WHERE (expires_at IS NULL OR expires_at > ?1) \
+             AND (?2 IS NULL OR reason = ?2) AND (?3 IS NULL OR created_at >= ?3) \
+             AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND address < ?5)) \
+             ORDER BY created_at DESC, address DESC LIMIT ?6"
+        ),
+        params![
+            ms(now),
+            filter.reason.map(|r| r.as_str()),
+            filter.since.map(ms),
+            after_at,
+            after_address,
+            i64::try_from(limit + 1).unwrap_or(i64::MAX),
+        ],
+        read,
+        "list suppressions",
+    )?;
+    let mut entries = raw.into_iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+    let next = if entries.len() > limit {
+        entries.truncate(limit);
+        entries.last().map(|last| SuppressionCursor {
+            created_at: last.created_at,
+            address: last.address.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(SuppressionPage { entries, next })
+}
+
+/// Reads the outbox on from `after` (see [`herald_store::Store::read_outbox`]).
+pub(super) fn read_outbox(
+    conn: &Connection,
+    after: Option<FeedCursor>,
+    limit: usize,
+) -> Result<Vec<OutboxEvent>, StoreError> {
+    let raw = rows(
+        conn,
+        "SELECT id, at, kind, message, body FROM webhook_outbox WHERE id > ? ORDER BY id LIMIT ?",
+        params![
+            after.map_or(0, |c| c.id),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        },
+        "read the outbox",
+    )?;
+    raw.into_iter()
+        .map(|(id, at, kind, message, body)| {
+            let cursor = FeedCursor { tx: 0, id };
+            Ok(OutboxEvent {
+                cursor,
+                id: outbox::event_id(cursor),
+                kind: kind.parse().map_err(corrupt)?,
+                at: time(at)?,
+                message,
+                body,
+            })
+        })
+        .collect()
+}
+
+/// An endpoint's cursor (see [`herald_store::Store::webhook_cursor`]).
+pub(super) fn webhook_cursor(
+    conn: &Connection,
+    endpoint: &str,
+) -> Result<Option<FeedCursor>, StoreError> {
+    conn.prepare_cached("SELECT cursor_tx, cursor_id FROM webhook_cursors WHERE endpoint = ?")
+        .and_then(|mut select| {
+            select
+                .query_row([endpoint], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                })
+                .optional()
+        })
+        .map_err(db("read webhook cursor"))?
+        .map(|(tx, id)| {
+            Ok(FeedCursor {
+                tx: u64::try_from(tx).map_err(|_| corrupt(format!("cursor tx {tx}")))?,
+                id,
+            })
+        })
+        .transpose()
+}
+
+/// Moves an endpoint's cursor.
+pub(super) fn advance_webhook(
+    conn: &Connection,
+    endpoint: &str,
+    cursor: FeedCursor,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO webhook_cursors (endpoint, cursor_tx, cursor_id) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (endpoint) DO UPDATE SET cursor_tx = ?2, cursor_id = ?3",
+    )
+    .and_then(|mut upsert| {
+        upsert.execute(params![
+            endpoint,
+            i64::try_from(cursor.tx).unwrap_or(i64::MAX),
+            cursor.id
+        ])
+    })
+    .map_err(db("advance webhook cursor"))?;
+    Ok(())
+}
+
+/// Records a try, and moves the cursor with `advance`.
+pub(super) fn record_webhook_delivery(
+    conn: &Connection,
+    delivery: &WebhookDelivery,
+    advance: Option<FeedCursor>,
+) -> Result<i64, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO webhook_deliveries (endpoint, event_id, kind, attempt, at, http_status, \
+         duration_ms, error, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
+            delivery.endpoint,
+            delivery.event_id,
+            delivery.kind.as_str(),
+            delivery.attempt,
+            ms(delivery.at),
+            delivery.http_status,
+            i64::try_from(delivery.duration.as_millis()).unwrap_or(i64::MAX),
+            delivery.error,
+            delivery.outcome.as_str(),
+        ])
+    })
+    .map_err(db("record webhook delivery"))?;
+    let id = conn.last_insert_rowid();
+    if let Some(cursor) = advance {
+        advance_webhook(conn, &delivery.endpoint, cursor)?;
+    }
+    Ok(id)
+}
+
+/// Tries, newest first (see [`herald_store::Store::list_webhook_deliveries`]).
+pub(super) fn list_webhook_deliveries(
+    conn: &Connection,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
+    let raw = rows(
+        conn,
+        "SELECT id, endpoint, event_id, kind, attempt, at, http_status, duration_ms, error, \
+         outcome FROM webhook_deliveries WHERE id < ? ORDER BY id DESC LIMIT ?",
+        params![
+            before.unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, Option<i64>>(6)?,
+                row.get::<_, i64>(7)?,
+                row.get::<_, Option<String>>(8)?,
+                row.get::<_, String>(9)?,
+            ))
+        },
+        "list webhook deliveries",
+    )?;
+    raw.into_iter()
+        .map(
+            |(id, endpoint, event_id, kind, attempt, at, status, duration, error, outcome)| {
+                Ok(WebhookDeliveryRecord {
+                    id,
+                    delivery: WebhookDelivery {
+                        endpoint,
+                        event_id,
+                        kind: kind.parse().map_err(corrupt)?,
+                        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                        at: time(at)?,
+                        http_status: status.and_then(|s| u16::try_from(s).ok()),
+                        duration: std::time::Duration::from_millis(
+                            u64::try_from(duration).unwrap_or(0),
+                        ),
+                        error,
+                        outcome: outcome.parse().map_err(corrupt)?,
+                    },
+                })
+            },
+        )
+        .collect()
+}
