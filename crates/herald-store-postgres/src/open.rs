@@ -32,6 +32,11 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "templates",
         include_str!("../migrations/0004_templates.sql"),
     ),
+    // Named 0006: another branch takes 0005.
+    (
+        "webhook_state",
+        include_str!("../migrations/0006_webhook_state.sql"),
+    ),
 ];
 
 /// The key of the advisory lock that migrations hold: nodes that start

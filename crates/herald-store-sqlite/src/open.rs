@@ -29,6 +29,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_relay_limits.sql"),
     // Named 0005: the branches merged before it add 0003 and 0004.
     include_str!("../migrations/0005_templates.sql"),
+    // Named 0007: another branch takes 0006.
+    include_str!("../migrations/0007_webhook_state.sql"),
 ];
 
 /// The schema version this build creates and migrates to.

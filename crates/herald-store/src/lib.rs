@@ -30,11 +30,12 @@ pub use lifecycle::{AttemptOutcome, EventKind};
 pub use model::{
     AttemptRecord, Claimed, Enqueued, Event, FeedCursor, FeedEntry, FeedRecord, Idempotency,
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NextStep, Page, Purged,
-    QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Retention, StoreOptions,
+    QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Recorded, Retention,
+    StoreOptions,
 };
 pub use outbox::{
-    DeliveryOutcome, NewOutboxEvent, OutboxEvent, WebhookDelivery, WebhookDeliveryRecord,
-    WebhookEventType,
+    DeliveryOutcome, DisabledWebhook, EventRetention, NewOutboxEvent, OutboxEvent, PurgedEvents,
+    WebhookDelivery, WebhookDeliveryRecord, WebhookEventType,
 };
 pub use suppression::{
     Added, Suppression, SuppressionCursor, SuppressionFilter, SuppressionPage, SuppressionPolicy,
@@ -188,7 +189,22 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         owner: &str,
         attempt: AttemptRecord,
-    ) -> Result<MessageStatus, StoreError>;
+    ) -> Result<MessageStatus, StoreError> {
+        Ok(self
+            .record_attempt_counted(id, owner, attempt)
+            .await?
+            .status)
+    }
+
+    /// [`Store::record_attempt`], answering also how many suppression
+    /// entries the attempt actually added (an address already on the list
+    /// is left as it is, and not counted).
+    async fn record_attempt_counted(
+        &self,
+        id: &str,
+        owner: &str,
+        attempt: AttemptRecord,
+    ) -> Result<Recorded, StoreError>;
 
     /// Gives a claimed message back untried (shutdown): it becomes due
     /// again at once, its attempt count unchanged.
@@ -376,6 +392,29 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<WebhookDeliveryRecord>, StoreError>;
+
+    /// The try `id`, if it is still kept.
+    async fn webhook_delivery(&self, id: i64) -> Result<Option<WebhookDeliveryRecord>, StoreError>;
+
+    /// The outbox event whose `webhook-id` is `id` ([`outbox::event_id`]),
+    /// if it is still kept.
+    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError>;
+
+    /// Marks `disabled.endpoint` disabled (replacing an earlier mark).
+    async fn disable_webhook(&self, disabled: DisabledWebhook) -> Result<(), StoreError>;
+
+    /// Takes the mark off `endpoint`: whether it was disabled.
+    async fn enable_webhook(&self, endpoint: &str) -> Result<bool, StoreError>;
+
+    /// Every endpoint marked disabled, by name.
+    async fn disabled_webhooks(&self) -> Result<Vec<DisabledWebhook>, StoreError>;
+
+    /// Deletes, in one small transaction, up to `retention.limit` each of
+    /// the outbox events every listed endpoint has passed, the webhook
+    /// delivery tries and the lapsed suppression entries older than their
+    /// instants in `retention`. Call it again until it deletes fewer than
+    /// the limit of each.
+    async fn purge_events(&self, retention: &EventRetention) -> Result<PurgedEvents, StoreError>;
     /// Stores `template` as the next version of its name (version 1 for a
     /// new name); earlier versions are kept.
     async fn put_template(&self, template: NewTemplate) -> Result<TemplateRecord, StoreError>;
