@@ -206,7 +206,12 @@ pub async fn serve_with_clock(
     ));
     let retention_task = tokio::spawn(upkeep::retention(
         store.clone(),
-        config.store.retention,
+        upkeep::Keep {
+            messages: config.store.retention,
+            events: config.store.event_retention,
+            lapsed: config.store.lapsed_retention,
+            webhooks: config.webhooks.clone(),
+        },
         clock.clone(),
         stop_dispatch.clone(),
     ));
@@ -271,6 +276,7 @@ pub async fn serve_with_clock(
     )
     .with_observability(metrics, dispatcher)
     .with_alerting(alerting)
+    .with_webhooks(config.webhooks.clone())
     .with_clock(clock.clone());
     let submission =
         submission.map(|bound| bound.serve(state.clone(), config.delivery.helo_name.clone()));

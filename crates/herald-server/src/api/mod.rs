@@ -68,6 +68,9 @@ pub struct AppState {
     pub(crate) alerting: Option<Arc<herald_alerts::Alerting>>,
     /// Where handlers read the time (acceptance, `send_at`, retry, cancel).
     pub(crate) clock: SharedClock,
+    /// The configured webhook endpoints (`GET /v1/webhooks`, manual
+    /// retries).
+    pub(crate) webhooks: Arc<Vec<crate::config::WebhookConfig>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -98,6 +101,7 @@ impl AppState {
             dispatcher: None,
             alerting: None,
             clock: SystemClock::shared(),
+            webhooks: Arc::new(Vec::new()),
         }
     }
 
@@ -131,6 +135,12 @@ impl AppState {
         self
     }
 
+    /// Shows and retries to these webhook endpoints.
+    pub(crate) fn with_webhooks(mut self, webhooks: Vec<crate::config::WebhookConfig>) -> Self {
+        self.webhooks = Arc::new(webhooks);
+        self
+    }
+
     /// Serves `GET /v1/errors` from `alerting`'s error groups.
     pub(crate) fn with_alerting(mut self, alerting: Arc<herald_alerts::Alerting>) -> Self {
         self.alerting = Some(alerting);
@@ -153,7 +163,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/suppressions"),
     ("GET", "/v1/suppressions/{address}"),
     ("DELETE", "/v1/suppressions/{address}"),
+    ("GET", "/v1/webhooks"),
     ("GET", "/v1/webhooks/deliveries"),
+    ("POST", "/v1/webhooks/deliveries/{id}/retry"),
     ("POST", "/v1/templates"),
     ("GET", "/v1/templates"),
     ("GET", "/v1/templates/{name}"),
@@ -200,7 +212,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/suppressions/{address}",
             get(suppressions::show).delete(suppressions::remove),
         )
+        .route("/v1/webhooks", get(webhooks::endpoints))
         .route("/v1/webhooks/deliveries", get(webhooks::list))
+        .route("/v1/webhooks/deliveries/{id}/retry", post(webhooks::retry))
         .route(
             "/v1/templates",
             post(templates::create).get(templates::list),
@@ -250,7 +264,8 @@ pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
         ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
         ("GET" | "HEAD", "/v1/suppressions" | "/v1/suppressions/{address}") => Scope::Read,
-        ("GET" | "HEAD", "/v1/webhooks/deliveries") => Scope::Read,
+        ("GET" | "HEAD", "/v1/webhooks" | "/v1/webhooks/deliveries") => Scope::Read,
+        ("POST", "/v1/webhooks/deliveries/{id}/retry") => Scope::Manage,
         ("POST", "/v1/suppressions") | ("DELETE", "/v1/suppressions/{address}") => Scope::Manage,
         ("GET" | "HEAD", "/v1/templates" | "/v1/templates/{name}") => Scope::Read,
         ("POST", "/v1/templates/{name}/render") => Scope::Read,

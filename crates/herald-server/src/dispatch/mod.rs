@@ -369,12 +369,12 @@ impl Dispatcher {
         };
         match self
             .store
-            .record_attempt(&message.id, &self.settings.owner, record)
+            .record_attempt_counted(&message.id, &self.settings.owner, record)
             .await
         {
-            Ok(status) => {
-                tracing::debug!(id = %message.id, status = %status, "attempt recorded");
-                self.count_recorded(&message, &relay, &statuses, next, status);
+            Ok(recorded) => {
+                tracing::debug!(id = %message.id, status = %recorded.status, "attempt recorded");
+                self.count_recorded(&message, &relay, &statuses, next, recorded);
             }
             Err(StoreError::LeaseLost) => {
                 tracing::warn!(id = %message.id, "lease lost (cancelled or expired); attempt not recorded")
