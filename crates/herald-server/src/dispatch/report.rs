@@ -142,7 +142,7 @@ impl Dispatcher {
                 self.metrics.recipient_class(*class);
             }
             if *recipient == RecipientStatus::Failed
-                && class.is_some_and(|c| self.settings.suppression.auto.contains(&c))
+                && class.is_some_and(|c| self.settings.suppression.get().auto.contains(&c))
             {
                 self.metrics
                     .suppression_added(herald_store::SuppressionReason::Bounce);
