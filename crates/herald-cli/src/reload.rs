@@ -43,10 +43,7 @@ pub(crate) fn run(args: ReloadArgs) -> Result<ExitCode, Failure> {
             };
             println!("reloaded: changed {}", list(&reloaded.changed));
             if !reloaded.restart_needed.is_empty() {
-                println!(
-                    "restart needed for: {}",
-                    list(&reloaded.restart_needed)
-                );
+                println!("restart needed for: {}", list(&reloaded.restart_needed));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -2,8 +2,8 @@
 //! configuration file (or the embedded defaults), or only validate one.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -117,8 +117,7 @@ fn on_hangup(ask: tokio::sync::mpsc::Sender<&'static str>) -> Result<(), Failure
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP received: reloading the configuration");
-            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = ask.try_send("SIGHUP")
-            {
+            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = ask.try_send("SIGHUP") {
                 return;
             }
         }

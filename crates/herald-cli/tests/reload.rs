@@ -142,11 +142,16 @@ fn sighup_moves_new_deliveries_to_the_new_relay_while_a_slow_one_finishes() {
 
     // The first message reaches the old relay's final dot and waits there.
     let (first_id, first) = post(&herald, 0);
-    wait_until(Duration::from_secs(10), "DATA at the old relay", &log, || {
-        old.sessions()
-            .iter()
-            .any(|s| s.commands.iter().any(|c| c.verb == "DATA"))
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "DATA at the old relay",
+        &log,
+        || {
+            old.sessions()
+                .iter()
+                .any(|s| s.commands.iter().any(|c| c.verb == "DATA"))
+        },
+    );
     assert_eq!(old.message_count(), 0, "the first delivery is in flight");
 
     let text = std::fs::read_to_string(&config).unwrap();
@@ -240,7 +245,10 @@ fn herald_reload_applies_a_good_file_and_refuses_a_broken_one_with_its_error() {
     // The same file again: harmless.
     let out = herald_reload(&herald);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "reloaded: changed none\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "reloaded: changed none\n"
+    );
 
     // A broken file: exit status 2 and check-config's words, on the CLI
     // and in the API's problem.

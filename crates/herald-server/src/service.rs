@@ -3,8 +3,8 @@
 //! taking requests, drain deliveries and exit cleanly.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use herald_policy::{SharedClock, SystemClock};
 use herald_store::{Store, StoreOptions, StoreUrl};

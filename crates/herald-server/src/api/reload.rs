@@ -1,8 +1,8 @@
 //! `POST /v1/admin/reload`: read the configuration file again, as SIGHUP
 //! does, and answer what changed, or why the file was refused.
 
-use axum::extract::{Extension, State};
 use axum::Json;
+use axum::extract::{Extension, State};
 use herald_api::{ReloadResult, Reloaded};
 
 use super::{ApiKeyName, AppState, Problem};

@@ -57,11 +57,7 @@ fn each_live_section_is_named_when_it_changes() {
             "other-key-0123456789abcdef",
             "auth",
         ),
-        (
-            "[retry]",
-            "[limits]\nmax_batch = 10\n\n[retry]",
-            "limits",
-        ),
+        ("[retry]", "[limits]\nmax_batch = 10\n\n[retry]", "limits"),
         (
             "[retry]",
             "[suppression]\nauto = []\n\n[retry]",
@@ -80,7 +76,10 @@ fn each_live_section_is_named_when_it_changes() {
             vec![(*section).to_owned()],
             "{from} → {to}"
         );
-        assert!(changes.restart_needed.is_empty(), "{from} → {to}: {changes:?}");
+        assert!(
+            changes.restart_needed.is_empty(),
+            "{from} → {to}: {changes:?}"
+        );
     }
 }
 
@@ -93,11 +92,7 @@ fn start_only_fields_are_named_for_a_restart() {
             // The default node id is HOSTNAME:PORT: it moves with the port.
             "server.http_listen, server.node_id",
         ),
-        (
-            "sqlite://herald.db",
-            "sqlite://other.db",
-            "store.url",
-        ),
+        ("sqlite://herald.db", "sqlite://other.db", "store.url"),
         (
             "[retry]",
             "[delivery]\nconcurrency = 3\n\n[retry]",
@@ -117,10 +112,7 @@ fn a_relay_is_the_same_unless_something_of_its_own_changed() {
     let new = config(&BASE.replace("port = 2526", "port = 2527"));
     assert!(same_relay(&old.relays[0], &new.relays[0]));
     assert!(!same_relay(&old.relays[1], &new.relays[1]));
-    let limited = config(&BASE.replace(
-        "port = 2525",
-        "port = 2525\nrate = \"10/s\"",
-    ));
+    let limited = config(&BASE.replace("port = 2525", "port = 2525\nrate = \"10/s\""));
     assert!(!same_relay(&old.relays[0], &limited.relays[0]));
     let breaker = config(&BASE.replace(
         "port = 2525\ntls = \"none\"",
