@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{KEY, config_text, temp_dir};
 use herald_policy::SystemClock;
@@ -20,6 +20,7 @@ use herald_server::reload::ConfigSource;
 use herald_server::{Reload, ServeError, open_store, serve_reloadable};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 const NEW_KEY: &str = "reloaded-key-0123456789abcdef";
 

@@ -183,7 +183,7 @@ impl Reloader {
         if changes.webhooks {
             self.webhooks.replace(new.webhooks.clone()).await;
         }
-        changes.carry_over(&mut *running, new);
+        changes.carry_over(&mut running, new);
         let applied = Applied {
             changed: changes.live_sections(),
             restart_needed: changes.restart_needed.clone(),
