@@ -23,7 +23,7 @@ pub(crate) use webhooks::WebhookSenders;
 
 use crate::api::ApiLimits;
 use crate::config::{ApiKey, Config, ConfigError, RelayConfig};
-use crate::dispatch::{Dispatcher, Relay};
+use crate::dispatch::{Dispatcher, Held, Relay};
 use crate::live::Live;
 use crate::observe::Metrics;
 
@@ -89,6 +89,7 @@ pub(crate) fn relay(config: &RelayConfig) -> Relay {
         breaker: std::sync::Mutex::new(CircuitBreaker::new(config.breaker.clone())),
         rate: config.rate,
         quota: config.daily_quota,
+        held: Held::default(),
         max_connections: config.pool.max_connections,
     }
 }
@@ -228,17 +229,19 @@ impl Reloader {
         self.dispatcher.set_relays(kept);
         drop(handles);
         for handle in retired {
-            tokio::spawn(drain(handle));
+            tokio::spawn(drain(Arc::clone(&self.dispatcher), handle));
         }
     }
 }
 
-/// Waits until no delivery holds `relay` any more, then closes its idle
-/// connections (QUIT, within a grace).
-async fn drain(relay: Arc<Relay>) {
+/// Waits until no delivery holds `relay` any more, then gives back the
+/// quota units it holds (its successor takes blocks of its own) and
+/// closes its idle connections (QUIT, within a grace).
+async fn drain(dispatcher: Arc<Dispatcher>, relay: Arc<Relay>) {
     while Arc::strong_count(&relay) > 1 {
         tokio::time::sleep(DRAIN_CHECK).await;
     }
+    dispatcher.give_back(&relay).await;
     if tokio::time::timeout(QUIT_GRACE, relay.pool.close_idle())
         .await
         .is_err()
