@@ -256,6 +256,19 @@ impl Alerting {
         events
     }
 
+    /// The rules now.
+    pub fn rules(&self) -> Vec<AlertRule> {
+        lock(&self.engine).rules().to_vec()
+    }
+
+    /// Replaces the rules for the next evaluations (a configuration
+    /// reload; see [`RuleEngine::replace_rules`]). The channels, windows
+    /// and queues stay as they were built. Returns how many open
+    /// incidents of changed or removed rules were dropped.
+    pub fn set_rules(&self, rules: Vec<AlertRule>) -> usize {
+        lock(&self.engine).replace_rules(rules)
+    }
+
     /// Counts per channel (sent, failed, dropped, retried, pending).
     pub fn channel_stats(&self) -> Vec<ChannelStats> {
         self.channels.iter().map(ChannelHandle::stats).collect()

@@ -242,6 +242,31 @@ impl RuleEngine {
         &self.rules
     }
 
+    /// Replaces the rules (a configuration reload). A rule that is still
+    /// there, unchanged, keeps its open incidents and cooldowns wherever
+    /// it moved in the list; the incidents of a changed or removed rule
+    /// are dropped without a resolve (what resolves them is gone with the
+    /// old definition). Returns how many open incidents were dropped.
+    pub fn replace_rules(&mut self, rules: Vec<AlertRule>) -> usize {
+        let moved: Vec<Option<usize>> = self
+            .rules
+            .iter()
+            .map(|old| rules.iter().position(|new| new == old))
+            .collect();
+        let mut dropped = 0;
+        for ((index, key), state) in std::mem::take(&mut self.states) {
+            match moved.get(index).copied().flatten() {
+                Some(new) => {
+                    self.states.insert((new, key), state);
+                }
+                None if state.incident.is_some() => dropped += 1,
+                None => {}
+            }
+        }
+        self.rules = rules;
+        dropped
+    }
+
     /// How many incidents are open.
     pub fn open_incidents(&self) -> usize {
         self.states

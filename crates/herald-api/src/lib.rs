@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod admin;
 mod errors;
 mod lists;
 mod message;
@@ -19,6 +20,7 @@ mod relays;
 mod submit;
 mod template;
 
+pub use admin::{ReloadResult, Reloaded};
 pub use errors::{ErrorGroup, ErrorGroups, FailureClass};
 pub use herald_message::{AttachmentRequest, FieldError, MessageRequest};
 pub use lists::{

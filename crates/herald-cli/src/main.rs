@@ -14,6 +14,7 @@ mod otlp;
 mod queue;
 mod relay;
 mod relay_check;
+mod reload;
 mod send;
 mod serve;
 mod suppressions;
@@ -54,6 +55,10 @@ enum Command {
     /// Read and edit a running herald's suppression list (list, add,
     /// remove).
     Suppressions(suppressions::SuppressionsArgs),
+    /// Make a running herald read its configuration file again (as SIGHUP
+    /// does). Exit status 2 with check-config's error when it refuses the
+    /// file (the running configuration stays).
+    Reload(reload::ReloadArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Command::Queue(args) => queue::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Suppressions(args) => suppressions::run(args),
+        Command::Reload(args) => reload::run(args),
     };
     match result {
         Ok(code) => code,

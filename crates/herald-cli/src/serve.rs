@@ -3,10 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
+use herald_policy::SystemClock;
+use herald_server::Reload;
 use herald_server::config::Config;
+use herald_server::reload::ConfigSource;
 
 use crate::exit::Failure;
 use crate::logging::{self, LogFormat};
@@ -60,7 +64,7 @@ pub(crate) fn serve(args: ServeArgs, log_format: LogFormat) -> Result<ExitCode, 
             "exporting spans over OTLP/HTTP"
         );
     }
-    let served = run(config);
+    let served = run(config, args.config);
     // The global subscriber is never dropped: the last spans are sent now.
     if let Some(export) = export {
         export.shutdown();
@@ -69,22 +73,61 @@ pub(crate) fn serve(args: ServeArgs, log_format: LogFormat) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(config: Config) -> Result<(), Failure> {
+fn run(config: Config, path: Option<PathBuf>) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // First of all: SIGHUP's default would end the process.
+        let (ask, requests) = tokio::sync::mpsc::channel(1);
+        on_hangup(ask)?;
+        // A reload reads what `serve` read at start, and fails as
+        // `check-config` does.
+        let source: ConfigSource = Arc::new(move || match &path {
+            Some(path) => Config::load(path),
+            None => Config::from_toml_str("", &|name| std::env::var(name).ok()),
+        });
+        let reload = Reload { source, requests };
         let store = herald_server::open_store(&config)
             .await
             .map_err(|e| Failure::Fault(e.into()))?;
         let listener = tokio::net::TcpListener::bind(config.server.http_listen)
             .await
             .with_context(|| format!("binding {}", config.server.http_listen))?;
-        herald_server::serve(config, store, listener, shutdown_signal())
-            .await
-            .map_err(|e| Failure::Fault(e.into()))
+        herald_server::serve_reloadable(
+            config,
+            store,
+            listener,
+            shutdown_signal(),
+            SystemClock::shared(),
+            Some(reload),
+        )
+        .await
+        .map_err(|e| Failure::Fault(e.into()))
     })
+}
+
+/// Asks for a reload on every SIGHUP. Signals that come while one is
+/// pending are merged with it.
+#[cfg(unix)]
+fn on_hangup(ask: tokio::sync::mpsc::Sender<&'static str>) -> Result<(), Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the configuration");
+            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = ask.try_send("SIGHUP") {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn on_hangup(_ask: tokio::sync::mpsc::Sender<&'static str>) -> Result<(), Failure> {
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

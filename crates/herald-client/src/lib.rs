@@ -57,7 +57,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use herald_api::{
     Accepted, BatchAnswer, BatchRequest, ListQuery, Message, MessagePage, MessageRequest,
-    RawRequest, RenderRequest, RenderedTemplate, Template, TemplateList, TemplateRequest,
+    RawRequest, Reloaded, RenderRequest, RenderedTemplate, Template, TemplateList, TemplateRequest,
     WebhookDelivery,
 };
 use hyper::Method;
@@ -241,6 +241,17 @@ impl Client {
         let path = format!("/v1/webhooks/deliveries/{id}/retry");
         self.inner
             .call(Method::POST, &path, None, None, false)
+            .await
+    }
+
+    /// `POST /v1/admin/reload` (scope `admin`): the server reads its
+    /// configuration file again. A file that does not validate is an
+    /// [`Error::Api`] `422` whose detail is `herald check-config`'s error.
+    /// Repeating it is harmless: a reload of an unchanged file changes
+    /// nothing.
+    pub async fn reload(&self) -> Result<Reloaded, Error> {
+        self.inner
+            .call(Method::POST, "/v1/admin/reload", None, None, true)
             .await
     }
 

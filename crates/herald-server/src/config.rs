@@ -220,6 +220,10 @@ pub struct RelayConfig {
     /// The `provider` preset the entry started from (with SES's region),
     /// e.g. `gmail` or `ses (eu-west-1)`; `None` without one.
     pub provider: Option<String>,
+    /// `ca_file`: the trust anchors `client.tls_config` was built from
+    /// (`None`: the system's); a reload compares it to tell whether the
+    /// relay changed.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[tracing]`: where spans go (the `accept` of a message, each delivery

@@ -9,8 +9,10 @@ mod cluster;
 pub mod config;
 mod dispatch;
 mod http;
+mod live;
 pub mod observe;
 pub mod redact;
+pub mod reload;
 mod service;
 mod submission;
 /// The submission session for the fuzz targets only (`fuzzing` feature).
@@ -21,7 +23,9 @@ pub mod trace;
 mod upkeep;
 mod webhooks;
 
-pub use service::{ServeError, migrate, open_store, serve, serve_with_clock};
+pub use service::{
+    Reload, ServeError, migrate, open_store, serve, serve_reloadable, serve_with_clock,
+};
 
 /// The mutex's guard, even if a panic elsewhere poisoned it: for state
 /// that every step leaves whole (counts, maps updated in one call).

@@ -3,24 +3,25 @@
 //! taking requests, drain deliveries and exit cleanly.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
-use herald_policy::{CircuitBreaker, SharedClock, SystemClock};
-use herald_smtp::Pool;
+use herald_policy::{SharedClock, SystemClock};
 use herald_store::{Store, StoreOptions, StoreUrl};
 use herald_store_postgres::{PgOptions, PgStore};
 use herald_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use herald_alerts::Alerting;
 
-use crate::api::{self, ApiLimits, AppState};
+use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::dispatch::{DispatchSettings, Dispatcher, Held, Outbox, Relay};
+use crate::dispatch::{DispatchSettings, Dispatcher, Outbox};
+use crate::live::Live;
 use crate::observe::Metrics;
+use crate::reload::{ConfigSource, Reloader, Targets, WebhookSenders};
 use crate::{cluster, upkeep};
 
 /// How often histogram samples are folded into buckets when nobody scrapes.
@@ -119,6 +120,21 @@ pub async fn serve(
     serve_with_clock(config, store, listener, shutdown, SystemClock::shared()).await
 }
 
+/// How a running server reloads its configuration.
+pub struct Reload {
+    /// Reads the configuration again (the file it started from).
+    pub source: ConfigSource,
+    /// Each message asks for a reload; the text says who asked (e.g.
+    /// `SIGHUP`), for the log. `POST /v1/admin/reload` asks too.
+    pub requests: mpsc::Receiver<&'static str>,
+}
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reload").finish_non_exhaustive()
+    }
+}
+
 /// [`serve`], reading the time from `clock` wherever the service decides
 /// by time (due times, leases, retention, alert windows, lockouts). A
 /// shared PostgreSQL store still takes leases and due times from the
@@ -129,6 +145,20 @@ pub async fn serve_with_clock(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: SharedClock,
+) -> Result<(), ServeError> {
+    serve_reloadable(config, store, listener, shutdown, clock, None).await
+}
+
+/// [`serve_with_clock`] that reloads its configuration from
+/// `reload.source` on each of `reload.requests` and on
+/// `POST /v1/admin/reload` (without `reload`, that route answers 409).
+pub async fn serve_reloadable(
+    config: Config,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: SharedClock,
+    reload: Option<Reload>,
 ) -> Result<(), ServeError> {
     let node_id = config.server.node_id.clone();
     let exclusive = exclusive_store(&config);
@@ -152,15 +182,7 @@ pub async fn serve_with_clock(
     let relays = config
         .relays
         .iter()
-        .map(|r| Relay {
-            name: r.name.clone(),
-            pool: Pool::new(r.client.clone(), r.pool),
-            breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
-            rate: r.rate,
-            quota: r.daily_quota,
-            held: Held::default(),
-            max_connections: r.pool.max_connections,
-        })
+        .map(|r| Arc::new(crate::reload::relay(r)))
         .collect();
     let alerting = Alerting::new(config.alerts.clone(), clock.clone());
     let alerting = if exclusive {
@@ -179,8 +201,8 @@ pub async fn serve_with_clock(
             lease: config.delivery.lease,
             poll_interval: config.delivery.poll_interval,
             drain_timeout: config.server.drain_timeout,
-            policy: config.retry.clone(),
-            suppression: config.suppression.clone(),
+            policy: Live::new(config.retry.clone()),
+            suppression: Live::new(config.suppression.clone()),
             clock: clock.clone(),
         },
         wake.clone(),
@@ -205,13 +227,16 @@ pub async fn serve_with_clock(
         clock.clone(),
         stop_heartbeat.clone(),
     ));
+    // The configured webhook endpoints, as retention, the API and the
+    // senders see them; a reload replaces them.
+    let webhook_endpoints = Live::new(config.webhooks.clone());
     let retention_task = tokio::spawn(upkeep::retention(
         store.clone(),
         upkeep::Keep {
             messages: config.store.retention,
             events: config.store.event_retention,
             lapsed: config.store.lapsed_retention,
-            webhooks: config.webhooks.clone(),
+            webhooks: webhook_endpoints.clone(),
         },
         clock.clone(),
         stop_dispatch.clone(),
@@ -251,34 +276,51 @@ pub async fn serve_with_clock(
             .spawn_evaluator(alerting.evaluate_every(), stop_alerts.clone(), leading);
     // Webhooks are sent on their own tasks too: a dead endpoint never
     // delays mail.
-    let stop_webhooks = CancellationToken::new();
-    let webhook_tasks = crate::webhooks::spawn(
+    let webhooks = Arc::new(WebhookSenders::start(
         store.clone(),
-        config.webhooks.clone(),
+        webhook_endpoints.clone(),
         node_id.clone(),
         metrics.clone(),
         clock.clone(),
-        stop_webhooks.clone(),
-    );
+    ));
 
-    let mut message_limits = herald_message::Limits::default();
-    message_limits.max_recipients = config.limits.max_recipients;
-    let state = AppState::new(
+    let mut state = AppState::new(
         store,
         config.auth.api_keys.clone(),
-        ApiLimits {
-            max_message_bytes: config.limits.max_message_bytes,
-            max_batch: config.limits.max_batch,
-            max_queue_depth: config.limits.max_queue_depth,
-            message: message_limits,
-        },
+        crate::reload::api_limits(&config),
         wake,
         workers_running.clone(),
     )
-    .with_observability(metrics, dispatcher)
-    .with_alerting(alerting)
-    .with_webhooks(config.webhooks.clone())
+    .with_observability(metrics.clone(), dispatcher.clone())
+    .with_alerting(alerting.clone())
+    .with_webhooks(webhook_endpoints)
     .with_clock(clock.clone());
+    let mut reload_task = None;
+    if let Some(Reload {
+        source,
+        mut requests,
+    }) = reload
+    {
+        let reloader = Arc::new(Reloader::new(
+            source,
+            config.clone(),
+            Targets {
+                dispatcher,
+                keys: state.keys.clone(),
+                limits: state.live_limits.clone(),
+                alerting,
+                webhooks: webhooks.clone(),
+                metrics,
+            },
+        ));
+        state = state.with_reloader(reloader.clone());
+        reload_task = Some(tokio::spawn(async move {
+            while let Some(trigger) = requests.recv().await {
+                // Logged and counted by the reloader, either way.
+                let _ = reloader.reload(trigger).await;
+            }
+        }));
+    }
     let submission =
         submission.map(|bound| bound.serve(state.clone(), config.delivery.helo_name.clone()));
     let addr = listener.local_addr()?;
@@ -302,15 +344,12 @@ pub async fn serve_with_clock(
             tracing::error!(error = %error, task = name, "task failed");
         }
     }
-    stop_webhooks.cancel();
-    for task in webhook_tasks {
-        // A POST in flight ends at its own timeout; shutdown does not wait
-        // for it (its event is sent again by the next sender).
-        let abort = task.abort_handle();
-        if tokio::time::timeout(WEBHOOK_GRACE, task).await.is_err() {
-            abort.abort();
-        }
+    if let Some(task) = reload_task {
+        task.abort();
     }
+    // A POST in flight ends at its own timeout; shutdown waits a moment
+    // for it (its event is sent again by the next sender).
+    webhooks.stop().await;
     stop_alerts.cancel();
     if let Err(error) = alert_task.await {
         tracing::error!(error = %error, "alert task failed");
@@ -326,9 +365,6 @@ pub async fn serve_with_clock(
     tracing::info!("stopped");
     served.map_err(ServeError::from)
 }
-
-/// How long shutdown waits for a webhook POST in flight.
-const WEBHOOK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs the dispatcher on a task of its own and clears `running` the
 /// moment it ends, however it ends (a panic included): `/readyz` fails

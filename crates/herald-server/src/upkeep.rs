@@ -12,6 +12,7 @@ use herald_store::{EventRetention, Leases, Retention, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WebhookConfig;
+use crate::live::Live;
 
 /// What retention keeps, and for how long.
 #[derive(Debug, Clone)]
@@ -25,7 +26,7 @@ pub(crate) struct Keep {
     /// (`store.lapsed_retention`).
     pub(crate) lapsed: Duration,
     /// The configured endpoints, whose cursors say which events are done.
-    pub(crate) webhooks: Vec<WebhookConfig>,
+    pub(crate) webhooks: Live<Vec<WebhookConfig>>,
 }
 
 /// How long idempotency records are kept (the window in which a repeat
@@ -173,6 +174,7 @@ pub(crate) async fn purge_events(
     let disabled = store.disabled_webhooks().await?;
     let endpoints = keep
         .webhooks
+        .get()
         .iter()
         .filter(|w| {
             let digest = w.url_digest();

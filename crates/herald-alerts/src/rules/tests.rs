@@ -332,3 +332,32 @@ fn state_is_forgotten_after_the_cooldown() {
     engine.evaluate(&groups, at(10 + 30 * 60));
     assert!(engine.states.is_empty());
 }
+
+#[test]
+fn replacing_rules_keeps_the_incidents_of_unchanged_rules_only() {
+    let mut groups = ErrorGroups::new(100, 5 * MIN);
+    let mut other = relay_rule();
+    other.name = "other".to_owned();
+    let mut engine = RuleEngine::new(vec![other.clone(), relay_rule()]);
+    for t in 0..10 {
+        fail(&mut groups, "primary", 451, t);
+    }
+    // Both rules open an incident for the relay.
+    assert_eq!(engine.evaluate(&groups, at(10)).len(), 2);
+    assert_eq!(engine.open_incidents(), 2);
+    // `relay-failing` moves to the front unchanged; `other` gets a new
+    // threshold: its incident is dropped, the unchanged one's kept.
+    let mut changed = other;
+    changed.tiers = vec![tier("chat", Threshold::Count(5), &["ops-chat"])];
+    assert_eq!(engine.replace_rules(vec![relay_rule(), changed]), 1);
+    assert_eq!(engine.open_incidents(), 1);
+    // The kept incident does not fire its tier again (it already did);
+    // the changed rule fires anew.
+    fail(&mut groups, "primary", 451, 11);
+    let events = engine.evaluate(&groups, at(11));
+    assert_eq!(
+        events.iter().map(|e| e.rule.as_str()).collect::<Vec<_>>(),
+        ["other"]
+    );
+    assert_eq!(engine.rules().len(), 2);
+}

@@ -61,7 +61,7 @@ async fn create_batch_in_trace(
 ) -> Result<(TraceHeader, Json<BatchAnswer>), Problem> {
     let body = body_bytes(body)?;
     let key = idempotency_key(headers)?;
-    let items = read_items(&body, state.limits.max_batch)?;
+    let items = read_items(&body, state.limits().max_batch)?;
     let now = state.clock.now();
     // With a key, the batch is one request, under the hash of all of it:
     // a repeat replays every item, any other body conflicts.

@@ -311,7 +311,7 @@ pub(super) fn prepare(
     submitter: Option<&str>,
 ) -> Result<NewMessage, Problem> {
     let message = request
-        .validate(&state.limits.message)
+        .validate(&state.limits().message)
         .map_err(|errors| Problem::validation(errors.errors().to_vec()))?;
     let id = new_id();
     let rendered = message.render(&RenderOptions {
@@ -319,11 +319,11 @@ pub(super) fn prepare(
         date: now,
         extra_headers: trace_header(trace),
     });
-    if rendered.bytes.len() > state.limits.max_message_bytes {
+    if rendered.bytes.len() > state.limits().max_message_bytes {
         return Err(Problem::too_large(format!(
             "the rendered message is {} bytes; the limit is {}",
             rendered.bytes.len(),
-            state.limits.max_message_bytes
+            state.limits().max_message_bytes
         )));
     }
     let envelope = message.envelope();
@@ -378,7 +378,7 @@ pub(super) async fn admit_or_replay<T>(
 /// Backpressure: refuse (429) when `more` messages would overfill the queue.
 pub(crate) async fn admit(state: &AppState, more: u64) -> Result<(), Problem> {
     let depth = state.store.depth().await?;
-    let max = state.limits.max_queue_depth;
+    let max = state.limits().max_queue_depth;
     if depth.saturating_add(more) > max {
         tracing::warn!(depth, max, "queue full; refusing new messages");
         return Err(Problem::queue_full(depth, max));

@@ -11,6 +11,7 @@ pub(crate) use messages::queued;
 mod problem;
 mod raw;
 mod relays;
+mod reload;
 mod scrape;
 mod suppressions;
 mod templates;
@@ -34,6 +35,7 @@ pub use problem::{MAX_FIELD_ERRORS, Problem};
 
 use crate::config::{ApiKey, Scope};
 use crate::dispatch::Dispatcher;
+use crate::live::Live;
 use crate::observe::Metrics;
 
 /// What the API needs to know about limits.
@@ -53,8 +55,11 @@ pub struct ApiLimits {
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) store: Arc<dyn Store>,
-    keys: Arc<Vec<ApiKey>>,
-    pub(crate) limits: Arc<ApiLimits>,
+    /// The accepted keys; a reload replaces them.
+    pub(crate) keys: Live<Vec<ApiKey>>,
+    /// What requests may hold; a reload replaces them (read once per
+    /// request with [`limits`](Self::limits)).
+    pub(crate) live_limits: Live<ApiLimits>,
     /// Wakes the dispatcher when there is new work.
     pub(crate) wake: Arc<Notify>,
     /// Set while delivery workers run (for `/readyz`).
@@ -66,18 +71,21 @@ pub struct AppState {
     pub(crate) dispatcher: Option<Arc<Dispatcher>>,
     /// Error groups for `GET /v1/errors`; `None` without delivery workers.
     pub(crate) alerting: Option<Arc<herald_alerts::Alerting>>,
+    /// Re-reads the configuration for `POST /v1/admin/reload`; `None` for
+    /// a server that cannot reload (tests' routers).
+    pub(crate) reloader: Option<Arc<crate::reload::Reloader>>,
     /// Where handlers read the time (acceptance, `send_at`, retry, cancel).
     pub(crate) clock: SharedClock,
     /// The configured webhook endpoints (`GET /v1/webhooks`, manual
     /// retries).
-    pub(crate) webhooks: Arc<Vec<crate::config::WebhookConfig>>,
+    pub(crate) webhooks: Live<Vec<crate::config::WebhookConfig>>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("keys", &self.keys.len())
-            .field("limits", &self.limits)
+            .field("keys", &self.keys.get().len())
+            .field("limits", &self.limits())
             .finish_non_exhaustive()
     }
 }
@@ -93,15 +101,16 @@ impl AppState {
     ) -> Self {
         Self {
             store,
-            keys: Arc::new(keys),
-            limits: Arc::new(limits),
+            keys: Live::new(keys),
+            live_limits: Live::new(limits),
             wake,
             workers_running,
             metrics: Arc::new(Metrics::new()),
             dispatcher: None,
             alerting: None,
+            reloader: None,
             clock: SystemClock::shared(),
-            webhooks: Arc::new(Vec::new()),
+            webhooks: Live::new(Vec::new()),
         }
     }
 
@@ -119,14 +128,26 @@ impl AppState {
 
     /// The configured key `presented` is, if any: compared against every
     /// key, whatever matches, so that timing says nothing about which.
-    pub(crate) fn key_for(&self, presented: &str) -> Option<&ApiKey> {
+    pub(crate) fn key_for(&self, presented: &str) -> Option<ApiKey> {
+        let keys = self.keys.get();
         let mut matched = None;
-        for key in self.keys.iter() {
+        for key in keys.iter() {
             if key.matches(presented) && matched.is_none() {
                 matched = Some(key);
             }
         }
-        matched
+        matched.cloned()
+    }
+
+    /// The limits now (a reload may replace them for later requests).
+    pub(crate) fn limits(&self) -> Arc<ApiLimits> {
+        self.live_limits.get()
+    }
+
+    /// Serves `POST /v1/admin/reload` with `reloader`.
+    pub(crate) fn with_reloader(mut self, reloader: Arc<crate::reload::Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// The same state, reading the time from `clock`.
@@ -136,8 +157,11 @@ impl AppState {
     }
 
     /// Shows and retries to these webhook endpoints.
-    pub(crate) fn with_webhooks(mut self, webhooks: Vec<crate::config::WebhookConfig>) -> Self {
-        self.webhooks = Arc::new(webhooks);
+    pub(crate) fn with_webhooks(
+        mut self,
+        webhooks: Live<Vec<crate::config::WebhookConfig>>,
+    ) -> Self {
+        self.webhooks = webhooks;
         self
     }
 
@@ -173,6 +197,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/templates/{name}"),
     ("POST", "/v1/templates/{name}/render"),
     ("GET", "/v1/relays"),
+    ("POST", "/v1/admin/reload"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -183,7 +208,7 @@ pub fn router(state: AppState) -> Router {
     // The JSON of a message carries its attachments in base64 (4/3 of the
     // bytes) plus the text parts; allow that much for one message, and a
     // batch of them within the same bound times the batch's worth.
-    let one_message = state.limits.max_message_bytes.saturating_mul(4) / 3 + 1024 * 1024;
+    let one_message = state.limits().max_message_bytes.saturating_mul(4) / 3 + 1024 * 1024;
     let batch = one_message.saturating_mul(4);
     let v1 = Router::new()
         .route(
@@ -227,6 +252,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/templates/{name}/render", post(templates::render))
         .route("/v1/relays", get(relays::list))
+        .route("/v1/admin/reload", post(reload::reload))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -262,7 +288,7 @@ pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
         ("POST", "/v1/messages" | "/v1/messages/batch" | "/v1/messages/raw") => Scope::Send,
         ("GET" | "HEAD", "/v1/messages" | "/v1/messages/{id}" | "/v1/relays") => Scope::Read,
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
-        ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
+        ("GET" | "HEAD", "/v1/errors") | ("POST", "/v1/admin/reload") => Scope::Admin,
         ("GET" | "HEAD", "/v1/suppressions" | "/v1/suppressions/{address}") => Scope::Read,
         ("GET" | "HEAD", "/v1/webhooks" | "/v1/webhooks/deliveries") => Scope::Read,
         ("POST", "/v1/webhooks/deliveries/{id}/retry") => Scope::Manage,

@@ -158,6 +158,18 @@ impl Problem {
         }
     }
 
+    /// 422: a configuration reload refused: the file does not validate
+    /// (`detail` is what `herald check-config` says about it); the running
+    /// configuration stays in force.
+    pub fn config_refused(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/problems/config-refused",
+            "Configuration refused",
+            detail,
+        )
+    }
+
     /// 429: the queue is full.
     pub fn queue_full(depth: u64, max: u64) -> Self {
         Self {

@@ -80,7 +80,7 @@ fn prepare(
         ..MessageRequest::default()
     };
     let message = check
-        .validate(&state.limits.message)
+        .validate(&state.limits().message)
         .map_err(|errors| Problem::validation(errors.errors().to_vec()))?;
     let Some(raw) = request.raw.filter(|r| !r.trim().is_empty()) else {
         return Err(field_error("raw", "is required"));
@@ -89,21 +89,21 @@ fn prepare(
     let bytes = BASE64
         .decode(cleaned.as_bytes())
         .map_err(|_| field_error("raw", "is not valid base64"))?;
-    if bytes.len() > state.limits.max_message_bytes {
+    if bytes.len() > state.limits().max_message_bytes {
         return Err(Problem::too_large(format!(
             "the message is {} bytes; the limit is {}",
             bytes.len(),
-            state.limits.max_message_bytes
+            state.limits().max_message_bytes
         )));
     }
     let id = new_id();
     let prepared = raw::prepare(&bytes, &id, Some(message.from()), now)
         .map_err(|raw::RawError(why)| field_error("raw", why))?;
-    if prepared.bytes.len() > state.limits.max_message_bytes {
+    if prepared.bytes.len() > state.limits().max_message_bytes {
         return Err(Problem::too_large(format!(
             "the message is {} bytes with the headers herald adds; the limit is {}",
             prepared.bytes.len(),
-            state.limits.max_message_bytes
+            state.limits().max_message_bytes
         )));
     }
     let mut tags = message.tags().to_vec();
@@ -112,13 +112,13 @@ fn prepare(
             tags.push(tag);
         }
     }
-    if tags.len() > state.limits.message.max_tags {
+    if tags.len() > state.limits().message.max_tags {
         return Err(field_error(
             "tags",
             format!(
                 "too many tags with those of {} (at most {})",
                 raw::TAGS_HEADER,
-                state.limits.message.max_tags
+                state.limits().message.max_tags
             ),
         ));
     }

@@ -71,6 +71,7 @@ pub(crate) async fn endpoints(
     let disabled = state.store.disabled_webhooks().await?;
     let webhooks = state
         .webhooks
+        .get()
         .iter()
         .map(|endpoint| {
             let digest = endpoint.url_digest();
@@ -110,7 +111,7 @@ pub(crate) async fn retry(
     let id: i64 = id.parse().map_err(|_| no_such())?;
     let tried = resend(
         state.store.as_ref(),
-        &state.webhooks,
+        &state.webhooks.get(),
         id,
         &state.metrics,
         state.clock.as_ref(),

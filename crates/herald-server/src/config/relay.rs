@@ -221,6 +221,7 @@ fn one(
         breaker,
         rate,
         daily_quota,
+        ca_file: raw.ca_file,
     })
 }
 

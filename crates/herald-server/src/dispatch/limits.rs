@@ -89,13 +89,19 @@ impl Dispatcher {
     /// Gives every relay's unspent quota units back to the store, so a node
     /// that stops leaves the rest of the period to the others.
     pub(super) async fn give_back_held(&self) {
-        for relay in &self.relays {
-            let drained = relay.held.quota.lock().await.drain();
-            if let Some((period, units)) = drained
-                && let Err(error) = self.store.return_quota(&relay.name, period, units).await
-            {
-                tracing::warn!(relay = %relay.name, units, error = %error, "giving back held quota failed");
-            }
+        for relay in self.relays.get().iter() {
+            self.give_back(relay).await;
+        }
+    }
+
+    /// Gives `relay`'s unspent quota units back to the store (also when a
+    /// reload retires its handle).
+    pub(crate) async fn give_back(&self, relay: &Relay) {
+        let drained = relay.held.quota.lock().await.drain();
+        if let Some((period, units)) = drained
+            && let Err(error) = self.store.return_quota(&relay.name, period, units).await
+        {
+            tracing::warn!(relay = %relay.name, units, error = %error, "giving back held quota failed");
         }
     }
 

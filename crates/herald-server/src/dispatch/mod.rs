@@ -32,6 +32,7 @@ use tracing::Instrument as _;
 pub(crate) use limits::Held;
 pub(crate) use outbox::Outbox;
 
+use crate::live::Live;
 use crate::observe::Metrics;
 use crate::observe::metrics::{AttemptOutcome, RELAY_NONE, RELAY_OUTBOX};
 use crate::trace::export::{EXPORT_TARGET, continue_message};
@@ -43,7 +44,9 @@ use report::{Tried, Via};
 /// once deliveries are drained.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
 
-/// One relay with its pool, circuit breaker and limits.
+/// One relay with its pool, circuit breaker and limits. Shared: a
+/// delivery holds its relay's `Arc` for the whole attempt, so a reload
+/// that replaces or removes the relay lets that attempt finish on it.
 pub(crate) struct Relay {
     pub(crate) name: String,
     pub(crate) pool: Pool,
@@ -66,9 +69,11 @@ pub(crate) struct DispatchSettings {
     pub(crate) lease: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) drain_timeout: Duration,
-    pub(crate) policy: RetryPolicy,
-    /// Which failures put their address on the suppression list.
-    pub(crate) suppression: SuppressionPolicy,
+    /// The retry schedule; a reload replaces it.
+    pub(crate) policy: Live<RetryPolicy>,
+    /// Which failures put their address on the suppression list; a reload
+    /// replaces it.
+    pub(crate) suppression: Live<SuppressionPolicy>,
     /// Where due times, attempt times and breaker times come from.
     pub(crate) clock: SharedClock,
 }
@@ -76,7 +81,8 @@ pub(crate) struct DispatchSettings {
 /// Claims due messages and delivers them, at most `concurrency` at once.
 pub(crate) struct Dispatcher {
     store: Arc<dyn Store>,
-    relays: Vec<Relay>,
+    /// The relays in order; a reload replaces the list (see [`Relay`]).
+    relays: Live<Vec<Arc<Relay>>>,
     outbox: Outbox,
     settings: DispatchSettings,
     wake: Arc<Notify>,
@@ -104,7 +110,7 @@ pub(crate) struct RelaySample {
 impl Dispatcher {
     pub(crate) fn new(
         store: Arc<dyn Store>,
-        relays: Vec<Relay>,
+        relays: Vec<Arc<Relay>>,
         outbox: Outbox,
         settings: DispatchSettings,
         wake: Arc<Notify>,
@@ -120,7 +126,7 @@ impl Dispatcher {
         let clock = settings.clock.clone();
         Self {
             store,
-            relays,
+            relays: Live::new(relays),
             outbox,
             settings,
             wake,
@@ -134,6 +140,7 @@ impl Dispatcher {
     /// Each relay's pool and circuit, as of now.
     pub(crate) fn relay_samples(&self) -> Vec<RelaySample> {
         self.relays
+            .get()
             .iter()
             .map(|relay| RelaySample {
                 name: relay.name.clone(),
@@ -152,11 +159,33 @@ impl Dispatcher {
             .collect()
     }
 
+    /// How it runs (the retry and suppression policies are live).
+    pub(crate) fn settings(&self) -> &DispatchSettings {
+        &self.settings
+    }
+
+    /// The relays now, in order.
+    pub(crate) fn relays(&self) -> Arc<Vec<Arc<Relay>>> {
+        self.relays.get()
+    }
+
+    /// Replaces the relays for every delivery that starts from now on;
+    /// deliveries in flight finish on the relays they hold.
+    pub(crate) fn set_relays(&self, relays: Vec<Arc<Relay>>) {
+        if relays.is_empty() {
+            self.metrics.register_relay(RELAY_OUTBOX);
+        }
+        for relay in &relays {
+            self.metrics.register_relay(&relay.name);
+        }
+        self.relays.set(relays);
+    }
+
     /// Runs until `stop` is cancelled; then stops claiming, lets in-flight
     /// deliveries finish within the drain timeout, and gives back (releases)
     /// whatever is still unfinished, so nothing stays `sending`.
     pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
-        if self.relays.is_empty() {
+        if self.relays.get().is_empty() {
             tracing::warn!(
                 dir = %self.outbox.dir().display(),
                 "no relay configured: messages are written to the file outbox, not sent"
@@ -251,7 +280,7 @@ impl Dispatcher {
         // the exit up for its full QUIT timeout. Dropping the pending QUITs
         // at the grace closes those connections.
         let quit = async {
-            for relay in &self.relays {
+            for relay in self.relays.get().iter() {
                 relay.pool.close_idle().await;
             }
         };
@@ -320,7 +349,7 @@ impl Dispatcher {
                     self.report(&message, &tried, Via::Nowhere);
                     tried
                 }
-                Ok(envelope) if self.relays.is_empty() => {
+                Ok(envelope) if self.relays.get().is_empty() => {
                     let span = tracing::info_span!(target: EXPORT_TARGET, "outbox");
                     let results = self.to_outbox(&message, &envelope).instrument(span).await;
                     let tried = Tried::new(RELAY_OUTBOX, results, self.elapsed(started));
@@ -345,7 +374,7 @@ impl Dispatcher {
         let next = match attempt::next_step(
             &tried.results,
             message.attempts + 1,
-            &self.settings.policy,
+            &self.settings.policy.get(),
             message.created_at,
             self.clock.now(),
             &mut *crate::lock(&self.rng),
@@ -369,7 +398,7 @@ impl Dispatcher {
             class: attempt::headline_class(&tried.results),
             recipients: tried.results,
             next,
-            suppression: self.settings.suppression.clone(),
+            suppression: SuppressionPolicy::clone(&self.settings.suppression.get()),
         };
         match self
             .store

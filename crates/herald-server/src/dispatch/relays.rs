@@ -28,7 +28,10 @@ impl Dispatcher {
         // The first relay skipped for its quota, and when the first of
         // those quotas resets.
         let mut spent: Option<(&Relay, time::OffsetDateTime)> = None;
-        for relay in &self.relays {
+        // This message's relays: a reload meanwhile changes the next
+        // message's, not this one's.
+        let relays = self.relays.get();
+        for relay in relays.iter().map(Arc::as_ref) {
             let quota = self.take_quota(relay).await;
             if let Quota::Spent(reset) = quota {
                 tracing::debug!(relay = %relay.name, %reset, "daily quota spent; skipping relay");

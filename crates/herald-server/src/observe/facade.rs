@@ -165,6 +165,7 @@ impl Metrics {
         metrics.gauge(DELIVERIES_IN_FLIGHT, Vec::new()).set(0.0);
         metrics.gauge(QUEUE_OLDEST_DUE_AGE, Vec::new()).set(0.0);
         metrics.counter(ALERT_EVALUATIONS, Vec::new()).increment(0);
+        metrics.register_reloads();
         for status in MessageStatus::ALL {
             metrics
                 .gauge(QUEUE_MESSAGES, vec![Label::new("status", status.as_str())])

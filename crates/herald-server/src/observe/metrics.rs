@@ -77,6 +77,10 @@ pub const WEBHOOK_DELIVERIES: &str = "herald_webhook_deliveries_total";
 /// Gauge `{webhook}`: age of the oldest event not yet delivered to the
 /// endpoint (0 when it is caught up).
 pub const WEBHOOK_OLDEST_UNDELIVERED_AGE: &str = "herald_webhook_oldest_undelivered_age_seconds";
+/// Counter `{result}`: configuration reloads (SIGHUP or
+/// `POST /v1/admin/reload`), `applied` or `refused` (the file did not
+/// validate; the running configuration stayed).
+pub const CONFIG_RELOADS: &str = "herald_config_reloads_total";
 
 /// Every metric name above, in the order the operations guide lists them.
 pub const ALL: &[&str] = &[
@@ -106,6 +110,7 @@ pub const ALL: &[&str] = &[
     SUPPRESSIONS_ADDED,
     WEBHOOK_DELIVERIES,
     WEBHOOK_OLDEST_UNDELIVERED_AGE,
+    CONFIG_RELOADS,
 ];
 
 /// The `relay` label of attempts made without a relay: the message could
@@ -252,6 +257,11 @@ pub(crate) const HELP: &[(&str, Kind, &str)] = &[
         WEBHOOK_OLDEST_UNDELIVERED_AGE,
         Kind::Gauge,
         "Age in seconds of the oldest event not yet delivered to the endpoint (0 when caught up).",
+    ),
+    (
+        CONFIG_RELOADS,
+        Kind::Counter,
+        "Configuration reloads, by result (applied, or refused with the running configuration kept).",
     ),
 ];
 

@@ -9,7 +9,8 @@ use herald_store::{DeliveryOutcome, SuppressionReason};
 
 use super::Metrics;
 use crate::observe::metrics::{
-    RECIPIENT_CLASSES, SUPPRESSIONS_ADDED, WEBHOOK_DELIVERIES, WEBHOOK_OLDEST_UNDELIVERED_AGE,
+    CONFIG_RELOADS, RECIPIENT_CLASSES, SUPPRESSIONS_ADDED, WEBHOOK_DELIVERIES,
+    WEBHOOK_OLDEST_UNDELIVERED_AGE,
 };
 
 impl Metrics {
@@ -62,5 +63,21 @@ impl Metrics {
             vec![Label::new("webhook", webhook.to_owned())],
         )
         .set(age.as_secs_f64());
+    }
+
+    /// One configuration reload, `applied` or `refused`.
+    pub fn config_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "refused" };
+        self.counter(CONFIG_RELOADS, vec![Label::new("result", result)])
+            .increment(1);
+    }
+
+    /// Zero series of the reload counter, so that its rate exists before
+    /// the first reload.
+    pub(super) fn register_reloads(&self) {
+        for result in ["applied", "refused"] {
+            self.counter(CONFIG_RELOADS, vec![Label::new("result", result)])
+                .increment(0);
+        }
     }
 }
