@@ -61,8 +61,8 @@ use tokio::task::AbortHandle;
 use herald_store::{
     Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
-    Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
-    SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
+    Postponed, Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression,
+    SuppressionFilter, SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 use self::depth::Depth;

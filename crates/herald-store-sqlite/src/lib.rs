@@ -37,8 +37,8 @@ use self::writer::{Closure, Op, Reply, Shared};
 use herald_store::{
     Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
-    Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
-    SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
+    Postponed, Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression,
+    SuppressionFilter, SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -279,6 +279,17 @@ impl Store for SqliteStore {
     async fn release(&self, id: &str, owner: &str) -> Result<(), StoreError> {
         let (id, owner) = (id.to_owned(), owner.to_owned());
         self.write(|reply| Op::Release { id, owner, reply }).await
+    }
+
+    async fn postpone(
+        &self,
+        id: &str,
+        owner: &str,
+        postponed: Postponed,
+    ) -> Result<(), StoreError> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.job(move |conn| lease::postpone(conn, &id, &owner, &postponed))
+            .await
     }
 
     async fn cancel(&self, id: &str, now: OffsetDateTime) -> Result<MessageRecord, StoreError> {
