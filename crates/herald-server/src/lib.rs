@@ -9,6 +9,7 @@ mod cluster;
 pub mod config;
 mod dispatch;
 mod http;
+pub mod oauth2;
 pub mod observe;
 pub mod redact;
 mod service;

@@ -154,7 +154,7 @@ pub async fn serve_with_clock(
         .iter()
         .map(|r| Relay {
             name: r.name.clone(),
-            pool: Pool::new(r.client.clone(), r.pool),
+            pool: Pool::new(r.client_with_clock(&clock), r.pool),
             breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
             rate: r.rate,
             quota: r.daily_quota,
