@@ -19,7 +19,7 @@ use herald_alerts::Alerting;
 
 use crate::api::{self, ApiLimits, AppState};
 use crate::config::Config;
-use crate::dispatch::{DispatchSettings, Dispatcher, Outbox, Relay};
+use crate::dispatch::{DispatchSettings, Dispatcher, Held, Outbox, Relay};
 use crate::observe::Metrics;
 use crate::{cluster, upkeep};
 
@@ -158,6 +158,7 @@ pub async fn serve_with_clock(
             breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
             rate: r.rate,
             quota: r.daily_quota,
+            held: Held::default(),
             max_connections: r.pool.max_connections,
         })
         .collect();

@@ -202,15 +202,23 @@ impl Store for PgStore {
         relay: &str,
         period: OffsetDateTime,
         limit: u64,
-    ) -> Result<bool, StoreError> {
+        want: u64,
+    ) -> Result<u64, StoreError> {
         let relay = relay.to_owned();
-        self.run(|shared| async move { limits::take_quota(&shared, &relay, period, limit).await })
-            .await
+        self.run(
+            |shared| async move { limits::take_quota(&shared, &relay, period, limit, want).await },
+        )
+        .await
     }
 
-    async fn return_quota(&self, relay: &str, period: OffsetDateTime) -> Result<(), StoreError> {
+    async fn return_quota(
+        &self,
+        relay: &str,
+        period: OffsetDateTime,
+        count: u64,
+    ) -> Result<(), StoreError> {
         let relay = relay.to_owned();
-        self.run(|shared| async move { limits::return_quota(&shared, &relay, period).await })
+        self.run(|shared| async move { limits::return_quota(&shared, &relay, period, count).await })
             .await
     }
 
@@ -220,15 +228,18 @@ impl Store for PgStore {
             .await
     }
 
-    async fn take_rate_slot(
+    async fn take_rate_slots(
         &self,
         relay: &str,
         limit: RateLimit,
         now: OffsetDateTime,
-    ) -> Result<Option<Duration>, StoreError> {
+        count: u32,
+    ) -> Result<RateSlots, StoreError> {
         let relay = relay.to_owned();
-        self.run(|shared| async move { limits::take_rate_slot(&shared, &relay, limit, now).await })
-            .await
+        self.run(|shared| async move {
+            limits::take_rate_slots(&shared, &relay, limit, now, count).await
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -61,8 +61,9 @@ use tokio::task::AbortHandle;
 use herald_store::{
     Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
-    Postponed, Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression,
-    SuppressionFilter, SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
+    Postponed, Purged, QueueStats, RateSlots, Retention, Store, StoreError, StoreOptions,
+    Suppression, SuppressionFilter, SuppressionPage, TemplateRecord, WebhookDelivery,
+    WebhookDeliveryRecord,
 };
 
 use self::depth::Depth;

@@ -37,8 +37,9 @@ use self::writer::{Closure, Op, Reply, Shared};
 use herald_store::{
     Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
-    Postponed, Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression,
-    SuppressionFilter, SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
+    Postponed, Purged, QueueStats, RateSlots, Retention, Store, StoreError, StoreOptions,
+    Suppression, SuppressionFilter, SuppressionPage, TemplateRecord, WebhookDelivery,
+    WebhookDeliveryRecord,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -366,15 +367,21 @@ impl Store for SqliteStore {
         relay: &str,
         period: OffsetDateTime,
         limit: u64,
-    ) -> Result<bool, StoreError> {
+        want: u64,
+    ) -> Result<u64, StoreError> {
         let relay = relay.to_owned();
-        self.job(move |conn| limits::take_quota(conn, &relay, period, limit))
+        self.job(move |conn| limits::take_quota(conn, &relay, period, limit, want))
             .await
     }
 
-    async fn return_quota(&self, relay: &str, period: OffsetDateTime) -> Result<(), StoreError> {
+    async fn return_quota(
+        &self,
+        relay: &str,
+        period: OffsetDateTime,
+        count: u64,
+    ) -> Result<(), StoreError> {
         let relay = relay.to_owned();
-        self.job(move |conn| limits::return_quota(conn, &relay, period))
+        self.job(move |conn| limits::return_quota(conn, &relay, period, count))
             .await
     }
 
@@ -385,13 +392,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn take_rate_slot(
+    async fn take_rate_slots(
         &self,
         relay: &str,
         limit: RateLimit,
         now: OffsetDateTime,
-    ) -> Result<Option<Duration>, StoreError> {
-        Ok(self.rates.take(relay, limit, now))
+        count: u32,
+    ) -> Result<RateSlots, StoreError> {
+        Ok(self.rates.take(relay, limit, now, count))
     }
 
     async fn append_feed(&self, entries: Vec<FeedEntry>) -> Result<(), StoreError> {

@@ -54,7 +54,8 @@ pub use enqueue::{
 };
 pub use limits::{
     a_quota_counts_to_its_limit_and_resets_with_the_period,
-    a_quota_is_never_overdrawn_under_concurrency, rate_slots_follow_the_gcra_rule,
+    a_quota_hands_out_blocks_and_takes_them_back, a_quota_is_never_overdrawn_under_concurrency,
+    rate_slots_follow_the_gcra_rule,
 };
 pub use nodes::{
     a_message_whose_leases_keep_ending_is_failed_as_poison,
@@ -144,6 +145,7 @@ where
         templates_keep_every_version,
         concurrent_template_versions_are_distinct,
         a_quota_counts_to_its_limit_and_resets_with_the_period,
+        a_quota_hands_out_blocks_and_takes_them_back,
         a_quota_is_never_overdrawn_under_concurrency,
         rate_slots_follow_the_gcra_rule,
     );
