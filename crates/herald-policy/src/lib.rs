@@ -35,7 +35,7 @@ pub use blocks::{MAX_BLOCK, QuotaBlock, SLOT_GRACE, Slot, SlotBlock, quota_block
 pub use bounce::{BounceClass, RULES, Rule, classify, classify_with};
 pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use quota::{DailyQuota, QuotaReset};
+pub use quota::{DailyQuota, QuotaReset, ResetZone};
 pub use rate::{Gcra, Rate, RateLimit};
 pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
 
@@ -47,12 +47,18 @@ pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
 #[error("invalid {field}: {reason}")]
 pub struct InvalidPolicy {
     field: &'static str,
-    reason: &'static str,
+    reason: std::borrow::Cow<'static, str>,
 }
 
 impl InvalidPolicy {
-    pub(crate) const fn new(field: &'static str, reason: &'static str) -> Self {
-        Self { field, reason }
+    pub(crate) fn new(
+        field: &'static str,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
     }
 
     /// The name of the field that failed validation.
@@ -61,7 +67,7 @@ impl InvalidPolicy {
     }
 
     /// Why the value was rejected, in words.
-    pub const fn reason(&self) -> &'static str {
-        self.reason
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 }

@@ -1,24 +1,42 @@
 //! Daily quotas: a relay may take `limit` messages between two resets, at
-//! a time of day in a fixed UTC offset (midnight UTC unless told). The
-//! count itself lives in the store; this says which period an instant
-//! belongs to (its last reset, the key the store counts under) and when
-//! the next one begins.
+//! a time of day in a fixed UTC offset or a named (IANA) time zone
+//! (midnight UTC unless told). The count itself lives in the store; this
+//! says which period an instant belongs to (its last reset, the key the
+//! store counts under) and when the next one begins. In a zone with
+//! daylight saving time a day is 23 or 25 hours long when the clocks
+//! change; a reset time the change skips (02:30 on the spring-forward
+//! night) happens that day as much later as the clocks jumped, and one it
+//! repeats happens the first time.
 
 use std::fmt;
 use std::str::FromStr;
 
-use time::{Duration, OffsetDateTime, Time, UtcOffset};
+use time::{Date, Duration, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use time_tz::{
+    Offset as _, OffsetDateTimeExt as _, OffsetResult, PrimitiveDateTimeExt as _, TimeZone as _, Tz,
+};
 
 use crate::InvalidPolicy;
 
-/// When a daily quota starts again: a time of day at a UTC offset,
-/// written `"00:00"` (UTC), `"07:00 UTC"` or `"00:00 +08:00"`.
+/// The zone a reset's time of day is read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetZone {
+    /// A fixed offset from UTC (`UTC`, `+08:00`).
+    Fixed(UtcOffset),
+    /// An IANA time zone (`America/Los_Angeles`), daylight saving time
+    /// included.
+    Named(&'static Tz),
+}
+
+/// When a daily quota starts again: a time of day in a zone, written
+/// `"00:00"` (UTC), `"07:00 UTC"`, `"00:00 +08:00"` or
+/// `"00:00 America/Los_Angeles"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaReset {
     /// The time of day.
     pub at: Time,
-    /// The offset that time of day is read in.
-    pub offset: UtcOffset,
+    /// The zone that time of day is read in.
+    pub zone: ResetZone,
 }
 
 impl Default for QuotaReset {
@@ -26,7 +44,7 @@ impl Default for QuotaReset {
     fn default() -> Self {
         Self {
             at: Time::MIDNIGHT,
-            offset: UtcOffset::UTC,
+            zone: ResetZone::Fixed(UtcOffset::UTC),
         }
     }
 }
@@ -34,19 +52,47 @@ impl Default for QuotaReset {
 impl QuotaReset {
     /// The last reset at or before `now`: the period `now` counts in.
     pub fn period(&self, now: OffsetDateTime) -> OffsetDateTime {
-        let local = now.to_offset(self.offset);
-        let today = local.replace_time(self.at);
-        let start = if today > local {
-            today - Duration::days(1)
+        let today = self.local_date(now);
+        let reset = self.reset_on(today);
+        let start = if reset > now {
+            self.reset_on(today.previous_day().unwrap_or(today))
         } else {
-            today
+            reset
         };
         start.to_offset(UtcOffset::UTC)
     }
 
     /// The first reset after `now`.
     pub fn next(&self, now: OffsetDateTime) -> OffsetDateTime {
-        self.period(now) + Duration::days(1)
+        let period = self.period(now);
+        let day = self.local_date(period);
+        self.reset_on(day.next_day().unwrap_or(day))
+            .to_offset(UtcOffset::UTC)
+    }
+
+    /// The calendar date at `now` in the reset's zone.
+    fn local_date(&self, now: OffsetDateTime) -> Date {
+        match self.zone {
+            ResetZone::Fixed(offset) => now.to_offset(offset).date(),
+            ResetZone::Named(tz) => now.to_timezone(tz).date(),
+        }
+    }
+
+    /// The instant of the reset on the local date `day`.
+    fn reset_on(&self, day: Date) -> OffsetDateTime {
+        let local = PrimitiveDateTime::new(day, self.at);
+        match self.zone {
+            ResetZone::Fixed(offset) => local.assume_offset(offset),
+            ResetZone::Named(tz) => match local.assume_timezone(tz) {
+                OffsetResult::Some(at) | OffsetResult::Ambiguous(at, _) => at,
+                // Skipped by a spring-forward: read with the offset in
+                // force before the jump, which lands as much later.
+                OffsetResult::None => {
+                    let before = tz.get_offset_utc(&(local.assume_utc() - Duration::hours(12)));
+                    local.assume_offset(before.to_utc())
+                }
+            },
+        }
     }
 }
 
@@ -54,11 +100,11 @@ impl FromStr for QuotaReset {
     type Err = InvalidPolicy;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        const FORMAT: &str = "must look like \"00:00\", \"07:30 UTC\" or \"00:00 +08:00\" (a time of day and an offset)";
+        const FORMAT: &str = "must look like \"00:00\", \"07:30 UTC\", \"00:00 +08:00\" or \"00:00 America/Los_Angeles\" (a time of day and an offset or IANA time zone)";
         let bad = || InvalidPolicy::new("quota_reset", FORMAT);
         let mut parts = text.split_whitespace();
         let clock = parts.next().ok_or_else(bad)?;
-        let offset = parts.next();
+        let zone = parts.next();
         if parts.next().is_some() {
             return Err(bad());
         }
@@ -72,21 +118,29 @@ impl FromStr for QuotaReset {
             _ => return Err(bad()),
         }
         .map_err(|_| bad())?;
-        let offset = match offset {
-            None | Some("UTC" | "utc" | "Z" | "GMT") => UtcOffset::UTC,
-            Some(text) => {
-                let (sign, rest) = match text.as_bytes().first() {
-                    Some(b'+') => (1i8, &text[1..]),
-                    Some(b'-') => (-1i8, &text[1..]),
-                    _ => return Err(bad()),
-                };
-                let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+        let zone = match zone {
+            None | Some("UTC" | "utc" | "Z" | "GMT") => ResetZone::Fixed(UtcOffset::UTC),
+            Some(text) if text.starts_with(['+', '-']) => {
+                let sign = if text.starts_with('-') { -1i8 } else { 1 };
+                let (h, m) = text[1..].split_once(':').ok_or_else(bad)?;
                 let h: i8 = h.parse().map_err(|_| bad())?;
                 let m: i8 = m.parse().map_err(|_| bad())?;
-                UtcOffset::from_hms(sign * h, sign * m, 0).map_err(|_| bad())?
+                ResetZone::Fixed(UtcOffset::from_hms(sign * h, sign * m, 0).map_err(|_| bad())?)
             }
+            // IANA names only (`Area/Location`), not Windows' names.
+            Some(name) => match time_tz::timezones::get_by_name(name) {
+                Some(tz) if name.contains('/') => ResetZone::Named(tz),
+                _ => {
+                    return Err(InvalidPolicy::new(
+                        "quota_reset",
+                        format!(
+                            "{name:?} is not a known time zone (write an IANA name such as \"America/Los_Angeles\", or an offset such as \"+08:00\")"
+                        ),
+                    ));
+                }
+            },
         };
-        Ok(Self { at, offset })
+        Ok(Self { at, zone })
     }
 }
 
@@ -96,12 +150,14 @@ impl fmt::Display for QuotaReset {
         if self.at.second() != 0 {
             write!(f, ":{:02}", self.at.second())?;
         }
-        if self.offset == UtcOffset::UTC {
-            f.write_str(" UTC")
-        } else {
-            let (h, m, _) = self.offset.as_hms();
-            let sign = if self.offset.is_negative() { '-' } else { '+' };
-            write!(f, " {sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs())
+        match self.zone {
+            ResetZone::Fixed(offset) if offset == UtcOffset::UTC => f.write_str(" UTC"),
+            ResetZone::Fixed(offset) => {
+                let (h, m, _) = offset.as_hms();
+                let sign = if offset.is_negative() { '-' } else { '+' };
+                write!(f, " {sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs())
+            }
+            ResetZone::Named(tz) => write!(f, " {}", tz.name()),
         }
     }
 }
@@ -138,6 +194,8 @@ mod tests {
             ("7:30 UTC", "07:30 UTC"),
             ("00:00 +08:00", "00:00 +08:00"),
             ("23:59:30 -05:30", "23:59:30 -05:30"),
+            ("00:00 America/Los_Angeles", "00:00 America/Los_Angeles"),
+            ("6:00 Europe/Berlin", "06:00 Europe/Berlin"),
         ];
         for (text, shown) in table {
             let reset: QuotaReset = text.parse().expect(text);
@@ -147,7 +205,8 @@ mod tests {
             "",
             "24:00",
             "7",
-            "07:00 CET",
+            "07:00 Mars/Olympus",
+            "07:00 Pacific Standard Time",
             "07:00 +8",
             "07:00 +08:00 x",
             "ab:cd",
@@ -206,6 +265,89 @@ mod tests {
                 period + Duration::days(1),
                 "{reset} at {now}"
             );
+        }
+    }
+
+    /// Around the 2026 clock changes in Los Angeles (spring forward on
+    /// 8 March at 02:00 PST, fall back on 1 November at 02:00 PDT): the
+    /// period a moment counts in, and when the next begins.
+    #[test]
+    fn named_zones_follow_daylight_saving_time() {
+        let midnight: QuotaReset = "00:00 America/Los_Angeles".parse().expect("reset");
+        let skipped: QuotaReset = "02:30 America/Los_Angeles".parse().expect("reset");
+        let repeated: QuotaReset = "01:30 America/Los_Angeles".parse().expect("reset");
+        let shanghai: QuotaReset = "00:00 Asia/Shanghai".parse().expect("reset");
+        // (reset, now, period start, next reset)
+        let table = [
+            // A winter day: midnight PST is 08:00 UTC.
+            (
+                midnight,
+                datetime!(2026-03-07 12:00 UTC),
+                datetime!(2026-03-07 8:00 UTC),
+                datetime!(2026-03-08 8:00 UTC),
+            ),
+            // The spring-forward day lasts 23 hours: the next midnight
+            // is PDT, 07:00 UTC.
+            (
+                midnight,
+                datetime!(2026-03-08 12:00 UTC),
+                datetime!(2026-03-08 8:00 UTC),
+                datetime!(2026-03-09 7:00 UTC),
+            ),
+            // The last second before midnight PDT in October.
+            (
+                midnight,
+                datetime!(2026-11-01 6:59:59 UTC),
+                datetime!(2026-10-31 7:00 UTC),
+                datetime!(2026-11-01 7:00 UTC),
+            ),
+            // The fall-back day lasts 25 hours.
+            (
+                midnight,
+                datetime!(2026-11-01 12:00 UTC),
+                datetime!(2026-11-01 7:00 UTC),
+                datetime!(2026-11-02 8:00 UTC),
+            ),
+            // 02:30 does not exist on 8 March: the reset comes at 03:30
+            // PDT (10:30 UTC), as late as the clocks jumped.
+            (
+                skipped,
+                datetime!(2026-03-08 10:29 UTC),
+                datetime!(2026-03-07 10:30 UTC),
+                datetime!(2026-03-08 10:30 UTC),
+            ),
+            (
+                skipped,
+                datetime!(2026-03-08 12:00 UTC),
+                datetime!(2026-03-08 10:30 UTC),
+                datetime!(2026-03-09 9:30 UTC),
+            ),
+            // 01:30 happens twice on 1 November: the first one (PDT,
+            // 08:30 UTC) is the reset; the second (09:30 UTC) is not.
+            (
+                repeated,
+                datetime!(2026-11-01 9:45 UTC),
+                datetime!(2026-11-01 8:30 UTC),
+                datetime!(2026-11-02 9:30 UTC),
+            ),
+            (
+                repeated,
+                datetime!(2026-11-01 8:29 UTC),
+                datetime!(2026-10-31 8:30 UTC),
+                datetime!(2026-11-01 8:30 UTC),
+            ),
+            // A zone without daylight saving time is its fixed offset.
+            (
+                shanghai,
+                datetime!(2026-12-05 14:00 UTC),
+                datetime!(2026-12-04 16:00 UTC),
+                datetime!(2026-12-05 16:00 UTC),
+            ),
+        ];
+        for (reset, now, period, next) in table {
+            assert_eq!(reset.period(now), period, "period of {reset} at {now}");
+            assert_eq!(reset.next(now), next, "next {reset} after {now}");
+            assert!(reset.period(now) <= now && now < reset.next(now));
         }
     }
 }

@@ -217,6 +217,9 @@ pub struct RelayConfig {
     /// `daily_quota` and `quota_reset`: how many messages the relay takes
     /// a day, counted in the store; `None`: no quota.
     pub daily_quota: Option<DailyQuota>,
+    /// `[relays.oauth2]`: the token endpoint XOAUTH2 tokens are refreshed
+    /// from (secrets masked in `Debug`); `None` without one.
+    pub oauth2: Option<crate::oauth2::OAuth2Config>,
     /// The `provider` preset the entry started from (with SES's region),
     /// e.g. `gmail` or `ses (eu-west-1)`; `None` without one.
     pub provider: Option<String>,

@@ -10,6 +10,7 @@ pub mod config;
 mod dispatch;
 mod http;
 mod live;
+pub mod oauth2;
 pub mod observe;
 pub mod redact;
 pub mod reload;

@@ -182,7 +182,7 @@ pub async fn serve_reloadable(
     let relays = config
         .relays
         .iter()
-        .map(|r| Arc::new(crate::reload::relay(r)))
+        .map(|r| Arc::new(crate::reload::relay(r, &clock)))
         .collect();
     let alerting = Alerting::new(config.alerts.clone(), clock.clone());
     let alerting = if exclusive {

@@ -162,22 +162,30 @@ async fn with_one_relay_past_its_quota_mail_waits_for_the_reset() {
             Some(reset),
             "retried at the reset: {m:#?}"
         );
-        let attempt: &Event = m
-            .events
+        // A quota wait is not an attempt: nothing was tried, and
+        // max_attempts is not spent on it.
+        assert_eq!(m.attempts, 0, "{m:#?}");
+        let events: Vec<&Event> = m.events.iter().flatten().collect();
+        assert!(
+            events.iter().all(|e| e.kind != EventKind::Attempt),
+            "{events:#?}"
+        );
+        let wait = events
             .iter()
-            .flatten()
-            .find(|e| e.kind == EventKind::Attempt)
-            .expect("an attempt event");
-        let detail = attempt.detail.as_deref().unwrap_or_default();
+            .find(|e| e.kind == EventKind::Deferred)
+            .expect("a deferred event");
+        let detail = wait.detail.as_deref().unwrap_or_default();
         assert!(detail.contains("quota"), "{detail}");
         assert!(detail.contains(&common::rfc3339(reset)), "{detail}");
-        assert_eq!(attempt.relay.as_deref(), Some("only"));
+        assert_eq!(wait.relay.as_deref(), Some("only"));
     }
 
-    // At the reset the quota starts again and the rest goes out.
+    // At the reset the quota starts again and the rest goes out, each on
+    // its first attempt.
     clock.advance((reset - start).unsigned_abs() + Duration::from_secs(1));
     for m in &deferred {
-        herald.wait_status(&m.id, MessageStatus::Delivered).await;
+        let done = herald.wait_status(&m.id, MessageStatus::Delivered).await;
+        assert_eq!(done.attempts, 1, "{done:#?}");
     }
     assert_eq!(server.message_count(), 50);
     herald.stop().await.unwrap();

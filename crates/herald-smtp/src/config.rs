@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::token::TokenSource;
+
 /// How the connection is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TlsMode {
@@ -72,13 +74,31 @@ impl Mechanism {
 }
 
 /// What to authenticate with.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Secret {
     /// A password (PLAIN or LOGIN).
     Password(String),
-    /// An OAuth 2.0 access token (XOAUTH2).
+    /// An OAuth 2.0 access token (XOAUTH2), fixed: it works until it
+    /// expires.
     OAuth2Token(String),
+    /// OAuth 2.0 access tokens (XOAUTH2) asked from a source at each AUTH,
+    /// which refreshes them; a refused token is handed back to the source
+    /// and AUTH is tried once more with a new one.
+    OAuth2Source(Arc<dyn TokenSource>),
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Password(a), Self::Password(b))
+            | (Self::OAuth2Token(a), Self::OAuth2Token(b)) => a == b,
+            (Self::OAuth2Source(a), Self::OAuth2Source(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Secret {}
 
 /// Relay credentials. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -109,6 +129,16 @@ impl Credentials {
             mechanism: None,
         }
     }
+
+    /// Username and a source of OAuth 2.0 access tokens that refreshes
+    /// them.
+    pub fn oauth2_source(username: impl Into<String>, source: Arc<dyn TokenSource>) -> Self {
+        Self {
+            username: username.into(),
+            secret: Secret::OAuth2Source(source),
+            mechanism: None,
+        }
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -116,6 +146,7 @@ impl fmt::Debug for Credentials {
         let secret = match self.secret {
             Secret::Password(_) => "password: ***",
             Secret::OAuth2Token(_) => "oauth2 token: ***",
+            Secret::OAuth2Source(_) => "oauth2 token source: ***",
         };
         f.debug_struct("Credentials")
             .field("username", &self.username)

@@ -110,6 +110,9 @@ pub struct Error {
     reply: Option<Reply>,
     detail: String,
     ambiguous: bool,
+    /// For a token that could not be had: whether the token endpoint's
+    /// fault may pass.
+    token_transient: bool,
 }
 
 impl Error {
@@ -120,6 +123,21 @@ impl Error {
             reply: None,
             detail: detail.into(),
             ambiguous: false,
+            token_transient: false,
+        }
+    }
+
+    /// AUTH could not start: the XOAUTH2 token source had no token. An
+    /// authentication failure of the relay (the operator's to fix when
+    /// permanent, such as a revoked refresh token), with no reply.
+    pub(crate) fn token(error: &crate::token::TokenError) -> Self {
+        Self {
+            token_transient: error.is_transient(),
+            ..Self::new(
+                ErrorKind::AuthFailed,
+                Phase::Auth,
+                format!("no OAuth 2.0 access token: {error}"),
+            )
         }
     }
 
@@ -151,6 +169,7 @@ impl Error {
             detail: String::new(),
             reply: Some(reply),
             ambiguous: false,
+            token_transient: false,
         }
     }
 
@@ -196,9 +215,10 @@ impl Error {
     /// an attack in progress, not a fact about the relay), 454 during AUTH.
     pub fn is_transient(&self) -> bool {
         match self.kind {
-            ErrorKind::Rejected | ErrorKind::AuthFailed => {
-                self.reply.as_ref().is_some_and(Reply::is_transient)
-            }
+            ErrorKind::Rejected | ErrorKind::AuthFailed => self
+                .reply
+                .as_ref()
+                .map_or(self.token_transient, Reply::is_transient),
             ErrorKind::Timeout
             | ErrorKind::Network
             | ErrorKind::Tls

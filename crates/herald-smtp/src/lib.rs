@@ -2,6 +2,8 @@
 //! (STARTTLS or implicit) and AUTH, pipelines the envelope when the server
 //! allows, reports an outcome per recipient, bounds every phase with a
 //! timeout, pools connections per relay, and classifies every failure.
+//! XOAUTH2 tokens come from a [`TokenSource`] at each AUTH, so that a
+//! refreshing source keeps a relay usable past a token's lifetime.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -14,6 +16,7 @@ mod pool;
 mod reply;
 mod stuffing;
 mod tls;
+mod token;
 mod transaction;
 
 pub use config::{
@@ -24,6 +27,7 @@ pub use error::{Error, ErrorKind, Phase, Scope};
 pub use pool::{Pool, PoolConfig, PoolStats};
 pub use reply::{EnhancedCode, Reply};
 pub use tls::{TlsInfo, TlsSetupError, system_tls_config, tls_config_from_pem};
+pub use token::{TokenError, TokenFuture, TokenSource};
 pub use tokio_util::sync::CancellationToken;
 pub use transaction::{RecipientOutcome, SendOptions};
 

@@ -121,6 +121,17 @@ impl Store for PgStore {
             .await
     }
 
+    async fn postpone(
+        &self,
+        id: &str,
+        owner: &str,
+        postponed: Postponed,
+    ) -> Result<(), StoreError> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.run(|shared| async move { lease::postpone(&shared, &id, &owner, &postponed).await })
+            .await
+    }
+
     async fn cancel(&self, id: &str, now: OffsetDateTime) -> Result<MessageRecord, StoreError> {
         let id = id.to_owned();
         self.run(|shared| async move { attempt::cancel(&shared, &id, now).await })

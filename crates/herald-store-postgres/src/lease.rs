@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::Shared;
 use super::codec::{get, interval, unsigned};
 use super::pipeline::{Conn, Tx, step};
+use super::{Clock, Shared};
 use herald_store::lifecycle::{
     LostLease, POISON_RESPONSE, Tally, after_lost_lease, final_detail, lost_lease_detail,
     unclaimed_status,
 };
-use herald_store::{Claimed, EventKind, Leases, MessageStatus, StoreError};
+use herald_store::{Claimed, EventKind, Leases, MessageStatus, Postponed, StoreError};
 
 /// The claim: the oldest due messages (scheduled ones whose time has
 /// come, queued, deferred), read from the partial index of due messages
@@ -465,6 +465,57 @@ pub(crate) async fn lock(
         get(row, 1)?,
         unsigned(i64::from(get::<i32>(row, 2)?), "attempts")?,
     ))
+}
+
+/// Puts `id` off untried until `postponed.until` (see
+/// [`herald_store::Store::postpone`]): attempts unchanged. With the
+/// database's clock, the event's time is the database's now.
+pub(crate) async fn postpone(
+    shared: &Shared,
+    id: &str,
+    owner: &str,
+    postponed: &Postponed,
+) -> Result<(), StoreError> {
+    let mut tx = Tx::begin(&shared.pool).await?;
+    let (status, holder, _) = match lock(&mut tx, id).await {
+        Ok(held) => held,
+        Err(e) => {
+            tx.rollback().await;
+            return Err(e);
+        }
+    };
+    if status != MessageStatus::Sending || holder.as_deref() != Some(owner) {
+        tx.rollback().await;
+        return Err(StoreError::LeaseLost);
+    }
+    let at: Option<OffsetDateTime> = match shared.clock {
+        Clock::Caller => Some(postponed.at),
+        Clock::Database => None,
+    };
+    tx.commit(
+        &[
+            step!(
+                "UPDATE messages SET status = 'deferred', next_attempt_at = $2, \
+                     updated_at = coalesce($3::timestamptz, now()), \
+                     lease_owner = NULL, lease_until = NULL, lost_leases = 0 \
+                 WHERE id = $1",
+                id,
+                postponed.until,
+                at,
+            ),
+            step!(
+                "INSERT INTO events (message_id, at, kind, relay, detail) \
+                 VALUES ($1, coalesce($2::timestamptz, now()), 'deferred', $3, $4)",
+                id,
+                at,
+                postponed.relay,
+                postponed.detail,
+            ),
+        ],
+        "postpone message",
+    )
+    .await?;
+    Ok(())
 }
 
 /// Gives `id` back untried: due again at once, attempts unchanged.

@@ -62,9 +62,9 @@ use tokio::task::AbortHandle;
 use herald_store::{
     Added, AttemptRecord, Claimed, DisabledWebhook, Enqueued, EventRetention, FeedCursor,
     FeedEntry, FeedRecord, Idempotency, Leases, ListFilter, MessageRecord, NewMessage, NewTemplate,
-    OutboxEvent, Page, Purged, PurgedEvents, QueueStats, RateSlots, Recorded, Retention, Store,
-    StoreError, StoreOptions, Suppression, SuppressionFilter, SuppressionPage, TemplateRecord,
-    WebhookDelivery, WebhookDeliveryRecord,
+    OutboxEvent, Page, Postponed, Purged, PurgedEvents, QueueStats, RateSlots, Recorded, Retention,
+    Store, StoreError, StoreOptions, Suppression, SuppressionFilter, SuppressionPage,
+    TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 use self::depth::Depth;

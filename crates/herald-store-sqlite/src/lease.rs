@@ -13,7 +13,7 @@ use super::codec::{NewEvent, db, ms, ms_after, rows, time, unsigned};
 use herald_store::lifecycle::{
     LostLease, POISON_RESPONSE, after_lost_lease, final_detail, lost_lease_detail,
 };
-use herald_store::{Claimed, EventKind, Leases, StoreError};
+use herald_store::{Claimed, EventKind, Leases, Postponed, StoreError};
 
 /// The claimable messages, oldest due first: two index range scans (due
 /// messages, expired leases), each already limited, merged by due time.
@@ -249,6 +249,34 @@ pub(super) fn release(conn: &Connection, id: &str, owner: &str) -> Result<(), St
         return Err(lease_failure(conn, id));
     }
     Ok(())
+}
+
+/// Puts `id` off untried until `postponed.until` (see
+/// [`herald_store::Store::postpone`]): attempts unchanged.
+pub(super) fn postpone(
+    conn: &Connection,
+    id: &str,
+    owner: &str,
+    postponed: &Postponed,
+) -> Result<(), StoreError> {
+    let at = ms(postponed.at);
+    let changed = conn
+        .prepare_cached(
+            "UPDATE messages SET status = 'deferred', next_attempt_at = ?, updated_at = ?, \
+                 lease_owner = NULL, lease_until = NULL, lost_leases = 0 \
+             WHERE id = ? AND status = 'sending' AND lease_owner = ?",
+        )
+        .and_then(|mut update| update.execute(params![ms(postponed.until), at, id, owner]))
+        .map_err(db("postpone message"))?;
+    if changed == 0 {
+        return Err(lease_failure(conn, id));
+    }
+    NewEvent {
+        relay: Some(&postponed.relay),
+        detail: Some(postponed.detail.clone()),
+        ..NewEvent::of(EventKind::Deferred, at)
+    }
+    .insert(conn, id)
 }
 
 /// Ends the chosen leases without an attempt (see

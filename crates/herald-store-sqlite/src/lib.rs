@@ -38,9 +38,9 @@ use self::writer::{Closure, Op, Reply, Shared};
 use herald_store::{
     Added, AttemptRecord, Claimed, DisabledWebhook, Enqueued, EventRetention, FeedCursor,
     FeedEntry, FeedRecord, Idempotency, Leases, ListFilter, MessageRecord, NewMessage, NewTemplate,
-    OutboxEvent, Page, Purged, PurgedEvents, QueueStats, RateSlots, Recorded, Retention, Store,
-    StoreError, StoreOptions, Suppression, SuppressionFilter, SuppressionPage, TemplateRecord,
-    WebhookDelivery, WebhookDeliveryRecord,
+    OutboxEvent, Page, Postponed, Purged, PurgedEvents, QueueStats, RateSlots, Recorded, Retention,
+    Store, StoreError, StoreOptions, Suppression, SuppressionFilter, SuppressionPage,
+    TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -281,6 +281,17 @@ impl Store for SqliteStore {
     async fn release(&self, id: &str, owner: &str) -> Result<(), StoreError> {
         let (id, owner) = (id.to_owned(), owner.to_owned());
         self.write(|reply| Op::Release { id, owner, reply }).await
+    }
+
+    async fn postpone(
+        &self,
+        id: &str,
+        owner: &str,
+        postponed: Postponed,
+    ) -> Result<(), StoreError> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.job(move |conn| lease::postpone(conn, &id, &owner, &postponed))
+            .await
     }
 
     async fn cancel(&self, id: &str, now: OffsetDateTime) -> Result<MessageRecord, StoreError> {

@@ -31,8 +31,8 @@ pub use lifecycle::{AttemptOutcome, EventKind};
 pub use limits::RateSlots;
 pub use model::{
     AttemptRecord, Claimed, Enqueued, Event, FeedCursor, FeedEntry, FeedRecord, Idempotency,
-    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NextStep, Page, Purged,
-    QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Recorded, Retention,
+    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NextStep, Page, Postponed,
+    Purged, QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Recorded, Retention,
     StoreOptions,
 };
 pub use outbox::{
@@ -211,6 +211,17 @@ pub trait Store: Send + Sync + 'static {
     /// Gives a claimed message back untried (shutdown): it becomes due
     /// again at once, its attempt count unchanged.
     async fn release(&self, id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Puts a claimed message off without trying it (every relay it could
+    /// go through has spent its daily quota): status `deferred`, due at
+    /// `postponed.until`, the lease released, and a `deferred` event at
+    /// `postponed.at` naming the relay, with the detail. Its attempt count
+    /// and its recipients stay as they were, so waiting for a quota never
+    /// spends the retry policy's attempts. Fails with
+    /// [`StoreError::LeaseLost`] (changing nothing) if `owner` no longer
+    /// holds the lease.
+    async fn postpone(&self, id: &str, owner: &str, postponed: Postponed)
+    -> Result<(), StoreError>;
 
     /// Stops a message that is not final: open recipients become failed
     /// ("cancelled"), status `cancelled`. A message being sent is

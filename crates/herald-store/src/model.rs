@@ -285,6 +285,19 @@ pub struct AttemptRecord {
     pub suppression: SuppressionPolicy,
 }
 
+/// A claimed message put off untried ([`Store::postpone`](crate::Store::postpone)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postponed {
+    /// When it is due again (the first quota reset).
+    pub until: OffsetDateTime,
+    /// Now: the time of the `deferred` event.
+    pub at: OffsetDateTime,
+    /// The relay whose limit put it off.
+    pub relay: String,
+    /// Why, for the event (`daily quota of relay gmail (500) spent; resets at …`).
+    pub detail: String,
+}
+
 /// A message with everything known about it (the API's message view).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageRecord {

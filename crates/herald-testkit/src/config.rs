@@ -5,6 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::tokens::TokenBook;
+
 /// How TLS is offered to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMode {
@@ -26,6 +28,9 @@ pub struct Credentials {
     pub password: String,
     /// The bearer token accepted by XOAUTH2; when set, XOAUTH2 is advertised.
     pub xoauth2_token: Option<String>,
+    /// Bearer tokens granted while the server runs, each until it
+    /// expires; when set, XOAUTH2 is advertised.
+    pub xoauth2_tokens: Option<TokenBook>,
 }
 
 impl Credentials {
@@ -35,12 +40,21 @@ impl Credentials {
             username: username.into(),
             password: password.into(),
             xoauth2_token: None,
+            xoauth2_tokens: None,
         }
     }
 
     /// The same credentials, also accepting XOAUTH2 with this bearer token.
     pub fn with_xoauth2_token(mut self, token: impl Into<String>) -> Self {
         self.xoauth2_token = Some(token.into());
+        self
+    }
+
+    /// The same credentials, also accepting XOAUTH2 with any token that
+    /// `book` holds and that has not expired. A refused token gets
+    /// Gmail's answer: a 334 with a JSON error, then `535 5.7.8`.
+    pub fn with_xoauth2_tokens(mut self, book: TokenBook) -> Self {
+        self.xoauth2_tokens = Some(book);
         self
     }
 }
@@ -52,6 +66,7 @@ impl fmt::Debug for Credentials {
             .field("username", &self.username)
             .field("password", &"***")
             .field("xoauth2_token", &self.xoauth2_token.as_ref().map(|_| "***"))
+            .field("xoauth2_tokens", &self.xoauth2_tokens)
             .finish()
     }
 }
@@ -230,7 +245,7 @@ impl ServerConfig {
                 .collect();
         }
         let mut mechs = vec!["PLAIN".to_owned(), "LOGIN".to_owned()];
-        if creds.xoauth2_token.is_some() {
+        if creds.xoauth2_token.is_some() || creds.xoauth2_tokens.is_some() {
             mechs.push("XOAUTH2".to_owned());
         }
         mechs

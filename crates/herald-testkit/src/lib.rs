@@ -49,11 +49,13 @@ mod log;
 mod server;
 mod session;
 mod tls;
+mod tokens;
 mod wire;
 
 pub use config::{Credentials, Fault, FaultRule, Phase, ServerConfig, TlsMode};
 pub use log::{Closer, CommandRecord, ReceivedMessage, SessionLog};
 pub use server::TestServer;
+pub use tokens::TokenBook;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

@@ -324,6 +324,9 @@ pub(crate) struct RawRelay {
     /// Environment variable holding an OAuth 2.0 access token.
     #[serde(default = "defaults::oauth2_token_env")]
     pub(crate) oauth2_token_env: Option<String>,
+    /// `[relays.oauth2]`: access tokens refreshed from a token endpoint.
+    #[serde(default)]
+    pub(crate) oauth2: Option<RawOAuth2>,
     /// Force one AUTH mechanism.
     #[serde(default = "defaults::auth_mechanism")]
     pub(crate) auth_mechanism: Option<Named<Mechanism>>,
@@ -361,6 +364,26 @@ pub(crate) struct RawRelay {
     /// `[relays.breaker]`: when to stop talking to this relay for a while.
     #[serde(default)]
     pub(crate) breaker: RawBreaker,
+}
+
+/// `[relays.oauth2]`: where XOAUTH2 access tokens come from. The secrets
+/// are named by environment variable only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOAuth2 {
+    /// The token endpoint (`https://oauth2.googleapis.com/token`).
+    pub(crate) token_url: String,
+    /// The OAuth client's id.
+    pub(crate) client_id: String,
+    /// Environment variable holding the client secret; `None` for a
+    /// public client.
+    #[serde(default)]
+    pub(crate) client_secret_env: Option<String>,
+    /// Environment variable holding the refresh token.
+    pub(crate) refresh_token_env: String,
+    /// The scope to ask for; `None` asks for none (the grant's).
+    #[serde(default)]
+    pub(crate) scope: Option<String>,
 }
 
 /// `[relays.breaker]`.

@@ -5,13 +5,33 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use herald_policy::{BreakerConfig, DailyQuota, QuotaReset, Rate, RateLimit};
+use herald_policy::{
+    BreakerConfig, DailyQuota, QuotaReset, Rate, RateLimit, SharedClock, SystemClock,
+};
 use herald_smtp::{ClientConfig, Credentials, Mechanism, PoolConfig, TlsMode, system_tls_config};
 
 use super::build::{Env, check_helo_name, positive};
 use super::preset;
-use super::raw::{RawRelay, defaults};
+use super::raw::{RawOAuth2, RawRelay, defaults};
 use super::{ConfigError, DeliveryConfig, RelayConfig};
+use crate::oauth2::OAuth2Config;
+
+impl RelayConfig {
+    /// The client settings with XOAUTH2 tokens aged by `clock` (the
+    /// service's): a relay with `[relays.oauth2]` gets a token source of
+    /// its own; any other relay's settings are returned as they are.
+    pub fn client_with_clock(&self, clock: &SharedClock) -> ClientConfig {
+        let mut client = self.client.clone();
+        if let (Some(oauth2), Some(credentials)) = (&self.oauth2, client.credentials.as_mut()) {
+            credentials.secret = herald_smtp::Secret::OAuth2Source(crate::oauth2::source(
+                &self.name,
+                oauth2,
+                clock.clone(),
+            ));
+        }
+        client
+    }
+}
 
 /// Validates every relay, in file order.
 pub(super) fn relays(
@@ -105,7 +125,7 @@ fn one(
             "must be between 1 and 65535",
         ));
     }
-    let credentials = credentials(&raw, i, env)?;
+    let (credentials, oauth2) = credentials(&raw, i, env)?;
     if credentials.is_some()
         && matches!(tls, TlsMode::None | TlsMode::Opportunistic)
         && !raw.allow_insecure_auth
@@ -222,17 +242,24 @@ fn one(
         rate,
         daily_quota,
         ca_file: raw.ca_file,
+        oauth2,
     })
 }
 
-/// Username plus exactly one of password, password_env, oauth2_token_env;
-/// the mechanism, if forced, must fit the secret.
-fn credentials(raw: &RawRelay, i: usize, env: Env<'_>) -> Result<Option<Credentials>, ConfigError> {
+/// Username plus exactly one of password, password_env, oauth2_token_env
+/// and `[relays.oauth2]`; the mechanism, if forced, must fit the secret
+/// (XOAUTH2 for a token, and implied by one).
+fn credentials(
+    raw: &RawRelay,
+    i: usize,
+    env: Env<'_>,
+) -> Result<(Option<Credentials>, Option<OAuth2Config>), ConfigError> {
     let field = |name: &str| format!("relays[{i}].{name}");
     let given: Vec<&str> = [
         ("password", raw.password.is_some()),
         ("password_env", raw.password_env.is_some()),
         ("oauth2_token_env", raw.oauth2_token_env.is_some()),
+        ("oauth2", raw.oauth2.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
@@ -240,7 +267,9 @@ fn credentials(raw: &RawRelay, i: usize, env: Env<'_>) -> Result<Option<Credenti
     if let [first, second, ..] = given[..] {
         return Err(ConfigError::new(
             field(second),
-            format!("give only one of password, password_env and oauth2_token_env (also {first})"),
+            format!(
+                "give only one of password, password_env, oauth2_token_env and [relays.oauth2] (also {first})"
+            ),
         ));
     }
     let Some(username) = &raw.username else {
@@ -250,7 +279,7 @@ fn credentials(raw: &RawRelay, i: usize, env: Env<'_>) -> Result<Option<Credenti
         if raw.auth_mechanism.is_some() {
             return Err(ConfigError::new(field("auth_mechanism"), "needs username"));
         }
-        return Ok(None);
+        return Ok((None, None));
     };
     if username.is_empty() {
         return Err(ConfigError::new(field("username"), "must not be empty"));
@@ -268,32 +297,72 @@ fn credentials(raw: &RawRelay, i: usize, env: Env<'_>) -> Result<Option<Credenti
             Some(value) => Ok(value),
         }
     };
+    let mut oauth2_config = None;
     let mut credentials = if let Some(password) = &raw.password {
         Credentials::password(username.clone(), password.clone())
     } else if let Some(var) = &raw.password_env {
         Credentials::password(username.clone(), secret_from_env("password_env", var)?)
     } else if let Some(var) = &raw.oauth2_token_env {
         Credentials::oauth2(username.clone(), secret_from_env("oauth2_token_env", var)?)
+    } else if let Some(oauth2) = &raw.oauth2 {
+        let config = oauth2_settings(oauth2, i, &secret_from_env)?;
+        let source = crate::oauth2::source(&raw.name, &config, SystemClock::shared());
+        oauth2_config = Some(config);
+        Credentials::oauth2_source(username.clone(), source)
     } else {
         return Err(ConfigError::new(
             field("username"),
-            "needs password, password_env or oauth2_token_env",
+            "needs password, password_env, oauth2_token_env or [relays.oauth2]",
         ));
     };
     if let Some(mechanism) = &raw.auth_mechanism {
         let mechanism = mechanism.0;
-        let token = raw.oauth2_token_env.is_some();
+        let token = raw.oauth2_token_env.is_some() || raw.oauth2.is_some();
         if token != (mechanism == Mechanism::Xoauth2) {
             return Err(ConfigError::new(
                 field("auth_mechanism"),
                 if token {
                     "an OAuth 2.0 token needs xoauth2"
                 } else {
-                    "xoauth2 needs oauth2_token_env, not a password"
+                    "xoauth2 needs oauth2_token_env or [relays.oauth2], not a password"
                 },
             ));
         }
         credentials.mechanism = Some(mechanism);
     }
-    Ok(Some(credentials))
+    Ok((Some(credentials), oauth2_config))
+}
+
+/// `[relays.oauth2]` checked, its secrets read through `secret`
+/// (`(field, variable)` → the value).
+fn oauth2_settings(
+    raw: &RawOAuth2,
+    i: usize,
+    secret: &dyn Fn(&str, &str) -> Result<String, ConfigError>,
+) -> Result<OAuth2Config, ConfigError> {
+    let field = |name: &str| format!("relays[{i}].oauth2.{name}");
+    crate::oauth2::check_token_url(&raw.token_url)
+        .map_err(|reason| ConfigError::new(field("token_url"), reason))?;
+    if raw.client_id.trim().is_empty() {
+        return Err(ConfigError::new(field("client_id"), "must not be empty"));
+    }
+    if raw.scope.as_ref().is_some_and(|s| s.trim().is_empty()) {
+        return Err(ConfigError::new(
+            field("scope"),
+            "must not be empty (leave it out to ask for none)",
+        ));
+    }
+    let client_secret = raw
+        .client_secret_env
+        .as_deref()
+        .map(|var| secret("oauth2.client_secret_env", var))
+        .transpose()?;
+    let refresh_token = secret("oauth2.refresh_token_env", &raw.refresh_token_env)?;
+    Ok(OAuth2Config {
+        token_url: raw.token_url.trim().to_owned(),
+        client_id: raw.client_id.trim().to_owned(),
+        client_secret,
+        refresh_token,
+        scope: raw.scope.as_ref().map(|s| s.trim().to_owned()),
+    })
 }

@@ -10,6 +10,7 @@ use super::*;
 
 mod docs;
 mod limits;
+mod oauth2;
 mod otlp;
 mod secrets;
 mod submission;

@@ -370,6 +370,16 @@ impl Dispatcher {
                 },
             }
         };
+        if let Some(until) = tried.retry_at
+            && suppressed.is_empty()
+        {
+            // Every relay's quota is spent: put off to the reset, which
+            // spends no attempt. (With suppressed recipients to record,
+            // it is recorded as an attempt instead, deferred to the same
+            // reset; that happens once, as they are final afterwards.)
+            self.postpone(&message, &tried, until).await;
+            return;
+        }
         tried.results.extend(suppressed);
         let next = match attempt::next_step(
             &tried.results,
@@ -379,7 +389,8 @@ impl Dispatcher {
             self.clock.now(),
             &mut *crate::lock(&self.rng),
         ) {
-            // Deferred by quotas: tried again when the first one resets.
+            // Put off by quotas (with suppressed recipients recorded):
+            // tried again when the first one resets.
             NextStep::RetryAt(at) => NextStep::RetryAt(tried.retry_at.unwrap_or(at)),
             give_up => give_up,
         };
@@ -414,6 +425,42 @@ impl Dispatcher {
             }
             Err(error) => {
                 tracing::error!(id = %message.id, error = %error, "recording the attempt failed")
+            }
+        }
+    }
+
+    /// Puts `message` off to `until` without an attempt: its attempt
+    /// count stays, and its history says which quota and when it resets.
+    async fn postpone(&self, message: &Claimed, tried: &Tried, until: time::OffsetDateTime) {
+        let detail = tried
+            .results
+            .first()
+            .and_then(|r| r.response.clone())
+            .unwrap_or_else(|| "not tried: daily quota spent".to_owned());
+        tracing::info!(
+            id = %message.id,
+            relay = %tried.relay,
+            attempt = message.attempts,
+            %until,
+            "delivery postponed: daily quota spent"
+        );
+        let postponed = herald_store::Postponed {
+            until,
+            at: self.clock.now(),
+            relay: tried.relay.clone(),
+            detail,
+        };
+        match self
+            .store
+            .postpone(&message.id, &self.settings.owner, postponed)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost) => {
+                tracing::warn!(id = %message.id, "lease lost (cancelled or expired); postponement not recorded")
+            }
+            Err(error) => {
+                tracing::error!(id = %message.id, error = %error, "postponing the message failed")
             }
         }
     }

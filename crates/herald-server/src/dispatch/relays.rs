@@ -155,8 +155,9 @@ impl Dispatcher {
                 defer_all(&message.recipients, &reason),
                 Duration::ZERO,
             );
+            // Not an attempt: the message is put off to the reset
+            // (`deliver` postpones it), so no attempt is reported.
             tried.retry_at = Some(reset);
-            self.report(message, &tried, Via::Nowhere);
             return Some(tried);
         }
         // Nothing was tried: every circuit is open. The deferral is the

@@ -23,8 +23,9 @@ pub(super) struct Tried {
     pub(super) outcome: AttemptOutcome,
     pub(super) results: Vec<RecipientResult>,
     pub(super) duration: Duration,
-    /// When to try again instead of the retry policy's time (a quota's
-    /// reset), if the policy does not give up.
+    /// Set when nothing was tried because every relay's quota is spent:
+    /// the first reset, when the message is due again. Such a try is no
+    /// attempt (see `Dispatcher::postpone`).
     pub(super) retry_at: Option<time::OffsetDateTime>,
 }
 

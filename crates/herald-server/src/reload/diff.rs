@@ -70,7 +70,7 @@ pub(crate) fn same_relay(a: &RelayConfig, b: &RelayConfig) -> bool {
         && a.client.port == b.client.port
         && a.client.tls == b.client.tls
         && a.ca_file == b.ca_file
-        && a.client.credentials == b.client.credentials
+        && same_credentials(a, b)
         && a.client.allow_insecure_auth == b.client.allow_insecure_auth
         && a.client.helo_name == b.client.helo_name
         && a.client.timeouts == b.client.timeouts
@@ -78,6 +78,20 @@ pub(crate) fn same_relay(a: &RelayConfig, b: &RelayConfig) -> bool {
         && a.breaker == b.breaker
         && a.rate == b.rate
         && a.daily_quota == b.daily_quota
+}
+
+/// Whether two relays authenticate the same way. A token source is made
+/// anew for each reading of the file, so relays with `[relays.oauth2]`
+/// compare their settings, not their sources.
+fn same_credentials(a: &RelayConfig, b: &RelayConfig) -> bool {
+    match (&a.oauth2, &b.oauth2) {
+        (Some(x), Some(y)) => {
+            let user = |r: &RelayConfig| r.client.credentials.as_ref().map(|c| c.username.clone());
+            x == y && user(a) == user(b)
+        }
+        (None, None) => a.client.credentials == b.client.credentials,
+        _ => false,
+    }
 }
 
 /// What differs between `running` and `new`.

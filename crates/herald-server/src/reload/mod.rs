@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_alerts::Alerting;
-use herald_policy::CircuitBreaker;
+use herald_policy::{CircuitBreaker, SharedClock};
 use herald_smtp::Pool;
 
 pub(crate) use diff::same_relay;
@@ -82,10 +82,10 @@ pub(crate) struct Targets {
 
 /// A relay's handle as the dispatcher uses it, new: an empty pool, a
 /// closed breaker.
-pub(crate) fn relay(config: &RelayConfig) -> Relay {
+pub(crate) fn relay(config: &RelayConfig, clock: &SharedClock) -> Relay {
     Relay {
         name: config.name.clone(),
-        pool: Pool::new(config.client.clone(), config.pool),
+        pool: Pool::new(config.client_with_clock(clock), config.pool),
         breaker: std::sync::Mutex::new(CircuitBreaker::new(config.breaker.clone())),
         rate: config.rate,
         quota: config.daily_quota,
@@ -218,7 +218,7 @@ impl Reloader {
                 .find(|(was, _)| same_relay(was, config));
             kept.push(match same {
                 Some((_, handle)) => Arc::clone(handle),
-                None => Arc::new(relay(config)),
+                None => Arc::new(relay(config, &self.dispatcher.settings().clock)),
             });
         }
         let retired: Vec<Arc<Relay>> = handles

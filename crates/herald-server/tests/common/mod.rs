@@ -5,6 +5,7 @@
 
 pub(crate) mod api;
 pub(crate) mod pg;
+pub(crate) mod token_endpoint;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -114,8 +115,26 @@ impl Herald {
         text: &str,
         clock: SharedClock,
     ) -> Herald {
+        Self::start_in_with_env(dir, text, clock, &[]).await
+    }
+
+    /// [`start_in_with_clock`](Self::start_in_with_clock) with `vars` in
+    /// the environment herald reads (besides `WEBHOOK_SECRET`).
+    pub(crate) async fn start_in_with_env(
+        dir: PathBuf,
+        text: &str,
+        clock: SharedClock,
+        vars: &[(&str, &str)],
+    ) -> Herald {
         let text = text.replace("{DIR}", &dir.display().to_string());
-        let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| WEBHOOK_SECRET.to_owned());
+        let env = |name: &str| {
+            if name == "WEBHOOK_SECRET" {
+                return Some(WEBHOOK_SECRET.to_owned());
+            }
+            vars.iter()
+                .find(|(var, _)| *var == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
         let config = Config::from_toml_str(&text, &env).unwrap();
         let store = open_store(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -191,6 +191,74 @@ pub async fn release_makes_the_message_due_again<S: Store>(store: S) {
     assert!(matches!(twice, Err(StoreError::LeaseLost)), "got {twice:?}");
 }
 
+/// A message put off for a quota is deferred to the reset with an event
+/// that says why, its attempt count and recipients untouched (quota waits
+/// never eat `max_attempts`); only the lease holder may put it off, and
+/// it is claimable again at the reset, not before.
+pub async fn postpone_defers_without_spending_an_attempt<S: Store>(store: S) {
+    let m = message(1, at(0), &[BOB]);
+    store.enqueue(m.clone()).await.expect("enqueue");
+    let postponed = |now: i64, until: i64| crate::Postponed {
+        until: at(until),
+        at: at(now),
+        relay: "gmail".to_owned(),
+        detail: "not tried: the daily quota of relay gmail (500) is spent".to_owned(),
+    };
+    // Tried once already (a transient failure), then held by a quota.
+    claim_one(&store, "worker-1", at(0)).await;
+    store
+        .record_attempt(
+            &m.id,
+            "worker-1",
+            attempt(at(0), vec![deferred(BOB)], NextStep::RetryAt(at(10))),
+        )
+        .await
+        .expect("record");
+    claim_one(&store, "worker-2", at(10)).await;
+    let before = get(&store, &m.id).await;
+    let wrong = store.postpone(&m.id, "worker-1", postponed(10, 500)).await;
+    assert!(matches!(wrong, Err(StoreError::LeaseLost)), "got {wrong:?}");
+    assert_eq!(
+        get(&store, &m.id).await,
+        before,
+        "a refused postpone changes nothing"
+    );
+
+    store
+        .postpone(&m.id, "worker-2", postponed(10, 500))
+        .await
+        .expect("postpone");
+    let record = get(&store, &m.id).await;
+    assert_eq!(record.status, MessageStatus::Deferred);
+    assert_eq!(record.attempts, 1, "a quota wait is not an attempt");
+    assert_eq!(record.next_attempt_at, Some(at(500)));
+    assert_eq!(record.recipients, before.recipients);
+    let last = record.events.last().expect("an event");
+    assert_eq!(last.kind, crate::EventKind::Deferred);
+    assert_eq!(last.at, at(10));
+    assert_eq!(last.relay.as_deref(), Some("gmail"));
+    assert!(last.detail.as_deref().unwrap_or_default().contains("quota"));
+    let attempts = record
+        .events
+        .iter()
+        .filter(|e| e.kind == crate::EventKind::Attempt)
+        .count();
+    assert_eq!(attempts, 1, "no attempt event for the wait");
+
+    assert!(
+        store
+            .claim("worker-3", 10, LEASE, at(499))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "due at the reset, not before"
+    );
+    let again = claim_one(&store, "worker-3", at(500)).await;
+    assert_eq!(again.attempts, 1);
+    let twice = store.postpone(&m.id, "worker-2", postponed(500, 900)).await;
+    assert!(matches!(twice, Err(StoreError::LeaseLost)), "got {twice:?}");
+}
+
 /// `reclaim(Leases::Expired)` turns expired leases (only those) back into due
 /// messages with a `lease_expired` event: `queued` if never attempted,
 /// `deferred` otherwise.

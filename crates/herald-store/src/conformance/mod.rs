@@ -44,7 +44,8 @@ pub use admin::{
 pub use claim::{
     claim_is_exclusive_under_concurrency, claim_takes_oldest_due_first_within_limit,
     expired_lease_goes_to_another_owner, extend_lease_keeps_the_claim,
-    reclaim_expired_makes_leases_due_again, release_makes_the_message_due_again,
+    postpone_defers_without_spending_an_attempt, reclaim_expired_makes_leases_due_again,
+    release_makes_the_message_due_again,
 };
 pub use enqueue::{
     batch_commits_valid_items_and_reports_each_conflict, enqueue_then_get_round_trips,
@@ -113,6 +114,7 @@ where
         expired_lease_goes_to_another_owner,
         extend_lease_keeps_the_claim,
         release_makes_the_message_due_again,
+        postpone_defers_without_spending_an_attempt,
         reclaim_expired_makes_leases_due_again,
         wrong_owner_cannot_record_and_changes_nothing,
         transient_failure_defers_and_retries_only_open_recipients,

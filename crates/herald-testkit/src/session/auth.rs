@@ -56,6 +56,18 @@ fn parse_xoauth2(message: &[u8]) -> Option<(String, String)> {
     Some((user.to_owned(), token.to_owned()))
 }
 
+/// Whether `token` is the fixed token or one the book holds unexpired
+/// (the book counts every token it is asked about).
+fn token_valid(creds: &Credentials, token: &str) -> bool {
+    if creds.xoauth2_token.as_deref() == Some(token) {
+        return true;
+    }
+    creds
+        .xoauth2_tokens
+        .as_ref()
+        .is_some_and(|book| book.check(token))
+}
+
 impl Session {
     pub(super) async fn auth(&mut self, line: &str, initial: String) -> Flow {
         let shared = Arc::clone(&self.shared);
@@ -196,7 +208,7 @@ impl Session {
         };
         if let Some((user, token)) = parse_xoauth2(&message)
             && user == creds.username
-            && creds.xoauth2_token.as_deref() == Some(token.as_str())
+            && token_valid(creds, &token)
         {
             return Ok(Outcome::Success(user));
         }
