@@ -13,6 +13,7 @@ mod raw;
 mod relays;
 mod scrape;
 mod suppressions;
+mod template_cache;
 mod templates;
 mod webhooks;
 
@@ -68,6 +69,8 @@ pub struct AppState {
     pub(crate) alerting: Option<Arc<herald_alerts::Alerting>>,
     /// Where handlers read the time (acceptance, `send_at`, retry, cancel).
     pub(crate) clock: SharedClock,
+    /// Compiled template versions, shared by this node's handlers.
+    pub(crate) templates: Arc<template_cache::TemplateCache>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -98,6 +101,7 @@ impl AppState {
             dispatcher: None,
             alerting: None,
             clock: SystemClock::shared(),
+            templates: Arc::default(),
         }
     }
 
