@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "templates",
         include_str!("../migrations/0004_templates.sql"),
     ),
+    (
+        "message_template",
+        include_str!("../migrations/0005_message_template.sql"),
+    ),
 ];
 
 /// The key of the advisory lock that migrations hold: nodes that start

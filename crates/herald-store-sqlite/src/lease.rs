@@ -362,6 +362,7 @@ mod tests {
                 metadata: Default::default(),
                 trace_id: None,
                 submitted_by: None,
+                template: None,
                 idempotency: None,
             })
             .collect();
