@@ -62,8 +62,9 @@ impl Client {
     }
 
     /// `DELETE /v1/suppressions/{address}`: takes an address off the list
-    /// ([`Error::Api`] with status 404 when it was not on it).
-    pub async fn remove_suppression(&self, address: &str) -> Result<(), Error> {
+    /// and answers the entry removed ([`Error::Api`] with status 404 when
+    /// it was not on it).
+    pub async fn remove_suppression(&self, address: &str) -> Result<Suppression, Error> {
         let path = format!("/v1/suppressions/{}", encode(address));
         self.inner
             .call(Method::DELETE, &path, None, None, true)

@@ -109,7 +109,8 @@ async fn suppressions_are_added_read_streamed_across_pages_and_removed() {
         .unwrap();
     assert_eq!(manual.len(), 3, "{manual:?}");
 
-    client.remove_suppression("c@example.org").await.unwrap();
+    let removed = client.remove_suppression("c@example.org").await.unwrap();
+    assert_eq!(removed.address, "c@example.org");
     let gone = client.suppression("c@example.org").await.unwrap_err();
     assert_eq!(gone.status(), Some(404), "{gone}");
     let twice = client

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use super::Clock;
 use super::Shared;
 use super::codec::{get, json, micros};
-use super::pipeline::{Conn, Step, Tx, step};
+use super::pipeline::{Step, Tx, step};
 use herald_store::lifecycle::initial_state;
 use herald_store::{Enqueued, EventKind, IDEMPOTENCY_WINDOW, Idempotency, NewMessage, StoreError};
 
