@@ -23,7 +23,8 @@ pub use errors::{ErrorGroup, ErrorGroups, FailureClass};
 pub use herald_message::{AttachmentRequest, FieldError, MessageRequest};
 pub use lists::{
     AddResult, AddResults, AddStatus, AddSuppressions, MAX_ADDRESSES, Suppression, SuppressionPage,
-    WebhookDelivery, WebhookDeliveryPage, WebhookEventType,
+    WebhookDelivery, WebhookDeliveryPage, WebhookDisabled, WebhookEndpoint, WebhookEventType,
+    WebhookList,
 };
 pub use message::{
     AttemptOutcome, BounceClass, DeliveryOutcome, Event, EventKind, Message, MessagePage,

@@ -174,3 +174,39 @@ pub struct WebhookDeliveryPage {
     /// Pass as `cursor` for the next page; `null` on the last one.
     pub next_cursor: Option<String>,
 }
+
+/// Why and since when an endpoint is disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDisabled {
+    /// When it was disabled.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Why, in words.
+    pub reason: String,
+    /// The try that disabled it: `POST /v1/webhooks/deliveries/{id}/retry`
+    /// with it (or any try of the endpoint) enables the endpoint again if
+    /// it succeeds.
+    pub delivery: Option<i64>,
+}
+
+/// One configured endpoint, as `GET /v1/webhooks` shows it (never its URL,
+/// which may hold a token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEndpoint {
+    /// Its configured name.
+    pub name: String,
+    /// The event types it gets; `null`: every type.
+    pub events: Option<Vec<WebhookEventType>>,
+    /// Whether events are sent to it.
+    pub enabled: bool,
+    /// Set while it is disabled (it answered `410 Gone`).
+    pub disabled: Option<WebhookDisabled>,
+}
+
+/// The answer of `GET /v1/webhooks`: every configured endpoint, in
+/// configuration order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookList {
+    /// The endpoints.
+    pub webhooks: Vec<WebhookEndpoint>,
+}

@@ -168,6 +168,8 @@ names! {
         GaveUp = "gave_up",
         /// The endpoint answered 410 Gone and is disabled.
         Disabled = "disabled",
+        /// A manual retry got no 2xx; nothing more is sent for it.
+        Failed = "failed",
     }
 }
 

@@ -65,6 +65,7 @@ use futures_util::Stream;
 use herald_api::{
     Accepted, BatchAnswer, BatchRequest, ListQuery, Message, MessagePage, MessageRequest,
     RawRequest, RenderRequest, RenderedTemplate, Template, TemplateList, TemplateRequest,
+    WebhookDelivery,
 };
 use hyper::Method;
 use serde::Serialize;
@@ -262,6 +263,17 @@ impl Client {
     /// `POST /v1/messages/{id}/cancel`: stop a message that is not final.
     pub async fn cancel(&self, id: &str) -> Result<Message, Error> {
         let path = format!("/v1/messages/{}/cancel", encode(id));
+        self.inner
+            .call(Method::POST, &path, None, None, false)
+            .await
+    }
+
+    /// `POST /v1/webhooks/deliveries/{id}/retry`: send that try's event to
+    /// its endpoint once more, now (same `webhook-id`, fresh signature);
+    /// the new try, whatever the endpoint answered. Never repeated by the
+    /// client: each call sends the event again.
+    pub async fn retry_webhook_delivery(&self, id: i64) -> Result<WebhookDelivery, Error> {
+        let path = format!("/v1/webhooks/deliveries/{id}/retry");
         self.inner
             .call(Method::POST, &path, None, None, false)
             .await

@@ -10,6 +10,9 @@
 //!   how long?" for a [`RateLimit`] such as `20/s`.
 //! - [`DailyQuota`] says which period a relay's quota counts in and when
 //!   it resets.
+//! - [`QuotaBlock`] and [`SlotBlock`] answer "may this node spend one of
+//!   the quota units or rate slots it already holds?", so that nodes
+//!   sharing a limit take it from the store a block at a time.
 //! - [`Clock`] is where the time comes from, for every decision by time in
 //!   herald (the system's clocks, or a [`ManualClock`] in tests).
 //!
@@ -20,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod blocks;
 mod bounce;
 mod breaker;
 mod clock;
@@ -27,6 +31,7 @@ mod quota;
 mod rate;
 mod retry;
 
+pub use blocks::{MAX_BLOCK, QuotaBlock, SLOT_GRACE, Slot, SlotBlock, quota_block, rate_block};
 pub use bounce::{BounceClass, RULES, Rule, classify, classify_with};
 pub use breaker::{BreakerConfig, BreakerOutcome, BreakerState, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

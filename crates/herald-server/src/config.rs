@@ -117,6 +117,12 @@ pub struct StoreConfig {
     /// How long finished messages (bodies, recipients, events) are kept
     /// before retention deletes them (default 30 days).
     pub retention: Duration,
+    /// How long webhook events every endpoint has passed, and webhook
+    /// delivery tries, are kept (default 7 days).
+    pub event_retention: Duration,
+    /// How long a suppression entry is kept after it lapsed (default 30
+    /// days).
+    pub lapsed_retention: Duration,
 }
 
 impl StoreConfig {
@@ -132,6 +138,8 @@ impl fmt::Debug for StoreConfig {
             .field("url", &self.redacted_url())
             .field("pool_size", &self.pool_size)
             .field("retention", &self.retention)
+            .field("event_retention", &self.event_retention)
+            .field("lapsed_retention", &self.lapsed_retention)
             .finish()
     }
 }

@@ -19,7 +19,7 @@ use herald_alerts::Alerting;
 
 use crate::api::{self, ApiLimits, AppState};
 use crate::config::Config;
-use crate::dispatch::{DispatchSettings, Dispatcher, Outbox, Relay};
+use crate::dispatch::{DispatchSettings, Dispatcher, Held, Outbox, Relay};
 use crate::observe::Metrics;
 use crate::{cluster, upkeep};
 
@@ -158,6 +158,7 @@ pub async fn serve_with_clock(
             breaker: Mutex::new(CircuitBreaker::new(r.breaker.clone())),
             rate: r.rate,
             quota: r.daily_quota,
+            held: Held::default(),
             max_connections: r.pool.max_connections,
         })
         .collect();
@@ -206,7 +207,12 @@ pub async fn serve_with_clock(
     ));
     let retention_task = tokio::spawn(upkeep::retention(
         store.clone(),
-        config.store.retention,
+        upkeep::Keep {
+            messages: config.store.retention,
+            events: config.store.event_retention,
+            lapsed: config.store.lapsed_retention,
+            webhooks: config.webhooks.clone(),
+        },
         clock.clone(),
         stop_dispatch.clone(),
     ));
@@ -271,6 +277,7 @@ pub async fn serve_with_clock(
     )
     .with_observability(metrics, dispatcher)
     .with_alerting(alerting)
+    .with_webhooks(config.webhooks.clone())
     .with_clock(clock.clone());
     let submission =
         submission.map(|bound| bound.serve(state.clone(), config.delivery.helo_name.clone()));

@@ -8,8 +8,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_policy::{Clock, SharedClock};
-use herald_store::{Leases, Retention, Store, StoreError};
+use herald_store::{EventRetention, Leases, Retention, Store, StoreError};
 use tokio_util::sync::CancellationToken;
+
+use crate::config::WebhookConfig;
+
+/// What retention keeps, and for how long.
+#[derive(Debug, Clone)]
+pub(crate) struct Keep {
+    /// Finished messages (`store.retention`).
+    pub(crate) messages: Duration,
+    /// Webhook events every enabled endpoint has passed, and delivery
+    /// tries (`store.event_retention`).
+    pub(crate) events: Duration,
+    /// Lapsed suppression entries, from when they lapsed
+    /// (`store.lapsed_retention`).
+    pub(crate) lapsed: Duration,
+    /// The configured endpoints, whose cursors say which events are done.
+    pub(crate) webhooks: Vec<WebhookConfig>,
+}
 
 /// How long idempotency records are kept (the window in which a repeat
 /// is answered).
@@ -81,11 +98,12 @@ pub(crate) async fn heartbeat(
     }
 }
 
-/// Retention: deletes finished messages older than `keep`, and
-/// idempotency records older than their window, a small batch at a time.
+/// Retention: deletes finished messages older than `keep`, idempotency
+/// records older than their window, and the webhook events, tries and
+/// lapsed suppressions `keep` lets go, a small batch at a time.
 pub(crate) async fn retention(
     store: Arc<dyn Store>,
-    keep: Duration,
+    keep: Keep,
     clock: SharedClock,
     stop: CancellationToken,
 ) {
@@ -97,8 +115,11 @@ pub(crate) async fn retention(
             () = tokio::time::sleep(wait) => {}
         }
         wait = RETENTION_EVERY;
-        if let Err(error) = purge_all(store.as_ref(), keep, clock.as_ref(), &stop).await {
+        if let Err(error) = purge_all(store.as_ref(), keep.messages, clock.as_ref(), &stop).await {
             tracing::warn!(error = %error, "retention failed; trying again later");
+        }
+        if let Err(error) = purge_events(store.as_ref(), &keep, clock.as_ref(), &stop).await {
+            tracing::warn!(error = %error, "webhook event retention failed; trying again later");
         }
     }
 }
@@ -136,4 +157,64 @@ pub(crate) async fn purge_all(
         tracing::info!(messages, keys, "retention deleted finished messages");
     }
     Ok((messages, keys))
+}
+
+/// Purges webhook events, tries and lapsed suppressions in batches until
+/// every kind comes back short (or `stop`). An event goes once it is
+/// older than `keep.events` and every enabled endpoint has passed it; a
+/// disabled endpoint holds nothing back (it gets the events still kept
+/// when it is enabled again).
+pub(crate) async fn purge_events(
+    store: &dyn Store,
+    keep: &Keep,
+    clock: &dyn Clock,
+    stop: &CancellationToken,
+) -> Result<herald_store::PurgedEvents, StoreError> {
+    let disabled = store.disabled_webhooks().await?;
+    let endpoints = keep
+        .webhooks
+        .iter()
+        .filter(|w| {
+            let digest = w.url_digest();
+            !disabled
+                .iter()
+                .any(|d| d.endpoint == w.name && d.url_digest == digest)
+        })
+        .map(|w| w.name.clone())
+        .collect();
+    let mut retention = EventRetention {
+        outbox_before: clock.now(),
+        endpoints,
+        deliveries_before: clock.now(),
+        lapsed_before: clock.now(),
+        limit: PURGE_BATCH,
+    };
+    let mut total = herald_store::PurgedEvents::default();
+    loop {
+        let now = clock.now();
+        retention.outbox_before = now - keep.events;
+        retention.deliveries_before = now - keep.events;
+        retention.lapsed_before = now - keep.lapsed;
+        let purged = store.purge_events(&retention).await?;
+        total.events += purged.events;
+        total.deliveries += purged.deliveries;
+        total.suppressions += purged.suppressions;
+        let limit = u64::try_from(PURGE_BATCH).unwrap_or(u64::MAX);
+        let more = [purged.events, purged.deliveries, purged.suppressions]
+            .iter()
+            .any(|n| *n >= limit);
+        if !more || stop.is_cancelled() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    if total != herald_store::PurgedEvents::default() {
+        tracing::info!(
+            events = total.events,
+            deliveries = total.deliveries,
+            suppressions = total.suppressions,
+            "retention deleted webhook events, delivery tries and lapsed suppressions"
+        );
+    }
+    Ok(total)
 }

@@ -221,3 +221,49 @@ async fn two_nodes_share_one_quota() {
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+/// The `used` count `GET /v1/relays` shows for relay `name` on `node`.
+async fn quota_used(node: &Herald, name: &str) -> u64 {
+    let (status, body) = node.get("/v1/relays").await;
+    assert_eq!(status, 200, "{body:#}");
+    let relays: Relays = common::typed(&body);
+    let relay = relays.relays.iter().find(|r| r.name == name).expect(name);
+    relay.quota.as_ref().expect("a quota").used
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_taking_a_large_quota_in_blocks_give_back_what_they_hold() {
+    // A quota of 5000 is taken five units at a time: while the nodes run,
+    // the count includes what they hold; once they stop it is exactly
+    // what was sent.
+    let db = PgDatabase::create("quota_blocks");
+    let server = TestServer::start(ServerConfig::default()).await.unwrap();
+    let relays = relay("big", &server, "daily_quota = 5000");
+    let a = node("node-a", &db, &relays).await;
+    let b = node("node-b", &db, &relays).await;
+
+    let mut ids = Vec::new();
+    for n in 0..41 {
+        let via = if n % 2 == 0 { &a } else { &b };
+        ids.push(via.queue(message(&[&format!("q{n}@example.com")])).await.id);
+    }
+    for id in &ids {
+        a.wait_status(id, MessageStatus::Delivered).await;
+    }
+    assert_eq!(server.message_count(), 41);
+    let held = quota_used(&a, "big").await;
+    assert!(
+        (41..=41 + 2 * 5).contains(&held),
+        "sent 41, each node holds at most one block of 5: used {held}"
+    );
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+
+    let c = node("node-c", &db, &relays).await;
+    assert_eq!(
+        quota_used(&c, "big").await,
+        41,
+        "the stopped nodes gave back their blocks"
+    );
+    c.stop().await.unwrap();
+}

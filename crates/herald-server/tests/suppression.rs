@@ -205,3 +205,63 @@ async fn too_many_or_no_addresses_are_refused() {
     assert_eq!(status, 400);
     herald.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounce_of_an_address_already_listed_is_not_counted_again() {
+    // The final dot is answered late, so the test can list the dead
+    // address by hand while the attempt that bounced it is still open.
+    let smtp = TestServer::start(ServerConfig {
+        faults: vec![herald_testkit::FaultRule {
+            phase: herald_testkit::Phase::DataDot,
+            fault: herald_testkit::Fault::Delay(std::time::Duration::from_millis(1500)),
+            times: Some(1),
+        }],
+        ..ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let herald = Herald::start(Some(&smtp)).await;
+    let dead = "rcpt550.listed@example.com";
+    let id = send(&herald, &[dead, "bob@example.com"]).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rcpts_for(&smtp, "rcpt550.listed") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no RCPT seen");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (status, body) = herald
+        .post("/v1/suppressions", json!({"addresses": [dead]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        typed::<AddResults>(&body).results[0].status,
+        AddStatus::Added
+    );
+    let done = herald.wait_status(&id, MessageStatus::Partial).await;
+    assert_eq!(recipient(&done, dead).status, RecipientStatus::Failed);
+
+    let counted = |reason: &'static str| {
+        let herald = &herald;
+        async move {
+            herald
+                .metric("herald_suppressions_added_total", &[("reason", reason)])
+                .await
+        }
+    };
+    assert_eq!(counted("manual").await, 1.0);
+    assert_eq!(
+        counted("bounce").await,
+        0.0,
+        "the address was listed already"
+    );
+    let (_, entry) = herald.get(&format!("/v1/suppressions/{dead}")).await;
+    assert_eq!(
+        typed::<Suppression>(&entry).reason,
+        SuppressionReason::Manual
+    );
+
+    // A new dead address is counted once.
+    let other = send(&herald, &["rcpt550.new@example.com"]).await;
+    herald.wait_status(&other, MessageStatus::Failed).await;
+    assert_eq!(counted("bounce").await, 1.0);
+    herald.stop().await.unwrap();
+}

@@ -18,7 +18,7 @@ use herald_store::lifecycle::{
 use herald_store::outbox::{MessageContext, attempt_events};
 use herald_store::{
     AttemptRecord, BounceClass, EventKind, MessageRecord, MessageStatus, NextStep, RecipientResult,
-    StoreError,
+    Recorded, StoreError,
 };
 
 /// Locks the message and reads its status, lease holder and attempts,
@@ -96,13 +96,13 @@ fn at(shared: &Shared, caller: OffsetDateTime, db_now: OffsetDateTime) -> Offset
 }
 
 /// Records `owner`'s attempt on `id` (see
-/// [`herald_store::Store::record_attempt`]).
+/// [`herald_store::Store::record_attempt_counted`]).
 pub(crate) async fn record(
     shared: &Shared,
     id: &str,
     owner: &str,
     attempt: AttemptRecord,
-) -> Result<MessageStatus, StoreError> {
+) -> Result<Recorded, StoreError> {
     let (tx, locked) = locked(Tx::begin(&shared.pool).await?, id).await?;
     // A lease that ran out but was not taken by anyone is still honoured:
     // the attempt happened, and forgetting it would send the mail again.
@@ -251,6 +251,8 @@ pub(crate) async fn record(
         .collect();
     let lapse = Some(now);
     steps.extend(events.iter().map(Appending::step));
+    // Each ADD step returns a row only for an entry it added.
+    let first_add = steps.len();
     steps.extend(adding.iter().map(|a| a.step(&lapse)));
     let status_name = status.as_str();
     let kind = EventKind::entering(status)
@@ -273,11 +275,20 @@ pub(crate) async fn record(
         kind,
         detail,
     ));
-    tx.commit(&steps, "record attempt").await?;
+    let answers = tx.commit(&steps, "record attempt").await?;
     if status.is_final() {
         shared.depth.add(-1);
     }
-    Ok(status)
+    let added = answers
+        .iter()
+        .skip(first_add)
+        .take(adding.len())
+        .filter(|rows| !rows.is_empty())
+        .count();
+    Ok(Recorded {
+        status,
+        suppressed: u32::try_from(added).unwrap_or(u32::MAX),
+    })
 }
 
 /// The recipients still open once `results` are applied, in envelope

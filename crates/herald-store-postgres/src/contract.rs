@@ -104,12 +104,12 @@ impl Store for PgStore {
             .await
     }
 
-    async fn record_attempt(
+    async fn record_attempt_counted(
         &self,
         id: &str,
         owner: &str,
         attempt: AttemptRecord,
-    ) -> Result<MessageStatus, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let (id, owner) = (id.to_owned(), owner.to_owned());
         self.run(|shared| async move { attempt::record(&shared, &id, &owner, attempt).await })
             .await
@@ -191,15 +191,23 @@ impl Store for PgStore {
         relay: &str,
         period: OffsetDateTime,
         limit: u64,
-    ) -> Result<bool, StoreError> {
+        want: u64,
+    ) -> Result<u64, StoreError> {
         let relay = relay.to_owned();
-        self.run(|shared| async move { limits::take_quota(&shared, &relay, period, limit).await })
-            .await
+        self.run(
+            |shared| async move { limits::take_quota(&shared, &relay, period, limit, want).await },
+        )
+        .await
     }
 
-    async fn return_quota(&self, relay: &str, period: OffsetDateTime) -> Result<(), StoreError> {
+    async fn return_quota(
+        &self,
+        relay: &str,
+        period: OffsetDateTime,
+        count: u64,
+    ) -> Result<(), StoreError> {
         let relay = relay.to_owned();
-        self.run(|shared| async move { limits::return_quota(&shared, &relay, period).await })
+        self.run(|shared| async move { limits::return_quota(&shared, &relay, period, count).await })
             .await
     }
 
@@ -209,15 +217,18 @@ impl Store for PgStore {
             .await
     }
 
-    async fn take_rate_slot(
+    async fn take_rate_slots(
         &self,
         relay: &str,
         limit: RateLimit,
         now: OffsetDateTime,
-    ) -> Result<Option<Duration>, StoreError> {
+        count: u32,
+    ) -> Result<RateSlots, StoreError> {
         let relay = relay.to_owned();
-        self.run(|shared| async move { limits::take_rate_slot(&shared, &relay, limit, now).await })
-            .await
+        self.run(|shared| async move {
+            limits::take_rate_slots(&shared, &relay, limit, now, count).await
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -327,20 +338,20 @@ impl Store for PgStore {
         after: Option<FeedCursor>,
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
-        self.run(|shared| async move { suppress::read_outbox(&shared, after, limit).await })
+        self.run(|shared| async move { webhooks::read_outbox(&shared, after, limit).await })
             .await
     }
 
     async fn webhook_cursor(&self, endpoint: &str) -> Result<Option<FeedCursor>, StoreError> {
         let endpoint = endpoint.to_owned();
-        self.run(|shared| async move { suppress::webhook_cursor(&shared, &endpoint).await })
+        self.run(|shared| async move { webhooks::webhook_cursor(&shared, &endpoint).await })
             .await
     }
 
     async fn advance_webhook(&self, endpoint: &str, cursor: FeedCursor) -> Result<(), StoreError> {
         let endpoint = endpoint.to_owned();
         self.run(
-            |shared| async move { suppress::advance_webhook(&shared, &endpoint, cursor).await },
+            |shared| async move { webhooks::advance_webhook(&shared, &endpoint, cursor).await },
         )
         .await
     }
@@ -351,7 +362,7 @@ impl Store for PgStore {
         advance: Option<FeedCursor>,
     ) -> Result<i64, StoreError> {
         self.run(|shared| async move {
-            suppress::record_webhook_delivery(&shared, &delivery, advance).await
+            webhooks::record_webhook_delivery(&shared, &delivery, advance).await
         })
         .await
     }
@@ -362,9 +373,42 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
         self.run(
-            |shared| async move { suppress::list_webhook_deliveries(&shared, before, limit).await },
+            |shared| async move { webhooks::list_webhook_deliveries(&shared, before, limit).await },
         )
         .await
+    }
+
+    async fn webhook_delivery(&self, id: i64) -> Result<Option<WebhookDeliveryRecord>, StoreError> {
+        self.run(|shared| async move { webhooks::webhook_delivery(&shared, id).await })
+            .await
+    }
+
+    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError> {
+        let id = id.to_owned();
+        self.run(|shared| async move { webhooks::outbox_event(&shared, &id).await })
+            .await
+    }
+
+    async fn disable_webhook(&self, disabled: DisabledWebhook) -> Result<(), StoreError> {
+        self.run(|shared| async move { webhooks::disable(&shared, &disabled).await })
+            .await
+    }
+
+    async fn enable_webhook(&self, endpoint: &str) -> Result<bool, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.run(|shared| async move { webhooks::enable(&shared, &endpoint).await })
+            .await
+    }
+
+    async fn disabled_webhooks(&self) -> Result<Vec<DisabledWebhook>, StoreError> {
+        self.run(|shared| async move { webhooks::disabled(&shared).await })
+            .await
+    }
+
+    async fn purge_events(&self, retention: &EventRetention) -> Result<PurgedEvents, StoreError> {
+        let retention = retention.clone();
+        self.run(|shared| async move { webhooks::purge(&shared, &retention).await })
+            .await
     }
 
     fn on_new_work(&self, wake: Arc<dyn Fn() + Send + Sync>) {

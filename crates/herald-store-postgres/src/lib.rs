@@ -49,6 +49,7 @@ mod suppress;
 mod template;
 mod tls;
 mod upkeep;
+mod webhooks;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -60,10 +61,11 @@ use time::OffsetDateTime;
 use tokio::task::AbortHandle;
 
 use herald_store::{
-    Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
-    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
-    Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
-    SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
+    Added, AttemptRecord, Claimed, DisabledWebhook, Enqueued, EventRetention, FeedCursor,
+    FeedEntry, FeedRecord, Idempotency, Leases, ListFilter, MessageRecord, NewMessage, NewTemplate,
+    OutboxEvent, Page, Purged, PurgedEvents, QueueStats, RateSlots, Recorded, Retention, Store,
+    StoreError, StoreOptions, Suppression, SuppressionFilter, SuppressionPage, TemplateRecord,
+    WebhookDelivery, WebhookDeliveryRecord,
 };
 
 use self::depth::Depth;

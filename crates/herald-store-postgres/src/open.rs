@@ -36,6 +36,11 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "message_template",
         include_str!("../migrations/0005_message_template.sql"),
     ),
+    // Named 0006: another branch takes 0005.
+    (
+        "webhook_state",
+        include_str!("../migrations/0006_webhook_state.sql"),
+    ),
 ];
 
 /// The key of the advisory lock that migrations hold: nodes that start

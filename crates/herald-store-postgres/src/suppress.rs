@@ -1,8 +1,7 @@
-//! The suppression list and the webhook outbox on PostgreSQL, shared by
-//! every node: entries keyed by their compared form, added with their
-//! `suppression.added` event in one statement (nothing is written for an
-//! entry already holding), events read in (transaction, id) order like
-//! the feed.
+//! The suppression list on PostgreSQL, shared by every node: entries
+//! keyed by their compared form, added with their `suppression.added`
+//! event in one statement (nothing is written for an entry already
+//! holding). Reading the outbox is [`super::webhooks`]'s.
 
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -13,8 +12,8 @@ use super::pipeline::{Conn, Step, Tx, step};
 use herald_store::outbox::{self, NewOutboxEvent};
 use herald_store::suppression::address_key;
 use herald_store::{
-    Added, FeedCursor, OutboxEvent, StoreError, Suppression, SuppressionCursor, SuppressionFilter,
-    SuppressionPage, WebhookDelivery, WebhookDeliveryRecord, WebhookEventType,
+    Added, StoreError, Suppression, SuppressionCursor, SuppressionFilter, SuppressionPage,
+    WebhookEventType,
 };
 
 const COLUMNS: &str = "address, reason, message, response, created_at, expires_at";
@@ -251,182 +250,4 @@ pub(crate) async fn list(
         None
     };
     Ok(SuppressionPage { entries, next })
-}
-
-/// Reads the outbox in (transaction, id) order, holding back the events of
-/// transactions still running (see [`herald_store::Store::read_outbox`]).
-pub(crate) async fn read_outbox(
-    shared: &Shared,
-    after: Option<FeedCursor>,
-    limit: usize,
-) -> Result<Vec<OutboxEvent>, StoreError> {
-    let after = after.unwrap_or_default();
-    let (tx, id) = (after.tx.to_string(), after.id);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let conn = Conn::get(&shared.pool).await?;
-    let rows = conn
-        .pipeline(
-            &[step!(
-                "SELECT tx::text, id, at, kind, message, body FROM webhook_outbox \
-                 WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) \
-                     AND (tx, id) > ($1::text::xid8, $2::bigint) \
-                 ORDER BY tx, id LIMIT $3",
-                tx,
-                id,
-                limit,
-            )],
-            "read the outbox",
-        )
-        .await?;
-    rows.into_iter()
-        .flatten()
-        .map(|row| {
-            let tx: String = get(&row, 0)?;
-            let cursor = FeedCursor {
-                tx: tx
-                    .parse()
-                    .map_err(|_| corrupt(format!("outbox: bad tx {tx:?}")))?,
-                id: get(&row, 1)?,
-            };
-            Ok(OutboxEvent {
-                cursor,
-                id: outbox::event_id(cursor),
-                kind: get::<String>(&row, 3)?.parse().map_err(corrupt)?,
-                at: get(&row, 2)?,
-                message: get(&row, 4)?,
-                body: get(&row, 5)?,
-            })
-        })
-        .collect()
-}
-
-/// Sets `$1`'s cursor to (`$2`, `$3`).
-const ADVANCE: &str = "INSERT INTO webhook_cursors (endpoint, cursor_tx, cursor_id) \
-     VALUES ($1, $2::text::xid8, $3) \
-     ON CONFLICT (endpoint) DO UPDATE SET cursor_tx = EXCLUDED.cursor_tx, \
-         cursor_id = EXCLUDED.cursor_id";
-
-/// An endpoint's cursor (see [`herald_store::Store::webhook_cursor`]).
-pub(crate) async fn webhook_cursor(
-    shared: &Shared,
-    endpoint: &str,
-) -> Result<Option<FeedCursor>, StoreError> {
-    let conn = Conn::get(&shared.pool).await?;
-    let rows = conn
-        .pipeline(
-            &[step!(
-                "SELECT cursor_tx::text, cursor_id FROM webhook_cursors WHERE endpoint = $1",
-                endpoint
-            )],
-            "read webhook cursor",
-        )
-        .await?;
-    let Some(row) = rows.first().and_then(|r| r.first()) else {
-        return Ok(None);
-    };
-    let tx: String = get(row, 0)?;
-    Ok(Some(FeedCursor {
-        tx: tx
-            .parse()
-            .map_err(|_| corrupt(format!("webhook cursor: bad tx {tx:?}")))?,
-        id: get(row, 1)?,
-    }))
-}
-
-/// Moves an endpoint's cursor.
-pub(crate) async fn advance_webhook(
-    shared: &Shared,
-    endpoint: &str,
-    cursor: FeedCursor,
-) -> Result<(), StoreError> {
-    let tx_text = cursor.tx.to_string();
-    let conn = Conn::get(&shared.pool).await?;
-    conn.pipeline(
-        &[step!(ADVANCE, endpoint, tx_text, cursor.id)],
-        "advance webhook cursor",
-    )
-    .await?;
-    Ok(())
-}
-
-/// Records a try, and moves the cursor with `advance`, in one commit.
-pub(crate) async fn record_webhook_delivery(
-    shared: &Shared,
-    delivery: &WebhookDelivery,
-    advance: Option<FeedCursor>,
-) -> Result<i64, StoreError> {
-    let kind = delivery.kind.as_str();
-    let outcome = delivery.outcome.as_str();
-    let attempt = i32::try_from(delivery.attempt).unwrap_or(i32::MAX);
-    let status = delivery.http_status.map(i32::from);
-    let duration = i64::try_from(delivery.duration.as_millis()).unwrap_or(i64::MAX);
-    let cursor = advance.map(|c| (c.tx.to_string(), c.id));
-    let mut steps = vec![step!(
-        "INSERT INTO webhook_deliveries (endpoint, event_id, kind, attempt, at, http_status, \
-             duration_ms, error, outcome) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        delivery.endpoint,
-        delivery.event_id,
-        kind,
-        attempt,
-        delivery.at,
-        status,
-        duration,
-        delivery.error,
-        outcome,
-    )];
-    if let Some((tx_text, id)) = &cursor {
-        steps.push(step!(ADVANCE, delivery.endpoint, *tx_text, *id));
-    }
-    let tx = Tx::begin(&shared.pool).await?;
-    let rows = tx.commit(&steps, "record webhook delivery").await?;
-    let row = rows
-        .first()
-        .and_then(|r| r.first())
-        .ok_or_else(|| corrupt("no delivery id".into()))?;
-    get(row, 0)
-}
-
-/// Tries, newest first (see [`herald_store::Store::list_webhook_deliveries`]).
-pub(crate) async fn list_webhook_deliveries(
-    shared: &Shared,
-    before: Option<i64>,
-    limit: usize,
-) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
-    let before = before.unwrap_or(i64::MAX);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let conn = Conn::get(&shared.pool).await?;
-    let rows = conn
-        .pipeline(
-            &[step!(
-                "SELECT id, endpoint, event_id, kind, attempt, at, http_status, duration_ms, \
-                     error, outcome \
-                 FROM webhook_deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2",
-                before,
-                limit
-            )],
-            "list webhook deliveries",
-        )
-        .await?;
-    rows.iter()
-        .flatten()
-        .map(|row| {
-            Ok(WebhookDeliveryRecord {
-                id: get(row, 0)?,
-                delivery: WebhookDelivery {
-                    endpoint: get(row, 1)?,
-                    event_id: get(row, 2)?,
-                    kind: get::<String>(row, 3)?.parse().map_err(corrupt)?,
-                    attempt: u32::try_from(get::<i32>(row, 4)?).unwrap_or(0),
-                    at: get(row, 5)?,
-                    http_status: get::<Option<i32>>(row, 6)?.and_then(|s| u16::try_from(s).ok()),
-                    duration: std::time::Duration::from_millis(
-                        u64::try_from(get::<i64>(row, 7)?).unwrap_or(0),
-                    ),
-                    error: get(row, 8)?,
-                    outcome: get::<String>(row, 9)?.parse().map_err(corrupt)?,
-                },
-            })
-        })
-        .collect()
 }

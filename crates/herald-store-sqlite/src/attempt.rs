@@ -18,7 +18,8 @@ use herald_store::lifecycle::{
 };
 use herald_store::outbox::{MessageContext, attempt_events};
 use herald_store::{
-    AttemptRecord, BounceClass, EventKind, MessageRecord, MessageStatus, StoreError,
+    Added, AttemptRecord, BounceClass, EventKind, MessageRecord, MessageStatus, Recorded,
+    StoreError,
 };
 
 /// The message's recipients counted by state.
@@ -37,13 +38,14 @@ pub(super) fn tally(conn: &Connection, id: &str) -> Result<Tally, StoreError> {
     Ok(tally)
 }
 
-/// Records `owner`'s attempt on `id` (see [`herald_store::Store::record_attempt`]).
+/// Records `owner`'s attempt on `id` (see
+/// [`herald_store::Store::record_attempt_counted`]).
 pub(super) fn record_attempt(
     conn: &Connection,
     id: &str,
     owner: &str,
     attempt: AttemptRecord,
-) -> Result<MessageStatus, StoreError> {
+) -> Result<Recorded, StoreError> {
     let held = conn
         .prepare_cached(
             "SELECT attempts FROM messages WHERE id = ? AND status = 'sending' AND lease_owner = ?",
@@ -120,8 +122,11 @@ pub(super) fn record_attempt(
                 ..NewEvent::of(EventKind::Deferred, ended)
             }
             .insert(conn, id)?;
-            tell(conn, id, attempts, &attempt, &[], ended_at)?;
-            Ok(MessageStatus::Deferred)
+            let suppressed = tell(conn, id, attempts, &attempt, &[], ended_at)?;
+            Ok(Recorded {
+                status: MessageStatus::Deferred,
+                suppressed,
+            })
         }
         AfterAttempt::Finish {
             status,
@@ -159,14 +164,15 @@ pub(super) fn record_attempt(
                 ..NewEvent::of(kind, ended)
             }
             .insert(conn, id)?;
-            tell(conn, id, attempts, &attempt, &given_up_addresses, ended_at)?;
-            Ok(status)
+            let suppressed = tell(conn, id, attempts, &attempt, &given_up_addresses, ended_at)?;
+            Ok(Recorded { status, suppressed })
         }
     }
 }
 
 /// Writes what the attempt tells the application: its webhook events and
-/// the suppression entries its failures make (with theirs).
+/// the suppression entries its failures make (with theirs); how many
+/// entries were added.
 fn tell(
     conn: &Connection,
     id: &str,
@@ -174,7 +180,7 @@ fn tell(
     attempt: &AttemptRecord,
     given_up: &[String],
     at: OffsetDateTime,
-) -> Result<(), StoreError> {
+) -> Result<u32, StoreError> {
     let (message_id, tags, metadata) = conn
         .prepare_cached("SELECT message_id, tags, metadata FROM messages WHERE id = ?")
         .and_then(|mut select| {
@@ -200,12 +206,15 @@ fn tell(
     for event in attempt_events(&context, number, &attempt.recipients, given_up, at) {
         suppress::append(conn, &event)?;
     }
+    let mut added = 0u32;
     for result in &attempt.recipients {
-        if let Some(entry) = attempt.suppression.entry_for(result, id, at) {
-            suppress::add_one(conn, entry, at)?;
+        if let Some(entry) = attempt.suppression.entry_for(result, id, at)
+            && matches!(suppress::add_one(conn, entry, at)?, Added::Added(_))
+        {
+            added = added.saturating_add(1);
         }
     }
-    Ok(())
+    Ok(added)
 }
 
 /// The message's status, or `NotFound`.

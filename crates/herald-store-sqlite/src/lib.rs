@@ -16,6 +16,7 @@ mod readers;
 mod suppress;
 mod template;
 mod upkeep;
+mod webhooks;
 mod writer;
 
 use std::sync::Arc;
@@ -35,10 +36,11 @@ use self::open::Location;
 use self::readers::Readers;
 use self::writer::{Closure, Op, Reply, Shared};
 use herald_store::{
-    Added, AttemptRecord, Claimed, Enqueued, FeedCursor, FeedEntry, FeedRecord, Idempotency,
-    Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NewTemplate, OutboxEvent, Page,
-    Purged, QueueStats, Retention, Store, StoreError, StoreOptions, Suppression, SuppressionFilter,
-    SuppressionPage, TemplateRecord, WebhookDelivery, WebhookDeliveryRecord,
+    Added, AttemptRecord, Claimed, DisabledWebhook, Enqueued, EventRetention, FeedCursor,
+    FeedEntry, FeedRecord, Idempotency, Leases, ListFilter, MessageRecord, NewMessage, NewTemplate,
+    OutboxEvent, Page, Purged, PurgedEvents, QueueStats, RateSlots, Recorded, Retention, Store,
+    StoreError, StoreOptions, Suppression, SuppressionFilter, SuppressionPage, TemplateRecord,
+    WebhookDelivery, WebhookDeliveryRecord,
 };
 
 /// Read connections: enough for the API's questions on a small machine;
@@ -260,12 +262,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_attempt(
+    async fn record_attempt_counted(
         &self,
         id: &str,
         owner: &str,
         attempt: AttemptRecord,
-    ) -> Result<MessageStatus, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let (id, owner, attempt) = (id.to_owned(), owner.to_owned(), Box::new(attempt));
         self.write(|reply| Op::RecordAttempt {
             id,
@@ -355,15 +357,21 @@ impl Store for SqliteStore {
         relay: &str,
         period: OffsetDateTime,
         limit: u64,
-    ) -> Result<bool, StoreError> {
+        want: u64,
+    ) -> Result<u64, StoreError> {
         let relay = relay.to_owned();
-        self.job(move |conn| limits::take_quota(conn, &relay, period, limit))
+        self.job(move |conn| limits::take_quota(conn, &relay, period, limit, want))
             .await
     }
 
-    async fn return_quota(&self, relay: &str, period: OffsetDateTime) -> Result<(), StoreError> {
+    async fn return_quota(
+        &self,
+        relay: &str,
+        period: OffsetDateTime,
+        count: u64,
+    ) -> Result<(), StoreError> {
         let relay = relay.to_owned();
-        self.job(move |conn| limits::return_quota(conn, &relay, period))
+        self.job(move |conn| limits::return_quota(conn, &relay, period, count))
             .await
     }
 
@@ -374,13 +382,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn take_rate_slot(
+    async fn take_rate_slots(
         &self,
         relay: &str,
         limit: RateLimit,
         now: OffsetDateTime,
-    ) -> Result<Option<Duration>, StoreError> {
-        Ok(self.rates.take(relay, limit, now))
+        count: u32,
+    ) -> Result<RateSlots, StoreError> {
+        Ok(self.rates.take(relay, limit, now, count))
     }
 
     async fn append_feed(&self, entries: Vec<FeedEntry>) -> Result<(), StoreError> {
@@ -499,20 +508,20 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         self.reads
-            .with(move |conn| suppress::read_outbox(conn, after, limit))
+            .with(move |conn| webhooks::read_outbox(conn, after, limit))
             .await
     }
 
     async fn webhook_cursor(&self, endpoint: &str) -> Result<Option<FeedCursor>, StoreError> {
         let endpoint = endpoint.to_owned();
         self.reads
-            .with(move |conn| suppress::webhook_cursor(conn, &endpoint))
+            .with(move |conn| webhooks::webhook_cursor(conn, &endpoint))
             .await
     }
 
     async fn advance_webhook(&self, endpoint: &str, cursor: FeedCursor) -> Result<(), StoreError> {
         let endpoint = endpoint.to_owned();
-        self.job(move |conn| suppress::advance_webhook(conn, &endpoint, cursor))
+        self.job(move |conn| webhooks::advance_webhook(conn, &endpoint, cursor))
             .await
     }
 
@@ -521,7 +530,7 @@ impl Store for SqliteStore {
         delivery: WebhookDelivery,
         advance: Option<FeedCursor>,
     ) -> Result<i64, StoreError> {
-        self.job(move |conn| suppress::record_webhook_delivery(conn, &delivery, advance))
+        self.job(move |conn| webhooks::record_webhook_delivery(conn, &delivery, advance))
             .await
     }
 
@@ -531,7 +540,41 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
         self.reads
-            .with(move |conn| suppress::list_webhook_deliveries(conn, before, limit))
+            .with(move |conn| webhooks::list_webhook_deliveries(conn, before, limit))
+            .await
+    }
+
+    async fn webhook_delivery(&self, id: i64) -> Result<Option<WebhookDeliveryRecord>, StoreError> {
+        self.reads
+            .with(move |conn| webhooks::webhook_delivery(conn, id))
+            .await
+    }
+
+    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError> {
+        let id = id.to_owned();
+        self.reads
+            .with(move |conn| webhooks::outbox_event(conn, &id))
+            .await
+    }
+
+    async fn disable_webhook(&self, disabled: DisabledWebhook) -> Result<(), StoreError> {
+        self.job(move |conn| webhooks::disable(conn, &disabled))
+            .await
+    }
+
+    async fn enable_webhook(&self, endpoint: &str) -> Result<bool, StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.job(move |conn| webhooks::enable(conn, &endpoint))
+            .await
+    }
+
+    async fn disabled_webhooks(&self) -> Result<Vec<DisabledWebhook>, StoreError> {
+        self.reads.with(|conn| webhooks::disabled(conn)).await
+    }
+
+    async fn purge_events(&self, retention: &EventRetention) -> Result<PurgedEvents, StoreError> {
+        let retention = retention.clone();
+        self.job(move |conn| webhooks::purge(conn, &retention))
             .await
     }
 }

@@ -30,6 +30,8 @@ const MIGRATIONS: &[&str] = &[
     // Named 0005: the branches merged before it add 0003 and 0004.
     include_str!("../migrations/0005_templates.sql"),
     include_str!("../migrations/0006_message_template.sql"),
+    // Named 0007: another branch takes 0006.
+    include_str!("../migrations/0007_webhook_state.sql"),
 ];
 
 /// The schema version this build creates and migrates to.

@@ -1,5 +1,6 @@
-//! The suppression list and the webhook outbox on SQLite: entries keyed
-//! by their compared form, events appended in commit order (one writer).
+//! The suppression list on SQLite: entries keyed by their compared form,
+//! and the outbox events their changes make, appended in commit order (one
+//! writer). Reading the outbox is [`super::webhooks`]'s.
 
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use time::OffsetDateTime;
@@ -8,8 +9,8 @@ use super::codec::{corrupt, db, ms, opt_time, rows, time};
 use herald_store::outbox::{self, NewOutboxEvent};
 use herald_store::suppression::address_key;
 use herald_store::{
-    Added, FeedCursor, OutboxEvent, StoreError, Suppression, SuppressionCursor, SuppressionFilter,
-    SuppressionPage, WebhookDelivery, WebhookDeliveryRecord, WebhookEventType,
+    Added, StoreError, Suppression, SuppressionCursor, SuppressionFilter, SuppressionPage,
+    WebhookEventType,
 };
 
 const COLUMNS: &str = "address, reason, message, response, created_at, expires_at";
@@ -205,172 +206,4 @@ pub(super) fn list(
         None
     };
     Ok(SuppressionPage { entries, next })
-}
-
-/// Reads the outbox on from `after` (see [`herald_store::Store::read_outbox`]).
-pub(super) fn read_outbox(
-    conn: &Connection,
-    after: Option<FeedCursor>,
-    limit: usize,
-) -> Result<Vec<OutboxEvent>, StoreError> {
-    let raw = rows(
-        conn,
-        "SELECT id, at, kind, message, body FROM webhook_outbox WHERE id > ? ORDER BY id LIMIT ?",
-        params![
-            after.map_or(0, |c| c.id),
-            i64::try_from(limit).unwrap_or(i64::MAX)
-        ],
-        |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, Option<String>>(3)?,
-                row.get::<_, String>(4)?,
-            ))
-        },
-        "read the outbox",
-    )?;
-    raw.into_iter()
-        .map(|(id, at, kind, message, body)| {
-            let cursor = FeedCursor { tx: 0, id };
-            Ok(OutboxEvent {
-                cursor,
-                id: outbox::event_id(cursor),
-                kind: kind.parse().map_err(corrupt)?,
-                at: time(at)?,
-                message,
-                body,
-            })
-        })
-        .collect()
-}
-
-/// An endpoint's cursor (see [`herald_store::Store::webhook_cursor`]).
-pub(super) fn webhook_cursor(
-    conn: &Connection,
-    endpoint: &str,
-) -> Result<Option<FeedCursor>, StoreError> {
-    conn.prepare_cached("SELECT cursor_tx, cursor_id FROM webhook_cursors WHERE endpoint = ?")
-        .and_then(|mut select| {
-            select
-                .query_row([endpoint], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-                })
-                .optional()
-        })
-        .map_err(db("read webhook cursor"))?
-        .map(|(tx, id)| {
-            Ok(FeedCursor {
-                tx: u64::try_from(tx).map_err(|_| corrupt(format!("cursor tx {tx}")))?,
-                id,
-            })
-        })
-        .transpose()
-}
-
-/// Moves an endpoint's cursor.
-pub(super) fn advance_webhook(
-    conn: &Connection,
-    endpoint: &str,
-    cursor: FeedCursor,
-) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO webhook_cursors (endpoint, cursor_tx, cursor_id) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (endpoint) DO UPDATE SET cursor_tx = ?2, cursor_id = ?3",
-    )
-    .and_then(|mut upsert| {
-        upsert.execute(params![
-            endpoint,
-            i64::try_from(cursor.tx).unwrap_or(i64::MAX),
-            cursor.id
-        ])
-    })
-    .map_err(db("advance webhook cursor"))?;
-    Ok(())
-}
-
-/// Records a try, and moves the cursor with `advance`.
-pub(super) fn record_webhook_delivery(
-    conn: &Connection,
-    delivery: &WebhookDelivery,
-    advance: Option<FeedCursor>,
-) -> Result<i64, StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO webhook_deliveries (endpoint, event_id, kind, attempt, at, http_status, \
-         duration_ms, error, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .and_then(|mut insert| {
-        insert.execute(params![
-            delivery.endpoint,
-            delivery.event_id,
-            delivery.kind.as_str(),
-            delivery.attempt,
-            ms(delivery.at),
-            delivery.http_status,
-            i64::try_from(delivery.duration.as_millis()).unwrap_or(i64::MAX),
-            delivery.error,
-            delivery.outcome.as_str(),
-        ])
-    })
-    .map_err(db("record webhook delivery"))?;
-    let id = conn.last_insert_rowid();
-    if let Some(cursor) = advance {
-        advance_webhook(conn, &delivery.endpoint, cursor)?;
-    }
-    Ok(id)
-}
-
-/// Tries, newest first (see [`herald_store::Store::list_webhook_deliveries`]).
-pub(super) fn list_webhook_deliveries(
-    conn: &Connection,
-    before: Option<i64>,
-    limit: usize,
-) -> Result<Vec<WebhookDeliveryRecord>, StoreError> {
-    let raw = rows(
-        conn,
-        "SELECT id, endpoint, event_id, kind, attempt, at, http_status, duration_ms, error, \
-         outcome FROM webhook_deliveries WHERE id < ? ORDER BY id DESC LIMIT ?",
-        params![
-            before.unwrap_or(i64::MAX),
-            i64::try_from(limit).unwrap_or(i64::MAX)
-        ],
-        |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, i64>(4)?,
-                row.get::<_, i64>(5)?,
-                row.get::<_, Option<i64>>(6)?,
-                row.get::<_, i64>(7)?,
-                row.get::<_, Option<String>>(8)?,
-                row.get::<_, String>(9)?,
-            ))
-        },
-        "list webhook deliveries",
-    )?;
-    raw.into_iter()
-        .map(
-            |(id, endpoint, event_id, kind, attempt, at, status, duration, error, outcome)| {
-                Ok(WebhookDeliveryRecord {
-                    id,
-                    delivery: WebhookDelivery {
-                        endpoint,
-                        event_id,
-                        kind: kind.parse().map_err(corrupt)?,
-                        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                        at: time(at)?,
-                        http_status: status.and_then(|s| u16::try_from(s).ok()),
-                        duration: std::time::Duration::from_millis(
-                            u64::try_from(duration).unwrap_or(0),
-                        ),
-                        error,
-                        outcome: outcome.parse().map_err(corrupt)?,
-                    },
-                })
-            },
-        )
-        .collect()
 }

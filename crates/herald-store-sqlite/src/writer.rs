@@ -28,8 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{attempt, enqueue, lease, query};
 use herald_store::{
-    AttemptRecord, Claimed, Enqueued, Idempotency, MessageRecord, MessageStatus, NewMessage,
-    StoreError,
+    AttemptRecord, Claimed, Enqueued, Idempotency, MessageRecord, NewMessage, Recorded, StoreError,
 };
 
 /// Most messages (or other operations) committed together. Bounds the
@@ -72,7 +71,7 @@ pub(super) enum Op {
         id: String,
         owner: String,
         attempt: Box<AttemptRecord>,
-        reply: Reply<MessageStatus>,
+        reply: Reply<Recorded>,
     },
     Release {
         id: String,

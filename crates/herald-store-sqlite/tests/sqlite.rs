@@ -261,8 +261,9 @@ async fn a_database_migrated_by_the_sqlx_era_herald_opens_with_its_data() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(
-        version, 6,
-        "adopted as version 1, then migrated to the latest, 6"
+        version,
+        i64::try_from(herald_store_sqlite::SCHEMA_VERSION).unwrap(),
+        "adopted as version 1, then migrated to the latest"
     );
     let sqlx_tables: i64 = conn
         .query_row(

@@ -13,6 +13,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod lifecycle;
+mod limits;
 mod model;
 pub mod outbox;
 pub mod suppression;
@@ -27,14 +28,16 @@ use time::OffsetDateTime;
 
 pub use herald_policy::BounceClass;
 pub use lifecycle::{AttemptOutcome, EventKind};
+pub use limits::RateSlots;
 pub use model::{
     AttemptRecord, Claimed, Enqueued, Event, FeedCursor, FeedEntry, FeedRecord, Idempotency,
     Leases, ListFilter, MessageRecord, MessageStatus, NewMessage, NextStep, Page, Purged,
-    QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Retention, StoreOptions,
+    QueueStats, RecipientRecord, RecipientResult, RecipientStatus, Recorded, Retention,
+    StoreOptions,
 };
 pub use outbox::{
-    DeliveryOutcome, NewOutboxEvent, OutboxEvent, WebhookDelivery, WebhookDeliveryRecord,
-    WebhookEventType,
+    DeliveryOutcome, DisabledWebhook, EventRetention, NewOutboxEvent, OutboxEvent, PurgedEvents,
+    WebhookDelivery, WebhookDeliveryRecord, WebhookEventType,
 };
 pub use suppression::{
     Added, Suppression, SuppressionCursor, SuppressionFilter, SuppressionPage, SuppressionPolicy,
@@ -188,7 +191,22 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         owner: &str,
         attempt: AttemptRecord,
-    ) -> Result<MessageStatus, StoreError>;
+    ) -> Result<MessageStatus, StoreError> {
+        Ok(self
+            .record_attempt_counted(id, owner, attempt)
+            .await?
+            .status)
+    }
+
+    /// [`Store::record_attempt`], answering also how many suppression
+    /// entries the attempt actually added (an address already on the list
+    /// is left as it is, and not counted).
+    async fn record_attempt_counted(
+        &self,
+        id: &str,
+        owner: &str,
+        attempt: AttemptRecord,
+    ) -> Result<Recorded, StoreError>;
 
     /// Gives a claimed message back untried (shutdown): it becomes due
     /// again at once, its attempt count unchanged.
@@ -250,41 +268,55 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
 
-    /// Takes one message from `relay`'s daily quota in the period that
-    /// began at `period` (the quota's last reset): `true`, counted, while
-    /// fewer than `limit` were taken in that period; `false`, counting
-    /// nothing, once the quota is spent. A later period starts again from
-    /// zero; an earlier one (a node whose clock lags) counts against the
-    /// current one. One count per relay, shared by every node.
+    /// Takes up to `want` messages from `relay`'s daily quota in the
+    /// period that began at `period` (the quota's last reset), and answers
+    /// how many it took: `want` while at least that many are left, what is
+    /// left when fewer are, 0 (counting nothing) once the quota is spent.
+    /// A later period starts again from zero; an earlier one (a node whose
+    /// clock lags) counts against the current one. One count per relay,
+    /// shared by every node; a node may hold what it took and spend it
+    /// without asking again (see [`herald_policy::QuotaBlock`]).
     async fn take_quota(
         &self,
         relay: &str,
         period: OffsetDateTime,
         limit: u64,
-    ) -> Result<bool, StoreError>;
+        want: u64,
+    ) -> Result<u64, StoreError>;
 
-    /// Gives back one message taken from `relay`'s quota in `period` (the
-    /// send failed before the relay could have taken it). Nothing happens
-    /// if the period is over or nothing was taken.
-    async fn return_quota(&self, relay: &str, period: OffsetDateTime) -> Result<(), StoreError>;
+    /// Gives back `count` messages taken from `relay`'s quota in `period`
+    /// (sends that failed before the relay could have taken them, or a
+    /// stopping node's unspent block). Nothing happens if the period is
+    /// over; the count never goes below zero.
+    async fn return_quota(
+        &self,
+        relay: &str,
+        period: OffsetDateTime,
+        count: u64,
+    ) -> Result<(), StoreError>;
 
     /// How many messages `relay` has taken from its quota in `period`
-    /// (0 once a later period has begun).
+    /// (0 once a later period has begun), blocks that nodes hold unspent
+    /// included.
     async fn quota_used(&self, relay: &str, period: OffsetDateTime) -> Result<u64, StoreError>;
 
-    /// Takes a slot of `relay`'s rate `limit` at `now` by the GCRA rule
-    /// ([`RateLimit::decide`]): `None` when taken, `Some(wait)` (nothing
-    /// taken) with how long until one would be free. A backend that many
-    /// nodes share keeps the rule's one number (the TAT) per relay in the
-    /// database and moves it with one conditional update, so the rate
-    /// holds across nodes (exact up to the nodes' clock skew); one that a
+    /// Takes `count` consecutive slots of `relay`'s rate `limit` at `now`
+    /// by the GCRA rule ([`RateLimit::decide_many`]): when the first is
+    /// free, all `count` are counted and the answer says when they fall
+    /// due ([`RateSlots::Taken`], for a [`herald_policy::SlotBlock`]);
+    /// otherwise nothing is taken and the answer says how long until a
+    /// slot would be free. A backend that many nodes share keeps the
+    /// rule's one number (the TAT) per relay in the database and moves it
+    /// with one conditional update, so the rate holds across nodes (exact
+    /// up to the nodes' clock skew and one block per node); one that a
     /// single process owns may keep it in memory.
-    async fn take_rate_slot(
+    async fn take_rate_slots(
         &self,
         relay: &str,
         limit: RateLimit,
         now: OffsetDateTime,
-    ) -> Result<Option<Duration>, StoreError>;
+        count: u32,
+    ) -> Result<RateSlots, StoreError>;
 
     /// Whether the database answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
@@ -376,6 +408,29 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<WebhookDeliveryRecord>, StoreError>;
+
+    /// The try `id`, if it is still kept.
+    async fn webhook_delivery(&self, id: i64) -> Result<Option<WebhookDeliveryRecord>, StoreError>;
+
+    /// The outbox event whose `webhook-id` is `id` ([`outbox::event_id`]),
+    /// if it is still kept.
+    async fn outbox_event(&self, id: &str) -> Result<Option<OutboxEvent>, StoreError>;
+
+    /// Marks `disabled.endpoint` disabled (replacing an earlier mark).
+    async fn disable_webhook(&self, disabled: DisabledWebhook) -> Result<(), StoreError>;
+
+    /// Takes the mark off `endpoint`: whether it was disabled.
+    async fn enable_webhook(&self, endpoint: &str) -> Result<bool, StoreError>;
+
+    /// Every endpoint marked disabled, by name.
+    async fn disabled_webhooks(&self) -> Result<Vec<DisabledWebhook>, StoreError>;
+
+    /// Deletes, in one small transaction, up to `retention.limit` each of
+    /// the outbox events every listed endpoint has passed, the webhook
+    /// delivery tries and the lapsed suppression entries older than their
+    /// instants in `retention`. Call it again until it deletes fewer than
+    /// the limit of each.
+    async fn purge_events(&self, retention: &EventRetention) -> Result<PurgedEvents, StoreError>;
     /// Stores `template` as the next version of its name (version 1 for a
     /// new name); earlier versions are kept.
     async fn put_template(&self, template: NewTemplate) -> Result<TemplateRecord, StoreError>;

@@ -455,6 +455,15 @@ impl Default for StoreOptions {
     }
 }
 
+/// What [`crate::Store::record_attempt_counted`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The message's new status.
+    pub status: MessageStatus,
+    /// Suppression entries the attempt added (addresses not yet listed).
+    pub suppressed: u32,
+}
+
 /// What [`crate::Store::purge`] deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {

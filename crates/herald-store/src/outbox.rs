@@ -139,15 +139,19 @@ pub enum DeliveryOutcome {
     GaveUp,
     /// The endpoint answered 410 Gone: it is disabled.
     Disabled,
+    /// A manual retry (`POST /v1/webhooks/deliveries/{id}/retry`) got no
+    /// 2xx; nothing more is sent for it.
+    Failed,
 }
 
 impl DeliveryOutcome {
     /// Every outcome.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Delivered,
         Self::Retrying,
         Self::GaveUp,
         Self::Disabled,
+        Self::Failed,
     ];
 
     /// The name in the API, the database and metrics.
@@ -157,6 +161,7 @@ impl DeliveryOutcome {
             Self::Retrying => "retrying",
             Self::GaveUp => "gave_up",
             Self::Disabled => "disabled",
+            Self::Failed => "failed",
         }
     }
 }
@@ -298,6 +303,68 @@ pub fn event_id(cursor: FeedCursor) -> String {
     format!("evt_{}_{}", cursor.tx, cursor.id)
 }
 
+/// The outbox position an [`event_id`] names; `None` for text that is not
+/// one.
+pub fn event_cursor(id: &str) -> Option<FeedCursor> {
+    let (tx, id) = id.strip_prefix("evt_")?.split_once('_')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(tx) || !digits(id) {
+        return None;
+    }
+    Some(FeedCursor {
+        tx: tx.parse().ok()?,
+        id: id.parse().ok()?,
+    })
+}
+
+/// An endpoint herald stopped sending to because it answered `410 Gone`.
+/// Kept in the store, so it stays disabled across restarts, until a
+/// manual retry to it succeeds or its URL changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisabledWebhook {
+    /// The endpoint's configured name.
+    pub endpoint: String,
+    /// A digest of the URL that answered 410 (never the URL itself, which
+    /// may hold a token): the same name at another URL is another
+    /// endpoint, and is not disabled.
+    pub url_digest: String,
+    /// When it was disabled.
+    pub at: OffsetDateTime,
+    /// Why, in words.
+    pub reason: String,
+    /// The try that disabled it (`GET /v1/webhooks/deliveries`), if
+    /// recorded: retrying it is how an operator turns the endpoint back on.
+    pub delivery: Option<i64>,
+}
+
+/// What [`crate::Store::purge_events`] deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRetention {
+    /// Outbox events written before this instant…
+    pub outbox_before: OffsetDateTime,
+    /// …that every one of these endpoints has passed (delivered, given up
+    /// or filtered out: at or before its cursor). An endpoint without a
+    /// cursor has passed nothing; none listed: every old event goes.
+    pub endpoints: Vec<String>,
+    /// Webhook delivery tries made before this instant.
+    pub deliveries_before: OffsetDateTime,
+    /// Suppression entries that lapsed (`expires_at`) before this instant.
+    pub lapsed_before: OffsetDateTime,
+    /// At most this many of each per call.
+    pub limit: usize,
+}
+
+/// What one [`crate::Store::purge_events`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgedEvents {
+    /// Outbox events.
+    pub events: u64,
+    /// Webhook delivery tries.
+    pub deliveries: u64,
+    /// Lapsed suppression entries.
+    pub suppressions: u64,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -357,6 +424,17 @@ mod tests {
         assert_eq!(body["data"]["smtp_code"], 550);
         assert_eq!(body["data"]["class"], "invalid_recipient");
         assert_eq!(body["data"]["attempt"], 3);
+    }
+
+    #[test]
+    fn event_ids_name_their_cursor() {
+        let cursor = FeedCursor { tx: 812, id: 77 };
+        assert_eq!(event_cursor(&event_id(cursor)), Some(cursor));
+        for bad in [
+            "", "evt_", "evt_1", "evt_1_", "evt__2", "evt_-1_2", "evt_1_2x", "msg_1_2",
+        ] {
+            assert_eq!(event_cursor(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

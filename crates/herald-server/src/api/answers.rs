@@ -139,7 +139,7 @@ pub(crate) fn webhook_delivery(record: WebhookDeliveryRecord) -> api::WebhookDel
     }
 }
 
-fn webhook_event_type(kind: WebhookEventType) -> api::WebhookEventType {
+pub(crate) fn webhook_event_type(kind: WebhookEventType) -> api::WebhookEventType {
     use api::WebhookEventType as Api;
     match kind {
         WebhookEventType::MessageDelivered => Api::MessageDelivered,
@@ -159,6 +159,7 @@ fn delivery_outcome(outcome: DeliveryOutcome) -> api::DeliveryOutcome {
         DeliveryOutcome::Retrying => Api::Retrying,
         DeliveryOutcome::GaveUp => Api::GaveUp,
         DeliveryOutcome::Disabled => Api::Disabled,
+        DeliveryOutcome::Failed => Api::Failed,
     }
 }
 

@@ -71,6 +71,9 @@ pub struct AppState {
     pub(crate) clock: SharedClock,
     /// Compiled template versions, shared by this node's handlers.
     pub(crate) templates: Arc<template_cache::TemplateCache>,
+    /// The configured webhook endpoints (`GET /v1/webhooks`, manual
+    /// retries).
+    pub(crate) webhooks: Arc<Vec<crate::config::WebhookConfig>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -102,6 +105,7 @@ impl AppState {
             alerting: None,
             clock: SystemClock::shared(),
             templates: Arc::default(),
+            webhooks: Arc::new(Vec::new()),
         }
     }
 
@@ -135,6 +139,12 @@ impl AppState {
         self
     }
 
+    /// Shows and retries to these webhook endpoints.
+    pub(crate) fn with_webhooks(mut self, webhooks: Vec<crate::config::WebhookConfig>) -> Self {
+        self.webhooks = Arc::new(webhooks);
+        self
+    }
+
     /// Serves `GET /v1/errors` from `alerting`'s error groups.
     pub(crate) fn with_alerting(mut self, alerting: Arc<herald_alerts::Alerting>) -> Self {
         self.alerting = Some(alerting);
@@ -157,7 +167,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/suppressions"),
     ("GET", "/v1/suppressions/{address}"),
     ("DELETE", "/v1/suppressions/{address}"),
+    ("GET", "/v1/webhooks"),
     ("GET", "/v1/webhooks/deliveries"),
+    ("POST", "/v1/webhooks/deliveries/{id}/retry"),
     ("POST", "/v1/templates"),
     ("GET", "/v1/templates"),
     ("GET", "/v1/templates/{name}"),
@@ -204,7 +216,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/suppressions/{address}",
             get(suppressions::show).delete(suppressions::remove),
         )
+        .route("/v1/webhooks", get(webhooks::endpoints))
         .route("/v1/webhooks/deliveries", get(webhooks::list))
+        .route("/v1/webhooks/deliveries/{id}/retry", post(webhooks::retry))
         .route(
             "/v1/templates",
             post(templates::create).get(templates::list),
@@ -254,7 +268,8 @@ pub fn required_scope(method: &str, template: &str) -> Option<Scope> {
         ("POST", "/v1/messages/{id}/retry" | "/v1/messages/{id}/cancel") => Scope::Manage,
         ("GET" | "HEAD", "/v1/errors") => Scope::Admin,
         ("GET" | "HEAD", "/v1/suppressions" | "/v1/suppressions/{address}") => Scope::Read,
-        ("GET" | "HEAD", "/v1/webhooks/deliveries") => Scope::Read,
+        ("GET" | "HEAD", "/v1/webhooks" | "/v1/webhooks/deliveries") => Scope::Read,
+        ("POST", "/v1/webhooks/deliveries/{id}/retry") => Scope::Manage,
         ("POST", "/v1/suppressions") | ("DELETE", "/v1/suppressions/{address}") => Scope::Manage,
         ("GET" | "HEAD", "/v1/templates" | "/v1/templates/{name}") => Scope::Read,
         ("POST", "/v1/templates/{name}/render") => Scope::Read,

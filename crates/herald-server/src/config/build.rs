@@ -175,6 +175,8 @@ fn store_from(url: String, raw: &RawStore) -> StoreConfig {
         url,
         pool_size: raw.pool_size,
         retention: raw.retention.0,
+        event_retention: raw.event_retention.0,
+        lapsed_retention: raw.lapsed_retention.0,
     }
 }
 
@@ -197,6 +199,12 @@ fn store(raw: RawStore, env: Env<'_>) -> Result<StoreConfig, ConfigError> {
         return Err(ConfigError::new(
             "store.retention",
             "must be at least 1h (finished messages are what the status API answers from)",
+        ));
+    }
+    if raw.event_retention.0 < Duration::from_secs(60 * 60) {
+        return Err(ConfigError::new(
+            "store.event_retention",
+            "must be at least 1h (the delivery log is what GET /v1/webhooks/deliveries answers from)",
         ));
     }
     Ok(store_from(url, &raw))

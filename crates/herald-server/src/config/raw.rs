@@ -108,6 +108,12 @@ pub(crate) struct RawStore {
     /// How long finished messages are kept.
     #[serde(default = "defaults::retention")]
     pub(crate) retention: Dur,
+    /// How long webhook events and delivery tries are kept.
+    #[serde(default = "defaults::event_retention")]
+    pub(crate) event_retention: Dur,
+    /// How long a lapsed suppression entry is kept after it lapsed.
+    #[serde(default = "defaults::lapsed_retention")]
+    pub(crate) lapsed_retention: Dur,
 }
 
 impl Default for RawStore {
@@ -117,6 +123,8 @@ impl Default for RawStore {
             url_env: None,
             pool_size: defaults::pool_size(),
             retention: defaults::retention(),
+            event_retention: defaults::event_retention(),
+            lapsed_retention: defaults::lapsed_retention(),
         }
     }
 }

@@ -123,6 +123,13 @@ impl fmt::Debug for WebhookConfig {
 }
 
 impl WebhookConfig {
+    /// A digest of the URL (SHA-256, hex): what the store keeps of it
+    /// (the URL may hold a token), so that a mark left for one URL does
+    /// not hold for another under the same name.
+    pub fn url_digest(&self) -> String {
+        const_hex::encode(Sha256::digest(self.url.as_bytes()))
+    }
+
     /// Whether events of `kind` go to this endpoint.
     pub fn wants(&self, kind: WebhookEventType) -> bool {
         self.events

@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+pub(crate) use limits::Held;
 pub(crate) use outbox::Outbox;
 
 use crate::observe::Metrics;
@@ -51,6 +52,8 @@ pub(crate) struct Relay {
     pub(crate) rate: Option<RateLimit>,
     /// How many a day, counted in the store.
     pub(crate) quota: Option<DailyQuota>,
+    /// This node's blocks of the quota and the rate.
+    pub(crate) held: Held,
     /// The pool's bound, for `GET /v1/relays`.
     pub(crate) max_connections: usize,
 }
@@ -243,6 +246,7 @@ impl Dispatcher {
             abort.cancel();
             while tasks.join_next().await.is_some() {}
         }
+        self.give_back_held().await;
         // QUIT is a courtesy: a relay that does not answer it must not hold
         // the exit up for its full QUIT timeout. Dropping the pending QUITs
         // at the grace closes those connections.
@@ -369,12 +373,12 @@ impl Dispatcher {
         };
         match self
             .store
-            .record_attempt(&message.id, &self.settings.owner, record)
+            .record_attempt_counted(&message.id, &self.settings.owner, record)
             .await
         {
-            Ok(status) => {
-                tracing::debug!(id = %message.id, status = %status, "attempt recorded");
-                self.count_recorded(&message, &relay, &statuses, next, status);
+            Ok(recorded) => {
+                tracing::debug!(id = %message.id, status = %recorded.status, "attempt recorded");
+                self.count_recorded(&message, &relay, &statuses, next, recorded);
             }
             Err(StoreError::LeaseLost) => {
                 tracing::warn!(id = %message.id, "lease lost (cancelled or expired); attempt not recorded")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use herald_policy::BounceClass;
 use herald_store::{
-    AttemptOutcome, Claimed, MessageStatus, NextStep, RecipientResult, RecipientStatus,
+    AttemptOutcome, Claimed, MessageStatus, NextStep, RecipientResult, RecipientStatus, Recorded,
 };
 
 use super::{Dispatcher, attempt};
@@ -129,8 +129,9 @@ impl Dispatcher {
         relay: &str,
         recipients: &[(RecipientStatus, Option<BounceClass>)],
         next: NextStep,
-        status: MessageStatus,
+        recorded: Recorded,
     ) {
+        let status = recorded.status;
         for (recipient, class) in recipients {
             self.metrics.recipient(match (*recipient, next) {
                 (RecipientStatus::Deferred, NextStep::RetryAt(_)) => RecipientStatus::Deferred,
@@ -141,12 +142,12 @@ impl Dispatcher {
             if let Some(class) = class {
                 self.metrics.recipient_class(*class);
             }
-            if *recipient == RecipientStatus::Failed
-                && class.is_some_and(|c| self.settings.suppression.auto.contains(&c))
-            {
-                self.metrics
-                    .suppression_added(herald_store::SuppressionReason::Bounce);
-            }
+        }
+        // The entries the store added: an address already listed is not
+        // counted again.
+        for _ in 0..recorded.suppressed {
+            self.metrics
+                .suppression_added(herald_store::SuppressionReason::Bounce);
         }
         if let NextStep::RetryAt(_) = next {
             self.metrics.retry_scheduled(relay);

@@ -2,10 +2,13 @@
 //! in outbox order, signing every POST (Standard Webhooks), retrying a
 //! failed event with backoff (or the endpoint's `Retry-After`) before the
 //! next, giving an event up at its maximum age, disabling an endpoint that
-//! answers 410. One node at a time sends (the `webhooks` role); each
-//! endpoint has its own task and HTTP client, and none of it is on the
-//! mail's path, so a dead endpoint never delays delivery.
+//! answers 410 (in the store, so it stays disabled across restarts until a
+//! manual retry to it succeeds or its URL changes). One node at a time
+//! sends (the `webhooks` role); each endpoint has its own task and HTTP
+//! client, and none of it is on the mail's path, so a dead endpoint never
+//! delays delivery. [`resend`] is the manual retry of one try.
 
+mod resend;
 mod sign;
 
 use std::sync::Arc;
@@ -13,11 +16,14 @@ use std::time::Duration;
 
 use herald_policy::SharedClock;
 
-use herald_store::{DeliveryOutcome, FeedCursor, OutboxEvent, Store, WebhookDelivery};
+use herald_store::{
+    DeliveryOutcome, DisabledWebhook, FeedCursor, OutboxEvent, Store, StoreError, WebhookDelivery,
+};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use resend::{ResendError, resend};
 pub(crate) use sign::{Answer, Next, after_try, signature};
 
 use crate::config::WebhookConfig;
@@ -91,6 +97,29 @@ async fn lead(
     }
 }
 
+/// What became of one event at an endpoint.
+enum Sent {
+    /// Delivered or given up: on to the next.
+    Done,
+    /// The endpoint answered 410 on the try recorded under this id.
+    Gone(Option<i64>),
+    /// The sender was stopped.
+    Stopped,
+}
+
+/// Whether `endpoint` is marked disabled in the store for its current URL
+/// (a mark left by another URL under the same name does not count).
+pub(crate) async fn is_disabled(
+    store: &dyn Store,
+    endpoint: &WebhookConfig,
+) -> Result<Option<DisabledWebhook>, StoreError> {
+    Ok(store
+        .disabled_webhooks()
+        .await?
+        .into_iter()
+        .find(|d| d.endpoint == endpoint.name && d.url_digest == endpoint.url_digest()))
+}
+
 fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -129,11 +158,16 @@ impl Endpoint {
             }
             if !loaded {
                 // Read again whenever the role is taken: another node may
-                // have moved the cursor meanwhile.
-                match self.store.webhook_cursor(&name).await {
-                    Ok(at) => {
+                // have moved the cursor, or an operator re-enabled the
+                // endpoint, meanwhile.
+                match self.load().await {
+                    Ok((at, disabled)) => {
                         cursor = at;
-                        loaded = true;
+                        loaded = !disabled;
+                        if disabled && self.wait_until_enabled(&stop).await {
+                            return;
+                        }
+                        continue;
                     }
                     Err(error) => {
                         tracing::warn!(webhook = %name, error = %error, "reading the webhook cursor failed");
@@ -166,15 +200,17 @@ impl Endpoint {
                     continue;
                 }
                 match self.deliver(&event, &stop).await {
-                    Some(true) => {
+                    Sent::Done => {
                         skipped = None;
                         cursor = Some(event.cursor);
                     }
-                    Some(false) => {
-                        tracing::error!(webhook = %name, "endpoint answered 410 Gone; disabled until restart");
-                        return;
+                    Sent::Gone(delivery) => {
+                        self.disable(delivery).await;
+                        loaded = false;
+                        skipped = None;
+                        break;
                     }
-                    None => return,
+                    Sent::Stopped => return,
                 }
             }
             if let Some(at) = skipped
@@ -185,9 +221,62 @@ impl Endpoint {
         }
     }
 
-    /// Sends `event` until it is delivered or given up (`Some(true)`), the
-    /// endpoint is gone (`Some(false)`), or the sender stops (`None`).
-    async fn deliver(&self, event: &OutboxEvent, stop: &CancellationToken) -> Option<bool> {
+    /// The endpoint's cursor, and whether it is disabled.
+    async fn load(&self) -> Result<(Option<FeedCursor>, bool), StoreError> {
+        let cursor = self.store.webhook_cursor(&self.config.name).await?;
+        let disabled = is_disabled(self.store.as_ref(), &self.config).await?;
+        if let Some(disabled) = &disabled {
+            tracing::warn!(
+                webhook = %self.config.name,
+                since = %disabled.at,
+                reason = %disabled.reason,
+                "webhook endpoint is disabled; retry one of its deliveries to enable it again"
+            );
+        }
+        Ok((cursor, disabled.is_some()))
+    }
+
+    /// Marks the endpoint disabled in the store: it stays so across
+    /// restarts, until a manual retry to it succeeds or its URL changes.
+    async fn disable(&self, delivery: Option<i64>) {
+        let name = &self.config.name;
+        tracing::error!(webhook = %name, delivery, "endpoint answered 410 Gone; disabled");
+        let disabled = DisabledWebhook {
+            endpoint: name.clone(),
+            url_digest: self.config.url_digest(),
+            at: self.clock.now(),
+            reason: "the endpoint answered 410 Gone".to_owned(),
+            delivery,
+        };
+        if let Err(error) = self.store.disable_webhook(disabled).await {
+            // Not kept: the next event finds the endpoint gone again.
+            tracing::warn!(webhook = %name, error = %error, "recording the disabled webhook failed");
+        }
+    }
+
+    /// Waits while the endpoint is disabled, reading the store now and
+    /// then; true if the sender was stopped meanwhile.
+    async fn wait_until_enabled(&self, stop: &CancellationToken) -> bool {
+        loop {
+            if pause(stop, LEAD_EVERY).await {
+                return true;
+            }
+            match is_disabled(self.store.as_ref(), &self.config).await {
+                Ok(None) => {
+                    tracing::info!(webhook = %self.config.name, "webhook endpoint enabled again");
+                    return false;
+                }
+                Ok(Some(_)) => {}
+                Err(error) => {
+                    tracing::warn!(webhook = %self.config.name, error = %error, "reading the webhook's state failed");
+                }
+            }
+        }
+    }
+
+    /// Sends `event` until it is delivered or given up, the endpoint is
+    /// gone, or the sender stops.
+    async fn deliver(&self, event: &OutboxEvent, stop: &CancellationToken) -> Sent {
         let name = &self.config.name;
         let mut attempt = 0u32;
         loop {
@@ -196,7 +285,7 @@ impl Endpoint {
             self.metrics
                 .webhook_backlog(name, (started - event.at).try_into().unwrap_or_default());
             let clock = self.clock.instant();
-            let answer = self.post(event, started).await;
+            let answer = post(&self.agent, &self.config, event, started).await;
             let duration = self.clock.instant().saturating_duration_since(clock);
             let now = self.clock.now();
             let next = after_try(
@@ -234,55 +323,65 @@ impl Endpoint {
             };
             let done = !matches!(next, Next::RetryAt(_));
             let advance = done.then_some(event.cursor);
-            if let Err(e) = self.store.record_webhook_delivery(delivery, advance).await {
-                tracing::warn!(webhook = %name, error = %e, "recording a webhook delivery failed");
-            }
+            let recorded = match self.store.record_webhook_delivery(delivery, advance).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::warn!(webhook = %name, error = %e, "recording a webhook delivery failed");
+                    None
+                }
+            };
             match next {
-                Next::Delivered => return Some(true),
+                Next::Delivered => return Sent::Done,
                 Next::GiveUp => {
                     tracing::warn!(webhook = %name, event = %event.id, attempt, "webhook event given up: older than retry_max_age");
-                    return Some(true);
+                    return Sent::Done;
                 }
-                Next::Disable => return Some(false),
+                Next::Disable => return Sent::Gone(recorded),
                 Next::RetryAt(at) => {
                     let wait: Duration = (at - now).try_into().unwrap_or_default();
                     tracing::info!(webhook = %name, event = %event.id, attempt, retry_in = ?wait, "webhook delivery failed; will retry");
                     if pause(stop, wait).await {
-                        return None;
+                        return Sent::Stopped;
                     }
                 }
             }
         }
     }
+}
 
-    /// One signed POST, on a blocking thread. Errors never show the URL.
-    async fn post(&self, event: &OutboxEvent, at: OffsetDateTime) -> Answer {
-        let timestamp = at.unix_timestamp();
-        let signed = signature(&self.config.secrets, &event.id, timestamp, &event.body);
-        let (agent, config) = (self.agent.clone(), Arc::clone(&self.config));
-        let (id, body) = (event.id.clone(), event.body.clone());
-        let sent = tokio::task::spawn_blocking(move || {
-            agent
-                .post(&config.url)
-                .header("content-type", "application/json")
-                .header("webhook-id", &id)
-                .header("webhook-timestamp", &timestamp.to_string())
-                .header("webhook-signature", &signed)
-                .send(body.as_bytes())
-                .map(|response| {
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    Answer::Status(response.status().as_u16(), retry_after)
-                })
-                .unwrap_or_else(|e| Answer::Failed(describe(&e)))
-        })
-        .await;
-        sent.unwrap_or_else(|_| Answer::Failed("the sending thread failed".into()))
-    }
+/// One signed POST of `event` to `config`'s URL, stamped `at`, on a
+/// blocking thread. Errors never show the URL.
+async fn post(
+    agent: &ureq::Agent,
+    config: &Arc<WebhookConfig>,
+    event: &OutboxEvent,
+    at: OffsetDateTime,
+) -> Answer {
+    let timestamp = at.unix_timestamp();
+    let signed = signature(&config.secrets, &event.id, timestamp, &event.body);
+    let (agent, config) = (agent.clone(), Arc::clone(config));
+    let (id, body) = (event.id.clone(), event.body.clone());
+    let sent = tokio::task::spawn_blocking(move || {
+        agent
+            .post(&config.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", &timestamp.to_string())
+            .header("webhook-signature", &signed)
+            .send(body.as_bytes())
+            .map(|response| {
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Answer::Status(response.status().as_u16(), retry_after)
+            })
+            .unwrap_or_else(|e| Answer::Failed(describe(&e)))
+    })
+    .await;
+    sent.unwrap_or_else(|_| Answer::Failed("the sending thread failed".into()))
 }
 
 /// Sleeps `wait`; true if the sender was stopped meanwhile.

@@ -20,6 +20,7 @@ mod outcome;
 mod query;
 mod suppress;
 mod template;
+mod webhooks;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -53,7 +54,8 @@ pub use enqueue::{
 };
 pub use limits::{
     a_quota_counts_to_its_limit_and_resets_with_the_period,
-    a_quota_is_never_overdrawn_under_concurrency, rate_slots_follow_the_gcra_rule,
+    a_quota_hands_out_blocks_and_takes_them_back, a_quota_is_never_overdrawn_under_concurrency,
+    rate_slots_follow_the_gcra_rule,
 };
 pub use nodes::{
     a_message_whose_leases_keep_ending_is_failed_as_poison,
@@ -78,6 +80,10 @@ pub use suppress::{
     suppressions_are_added_listed_and_removed, webhook_cursors_and_deliveries_are_kept,
 };
 pub use template::{concurrent_template_versions_are_distinct, templates_keep_every_version};
+pub use webhooks::{
+    a_disabled_webhook_stays_disabled_until_enabled, an_attempt_counts_only_the_entries_it_adds,
+    event_retention_deletes_only_what_is_done_and_old, tries_and_events_are_found_by_id,
+};
 
 /// Runs every conformance test, each on a fresh store from `make`, one
 /// after another. Panics naming the first test that fails. Needs a Tokio
@@ -139,9 +145,14 @@ where
         a_policy_rejection_does_not_suppress,
         giving_up_and_suppressed_recipients_make_their_events,
         webhook_cursors_and_deliveries_are_kept,
+        tries_and_events_are_found_by_id,
+        a_disabled_webhook_stays_disabled_until_enabled,
+        event_retention_deletes_only_what_is_done_and_old,
+        an_attempt_counts_only_the_entries_it_adds,
         templates_keep_every_version,
         concurrent_template_versions_are_distinct,
         a_quota_counts_to_its_limit_and_resets_with_the_period,
+        a_quota_hands_out_blocks_and_takes_them_back,
         a_quota_is_never_overdrawn_under_concurrency,
         rate_slots_follow_the_gcra_rule,
     );

@@ -79,6 +79,12 @@ pub(crate) fn pool_size() -> usize {
 pub(crate) fn retention() -> Dur {
     Dur(Duration::from_secs(30 * 24 * 60 * 60))
 }
+pub(crate) fn event_retention() -> Dur {
+    Dur(Duration::from_secs(7 * 24 * 60 * 60))
+}
+pub(crate) fn lapsed_retention() -> Dur {
+    Dur(Duration::from_secs(30 * 24 * 60 * 60))
+}
 pub(crate) fn poll_interval() -> Dur {
     Dur(Duration::from_secs(1))
 }
