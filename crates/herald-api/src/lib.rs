@@ -33,7 +33,7 @@ pub use message::{
     MessageStatus, Recipient, RecipientStatus, SuppressionReason, UnknownName,
 };
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem};
-pub use query::{ErrorsQuery, ListQuery, MAX_LIST_LIMIT};
+pub use query::{DeliveryQuery, ErrorsQuery, ListQuery, MAX_LIST_LIMIT, SuppressionQuery};
 pub use relays::{CircuitState, PoolUse, QuotaStatus, RateStatus, RelayStatus, Relays};
 pub use submit::{Accepted, BatchAnswer, BatchRequest, BatchResult, RawRequest};
 pub use template::{RenderRequest, RenderedTemplate, Template, TemplateList, TemplateRequest};

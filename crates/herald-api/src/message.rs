@@ -265,6 +265,12 @@ pub struct Message {
     /// without a named user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitted_by: Option<String>,
+    /// The stored template it was rendered from (`null` when none).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The version of that template that rendered it (`null` when none).
+    #[serde(default)]
+    pub template_version: Option<u32>,
 }
 
 /// One envelope recipient's latest state.

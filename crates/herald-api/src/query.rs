@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::MessageStatus;
+use crate::{MessageStatus, SuppressionReason};
 
 /// The most messages one page of `GET /v1/messages` holds.
 pub const MAX_LIST_LIMIT: usize = 500;
@@ -85,6 +85,60 @@ impl ErrorsQuery {
     }
 }
 
+/// The query of `GET /v1/suppressions`; every filter is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuppressionQuery {
+    /// Only entries added for this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SuppressionReason>,
+    /// Only entries added at or after this time.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub since: Option<OffsetDateTime>,
+    /// At most this many, 1 to 500 (50 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// The previous page's `next_cursor`, to continue after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+impl SuppressionQuery {
+    /// The query string (without `?`), its values percent-encoded.
+    pub fn to_query_string(&self) -> String {
+        join(&[
+            ("reason", self.reason.map(|r| r.as_str().to_owned())),
+            ("since", self.since.and_then(|t| t.format(&Rfc3339).ok())),
+            ("limit", self.limit.map(|n| n.to_string())),
+            ("cursor", self.cursor.clone()),
+        ])
+    }
+}
+
+/// The query of `GET /v1/webhooks/deliveries`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryQuery {
+    /// At most this many, 1 to 500 (50 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// The previous page's `next_cursor`, to continue after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+impl DeliveryQuery {
+    /// The query string (without `?`), its values percent-encoded.
+    pub fn to_query_string(&self) -> String {
+        join(&[
+            ("limit", self.limit.map(|n| n.to_string())),
+            ("cursor", self.cursor.clone()),
+        ])
+    }
+}
+
 fn join(pairs: &[(&str, Option<String>)]) -> String {
     pairs
         .iter()
@@ -130,5 +184,20 @@ mod tests {
             relay: None,
         };
         assert_eq!(errors.to_query_string(), "window=15m");
+        let suppressions = SuppressionQuery {
+            reason: Some(SuppressionReason::Bounce),
+            since: Some(time::macros::datetime!(2026-01-02 03:04:05 UTC)),
+            cursor: Some("1~a@b".into()),
+            ..SuppressionQuery::default()
+        };
+        assert_eq!(
+            suppressions.to_query_string(),
+            "reason=bounce&since=2026-01-02T03%3A04%3A05Z&cursor=1~a%40b"
+        );
+        let deliveries = DeliveryQuery {
+            limit: Some(2),
+            cursor: None,
+        };
+        assert_eq!(deliveries.to_query_string(), "limit=2");
     }
 }

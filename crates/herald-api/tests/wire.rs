@@ -17,7 +17,7 @@ fn round_trip<T: DeserializeOwned + Serialize>(json: &str) -> T {
     value
 }
 
-const MESSAGE: &str = r#"{"id":"01JABCDEFGHJKMNPQRSTVWXYZ0","message_id":"<01JABCDEFGHJKMNPQRSTVWXYZ0@example.com>","status":"partial","created_at":"2026-12-05T13:00:00Z","updated_at":"2026-12-05T13:00:02.5Z","attempts":1,"next_attempt_at":null,"recipients":[{"address":"a@example.net","status":"delivered","smtp_code":250,"enhanced_code":"2.0.0","response":"250 2.0.0 ok"},{"address":"b@example.net","status":"failed","smtp_code":550,"enhanced_code":"5.1.1","response":"550 5.1.1 user unknown"}],"events":[{"at":"2026-12-05T13:00:00Z","type":"queued"},{"at":"2026-12-05T13:00:02Z","type":"attempt","relay":"primary","attempt":1,"outcome":"partial","smtp_code":550,"enhanced_code":"5.1.1","detail":"1 of 2 accepted","duration_ms":42},{"at":"2026-12-05T13:00:02.5Z","type":"partial"}],"tags":["welcome"],"metadata":{"user":"42"},"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","submitted_by":"app"}"#;
+const MESSAGE: &str = r#"{"id":"01JABCDEFGHJKMNPQRSTVWXYZ0","message_id":"<01JABCDEFGHJKMNPQRSTVWXYZ0@example.com>","status":"partial","created_at":"2026-12-05T13:00:00Z","updated_at":"2026-12-05T13:00:02.5Z","attempts":1,"next_attempt_at":null,"recipients":[{"address":"a@example.net","status":"delivered","smtp_code":250,"enhanced_code":"2.0.0","response":"250 2.0.0 ok"},{"address":"b@example.net","status":"failed","smtp_code":550,"enhanced_code":"5.1.1","response":"550 5.1.1 user unknown"}],"events":[{"at":"2026-12-05T13:00:00Z","type":"queued"},{"at":"2026-12-05T13:00:02Z","type":"attempt","relay":"primary","attempt":1,"outcome":"partial","smtp_code":550,"enhanced_code":"5.1.1","detail":"1 of 2 accepted","duration_ms":42},{"at":"2026-12-05T13:00:02.5Z","type":"partial"}],"tags":["welcome"],"metadata":{"user":"42"},"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","submitted_by":"app","template":"welcome","template_version":3}"#;
 
 #[test]
 fn a_message_with_its_history() {
@@ -28,11 +28,13 @@ fn a_message_with_its_history() {
     let events = message.events.unwrap();
     assert_eq!(events[1].kind, EventKind::Attempt);
     assert_eq!(events[1].smtp_code, Some(550));
+    assert_eq!(message.template.as_deref(), Some("welcome"));
+    assert_eq!(message.template_version, Some(3));
 }
 
 #[test]
 fn a_page_of_a_list_without_events_and_with_a_scheduled_message() {
-    let json = r#"{"messages":[{"id":"x","message_id":"<x@h>","status":"scheduled","created_at":"2026-12-05T13:00:00Z","updated_at":"2026-12-05T13:00:00Z","send_at":"2026-12-06T00:00:00Z","attempts":0,"next_attempt_at":"2026-12-06T00:00:00Z","recipients":[{"address":"a@example.net","status":"pending","smtp_code":null,"enhanced_code":null,"response":null}],"tags":[],"metadata":{}}],"next_cursor":"x"}"#;
+    let json = r#"{"messages":[{"id":"x","message_id":"<x@h>","status":"scheduled","created_at":"2026-12-05T13:00:00Z","updated_at":"2026-12-05T13:00:00Z","send_at":"2026-12-06T00:00:00Z","attempts":0,"next_attempt_at":"2026-12-06T00:00:00Z","recipients":[{"address":"a@example.net","status":"pending","smtp_code":null,"enhanced_code":null,"response":null}],"tags":[],"metadata":{},"template":null,"template_version":null}],"next_cursor":"x"}"#;
     let page: MessagePage = round_trip(json);
     assert_eq!(page.messages[0].events, None);
     assert_eq!(page.next_cursor.as_deref(), Some("x"));

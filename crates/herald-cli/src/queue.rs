@@ -110,7 +110,7 @@ pub(crate) fn run(args: QueueArgs) -> Result<ExitCode, Failure> {
 
 /// A failed call as one line: the server's status and detail when it
 /// answered, what went wrong otherwise.
-fn failure(error: ClientError) -> Failure {
+pub(crate) fn failure(error: ClientError) -> Failure {
     match error.problem() {
         Some(problem) => Failure::Fault(anyhow::anyhow!("{}: {}", problem.status, problem.detail)),
         None => Failure::Fault(anyhow::anyhow!("{error}")),
@@ -147,17 +147,4 @@ fn print_list(page: &MessagePage) {
     if let Some(cursor) = &page.next_cursor {
         println!("next page: --cursor {cursor}");
     }
-}
-
-/// Percent-encodes a path segment or query value.
-pub(crate) fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

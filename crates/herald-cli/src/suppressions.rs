@@ -1,13 +1,19 @@
 //! `herald suppressions`: read and edit a running herald's suppression list
-//! over its HTTP API — list, add, remove.
+//! over its HTTP API — list, add, remove — through herald-client.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use herald_api::{
+    AddResults, AddStatus, AddSuppressions, SuppressionPage, SuppressionQuery, SuppressionReason,
+};
+use herald_client::Client;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use crate::exit::Failure;
-use crate::queue::encode;
+use crate::exit::{BAD_INPUT, Failure};
+use crate::queue::failure;
 
 #[derive(Debug, Args)]
 pub(crate) struct SuppressionsArgs {
@@ -59,99 +65,105 @@ pub(crate) fn run(args: SuppressionsArgs) -> Result<ExitCode, Failure> {
         .api_key
         .clone()
         .ok_or_else(|| Failure::input("--api-key: required (or set HERALD_API_KEY)"))?;
-    let base = args.server.trim_end_matches('/');
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
+    let client = Client::builder(&args.server, &key)
+        .timeout(Duration::from_secs(30))
         .build()
-        .into();
-    let auth = format!("Bearer {key}");
-    let response = match &args.action {
+        .map_err(|e| Failure::input(format!("--server: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Fault(anyhow::anyhow!("starting the async runtime: {e}")))?;
+    match args.action {
         Action::List {
             reason,
             since,
             limit,
             cursor,
         } => {
-            let mut query = vec![format!("limit={limit}")];
-            for (name, value) in [("reason", reason), ("since", since), ("cursor", cursor)] {
-                if let Some(value) = value {
-                    query.push(format!("{name}={}", encode(value)));
-                }
-            }
-            let url = format!("{base}/v1/suppressions?{}", query.join("&"));
-            agent.get(&url).header("Authorization", &auth).call()
+            let query = SuppressionQuery {
+                reason: reason
+                    .map(|r| r.parse::<SuppressionReason>())
+                    .transpose()
+                    .map_err(|e| Failure::input(format!("--reason: {e}")))?,
+                since: since
+                    .map(|t| OffsetDateTime::parse(&t, &Rfc3339))
+                    .transpose()
+                    .map_err(|_| Failure::input("--since: not an RFC 3339 time"))?,
+                limit: Some(limit as usize),
+                cursor,
+            };
+            print_list(
+                &runtime
+                    .block_on(client.suppression_page(&query))
+                    .map_err(failure)?,
+            );
         }
-        Action::Add { addresses, reason } => agent
-            .post(&format!("{base}/v1/suppressions"))
-            .header("Authorization", &auth)
-            .send_json(json!({"addresses": addresses, "reason": reason})),
-        Action::Remove { address } => agent
-            .delete(&format!("{base}/v1/suppressions/{}", encode(address)))
-            .header("Authorization", &auth)
-            .call(),
-    }
-    .map_err(|e| Failure::Fault(anyhow::anyhow!("{base}: {e}")))?;
-    let status = response.status().as_u16();
-    let body: Value = response
-        .into_body()
-        .read_json()
-        .map_err(|e| Failure::Fault(anyhow::anyhow!("{base}: unreadable answer: {e}")))?;
-    if status >= 400 {
-        let detail = body["detail"].as_str().unwrap_or("request failed");
-        return Err(Failure::Fault(anyhow::anyhow!("{status}: {detail}")));
-    }
-    match args.action {
-        Action::List { .. } => print_list(&body),
-        Action::Add { .. } => return Ok(print_added(&body)),
-        Action::Remove { address } => println!("removed {address}"),
+        Action::Add { addresses, reason } => {
+            let add = AddSuppressions {
+                addresses,
+                reason: reason
+                    .parse()
+                    .map_err(|e| Failure::input(format!("--reason: {e}")))?,
+                expires_at: None,
+            };
+            let results = runtime
+                .block_on(client.add_suppressions(&add))
+                .map_err(failure)?;
+            return Ok(print_added(&results));
+        }
+        Action::Remove { address } => {
+            runtime
+                .block_on(client.remove_suppression(&address))
+                .map_err(failure)?;
+            println!("removed {address}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_list(body: &Value) {
-    let empty = Vec::new();
+fn print_list(page: &SuppressionPage) {
     println!(
         "{:<20}  {:<9}  {:<40}  response",
         "created", "reason", "address"
     );
-    for entry in body["suppressions"].as_array().unwrap_or(&empty) {
+    for entry in &page.suppressions {
+        let created = entry.created_at.format(&Rfc3339).unwrap_or_default();
         println!(
             "{:<20}  {:<9}  {:<40}  {}",
-            entry["created_at"]
-                .as_str()
-                .unwrap_or("")
-                .get(..19)
-                .unwrap_or(""),
-            entry["reason"].as_str().unwrap_or(""),
-            entry["address"].as_str().unwrap_or(""),
-            entry["response"].as_str().unwrap_or(""),
+            created.get(..19).unwrap_or(""),
+            entry.reason.as_str(),
+            entry.address,
+            entry.response.as_deref().unwrap_or(""),
         );
     }
-    if let Some(cursor) = body["next_cursor"].as_str() {
+    if let Some(cursor) = &page.next_cursor {
         println!("next page: --cursor {cursor}");
     }
 }
 
 /// One line per address; exit status 2 if any address was invalid.
-fn print_added(body: &Value) -> ExitCode {
-    let empty = Vec::new();
+fn print_added(answer: &AddResults) -> ExitCode {
     let mut invalid = false;
-    for result in body["results"].as_array().unwrap_or(&empty) {
-        let status = result["status"].as_str().unwrap_or("");
-        invalid |= status == "invalid";
+    for result in &answer.results {
+        let status = match result.status {
+            AddStatus::Added => "added",
+            AddStatus::Exists => "exists",
+            AddStatus::Invalid => "invalid",
+        };
+        invalid |= result.status == AddStatus::Invalid;
         println!(
             "{:<8}  {}{}",
             status,
-            result["address"].as_str().unwrap_or(""),
-            result["error"]
-                .as_str()
+            result.address,
+            result
+                .error
+                .as_deref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         );
     }
     if invalid {
-        ExitCode::from(2)
+        ExitCode::from(BAD_INPUT)
     } else {
         ExitCode::SUCCESS
     }

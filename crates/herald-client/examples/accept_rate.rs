@@ -2,7 +2,9 @@
 //! the same run with plain bodies: an in-process `herald serve` (SQLite,
 //! delivering to its outbox directory), 16 concurrent clients.
 //!
-//! `cargo run --release -p herald-client --example accept_rate [N]`
+//! `cargo run --release -p herald-client --example accept_rate [N] [ROUNDS]`
+//! (N messages per run, default 4000; ROUNDS runs of each mode, alternating,
+//! default 3; the best run of each mode is compared).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +26,10 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(4000);
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3);
     let dir = std::env::temp_dir().join(format!("herald-bench-{}", herald_message::new_id()));
     std::fs::create_dir_all(&dir).unwrap();
     let text = format!(
@@ -71,10 +77,11 @@ async fn main() {
         .cloned(),
         ..MessageRequest::default()
     };
-    // Warm-up, then each mode twice, alternating.
+    // Warm-up, then each mode `rounds` times, alternating.
     run(&client, 200, &plain).await;
+    run(&client, 200, &templated).await;
     let mut rates = (Vec::new(), Vec::new());
-    for _ in 0..2 {
+    for _ in 0..rounds {
         rates.0.push(run(&client, n, &plain).await);
         rates.1.push(run(&client, n, &templated).await);
     }

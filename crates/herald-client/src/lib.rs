@@ -35,8 +35,12 @@
 //! # }
 //! ```
 //!
-//! The client speaks plain HTTP/1.1; put herald behind TLS termination on
-//! the same host or network when the path crosses untrusted networks.
+//! The client speaks HTTP/1.1, over TLS for an `https://` base URL (herald
+//! behind a TLS-terminating proxy): the server's certificate is checked
+//! against the system's trust roots (webpki's when the system has none),
+//! plus an extra CA if given ([`ClientBuilder::extra_ca`]), or against
+//! the roots of a rustls configuration of the caller's
+//! ([`ClientBuilder::tls_config`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -47,10 +51,13 @@
 struct ReadmeExamples;
 
 mod error;
+mod lists;
 mod retry;
+mod tls;
 mod transport;
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,9 +92,26 @@ pub struct ClientBuilder {
     retry: RetryConfig,
     timeout: Duration,
     sleeper: Arc<dyn Sleeper>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    extra_ca: Option<PathBuf>,
 }
 
 impl ClientBuilder {
+    /// For an `https://` URL: trust the CA certificates in this PEM file
+    /// besides the system's.
+    pub fn extra_ca(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.extra_ca = Some(pem_file.into());
+        self
+    }
+
+    /// For an `https://` URL: these TLS settings (and their trust roots)
+    /// instead of the system's roots. Takes precedence over
+    /// [`extra_ca`](Self::extra_ca).
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// How transient failures are retried ([`RetryConfig::default`]
     /// otherwise).
     pub fn retry(mut self, retry: RetryConfig) -> Self {
@@ -108,14 +132,22 @@ impl ClientBuilder {
         self
     }
 
-    /// The client. The base URL must be `http://host[:port][/prefix]`.
+    /// The client. The base URL must be `http://host[:port][/prefix]` or
+    /// `https://…`; for `https`, the trust roots are read now (a CA file
+    /// that cannot be read is [`Error::Invalid`]).
     pub fn build(self) -> Result<Client, Error> {
+        let (tls, extra_ca) = (self.tls, self.extra_ca);
         let transport = Transport::new(
             &self.base,
             &self.api_key,
             self.retry,
             self.timeout,
             self.sleeper,
+            move || match tls {
+                Some(config) => Ok(config),
+                None => herald_smtp::system_tls_config(extra_ca.as_deref())
+                    .map_err(|e| Error::Invalid(format!("TLS: {e}"))),
+            },
         )?;
         Ok(Client {
             inner: Arc::new(transport),
@@ -124,7 +156,8 @@ impl ClientBuilder {
 }
 
 impl Client {
-    /// A client of the herald at `base_url` (`http://host:port`) using
+    /// A client of the herald at `base_url` (`http://host:port`, or
+    /// `https://…`) using
     /// `api_key`, with the default settings.
     pub fn new(base_url: &str, api_key: &str) -> Result<Self, Error> {
         Self::builder(base_url, api_key).build()
@@ -138,6 +171,8 @@ impl Client {
             retry: RetryConfig::default(),
             timeout: Duration::from_secs(30),
             sleeper: Arc::new(TokioSleeper),
+            tls: None,
+            extra_ca: None,
         }
     }
 
@@ -341,7 +376,7 @@ fn new_key() -> String {
 }
 
 /// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
+pub(crate) fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -12,12 +12,12 @@ use hyper::body::Bytes;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 
 use herald_api::Problem;
 
+use crate::tls::Connector;
 use crate::{Error, RetryConfig};
 
 /// Waits between attempts. The client asks it rather than the runtime so
@@ -39,7 +39,7 @@ impl Sleeper for TokioSleeper {
 }
 
 pub(crate) struct Transport {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<Connector, Full<Bytes>>,
     base: String,
     auth: HeaderValue,
     retry: RetryConfig,
@@ -73,20 +73,31 @@ impl Transport {
         retry: RetryConfig,
         timeout: Duration,
         sleeper: Arc<dyn Sleeper>,
+        tls: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, Error>,
     ) -> Result<Self, Error> {
         let base = base.trim_end_matches('/').to_owned();
         let uri: Uri = base
             .parse()
             .map_err(|_| Error::Invalid("the base URL is not a URL".into()))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(Error::Invalid(
+                    "the base URL must be http(s)://host[:port][/prefix]".into(),
+                ));
+            }
+        };
+        if uri.host().is_none() {
             return Err(Error::Invalid(
-                "the base URL must be http://host[:port][/prefix]".into(),
+                "the base URL must be http(s)://host[:port][/prefix]".into(),
             ));
         }
         let mut auth = HeaderValue::from_str(&format!("Bearer {api_key}"))
             .map_err(|_| Error::Invalid("the API key is not a valid header value".into()))?;
         auth.set_sensitive(true);
-        let http = HyperClient::builder(TokioExecutor::new()).build_http();
+        let connector = Connector::new(if https { Some(tls()?) } else { None });
+        let http = HyperClient::builder(TokioExecutor::new()).build(connector);
         Ok(Self {
             http,
             base,
@@ -165,9 +176,9 @@ impl Transport {
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
                 if e.is_connect() {
-                    Error::Connect(e.to_string())
+                    Error::Connect(causes(&e))
                 } else {
-                    Error::Transport(e.to_string())
+                    Error::Transport(causes(&e))
                 }
             })?;
             let status = response.status();
@@ -193,6 +204,19 @@ impl Transport {
             .await
             .map_err(|_| Error::Timeout(self.timeout))?
     }
+}
+
+/// An error with its causes (hyper's own words say only "client error
+/// (Connect)"; the cause says which: refused, a certificate not trusted…).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// An error answer: its problem if it carries one.

@@ -243,7 +243,7 @@ async fn connection_refused_is_retried_within_bounds() {
     assert_eq!(recorder.waits().len(), 2, "three attempts, two waits");
 
     assert!(matches!(
-        Client::new("https://herald.example", KEY),
+        Client::new("ftp://herald.example", KEY),
         Err(Error::Invalid(_))
     ));
 }

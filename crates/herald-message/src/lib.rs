@@ -28,8 +28,8 @@ pub use message::{FieldError, Limits, Message, ValidationErrors};
 pub use render::{RenderOptions, Rendered, message_id_for};
 pub use request::{AttachmentRequest, MAX_ITEMS, MessageRequest};
 pub use template::{
-    Layout, RenderedParts, TemplateError, TemplateLimits, TemplateParts, check_template,
-    render_template,
+    CompiledTemplate, Layout, RenderedParts, TemplateError, TemplateLimits, TemplateParts,
+    check_template, render_template,
 };
 pub use text::{TextError, check_header_text, check_visible, normalize_line_endings};
 

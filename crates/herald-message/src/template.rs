@@ -136,6 +136,8 @@ pub fn check_template(parts: &TemplateParts) -> Result<(), TemplateError> {
 }
 
 /// Renders `parts` (in `layout`, if any) with `variables`, a JSON object.
+/// Compiles them first; to render the same template many times, compile it
+/// once with [`CompiledTemplate::new`].
 pub fn render_template(
     parts: &TemplateParts,
     layout: Option<&Layout<'_>>,
@@ -145,31 +147,79 @@ pub fn render_template(
     if !variables.is_object() {
         return Err(TemplateError::Variables);
     }
-    let one = |part: &'static str, source: &str, layout_source: Option<&str>| {
-        render_part(
-            part,
-            source,
-            layout.map(|l| l.name).zip(layout_source),
-            variables,
+    CompiledTemplate::new(parts, layout, limits)?.render(variables)
+}
+
+/// A template (and its layout) parsed once, to be rendered many times with
+/// different variables: what a cache of templates keeps. Each render gets
+/// the whole fuel budget and output cap of its [`TemplateLimits`].
+#[derive(Debug)]
+pub struct CompiledTemplate {
+    subject: CompiledPart,
+    text: Option<CompiledPart>,
+    html: Option<CompiledPart>,
+    limits: TemplateLimits,
+}
+
+/// One part's environment: the part's source as `main`, and the layout's
+/// source for that part under the layout's name.
+#[derive(Debug)]
+struct CompiledPart {
+    part: &'static str,
+    env: Environment<'static>,
+    /// The layout that wraps what `main` rendered (as `content`), when the
+    /// part has a layout it does not `{% extends %}`.
+    wrapper: Option<String>,
+}
+
+impl CompiledTemplate {
+    /// Parses every part of `parts` (with `layout`'s matching part, if
+    /// any); a syntax error names its part.
+    pub fn new(
+        parts: &TemplateParts,
+        layout: Option<&Layout<'_>>,
+        limits: TemplateLimits,
+    ) -> Result<Self, TemplateError> {
+        let one = |part: &'static str, source: &str, layout_source: Option<&str>| {
+            compile_part(
+                part,
+                source,
+                layout.map(|l| l.name).zip(layout_source),
+                limits,
+            )
+        };
+        Ok(Self {
+            subject: one("subject", &parts.subject, None)?,
+            text: parts
+                .text
+                .as_deref()
+                .map(|source| one("text", source, layout.and_then(|l| l.parts.text.as_deref())))
+                .transpose()?,
+            html: parts
+                .html
+                .as_deref()
+                .map(|source| one("html", source, layout.and_then(|l| l.parts.html.as_deref())))
+                .transpose()?,
             limits,
-        )
-    };
-    let subject = one("subject", &parts.subject, None)?;
-    let text = parts
-        .text
-        .as_deref()
-        .map(|source| one("text", source, layout.and_then(|l| l.parts.text.as_deref())))
-        .transpose()?;
-    let html = parts
-        .html
-        .as_deref()
-        .map(|source| one("html", source, layout.and_then(|l| l.parts.html.as_deref())))
-        .transpose()?;
-    Ok(RenderedParts {
-        subject: subject.trim().to_owned(),
-        text,
-        html,
-    })
+        })
+    }
+
+    /// Renders with `variables`, a JSON object.
+    pub fn render(&self, variables: &serde_json::Value) -> Result<RenderedParts, TemplateError> {
+        if !variables.is_object() {
+            return Err(TemplateError::Variables);
+        }
+        let context = Value::from_serialize(variables);
+        let one = |part: &CompiledPart| render_part(part, &context, variables, self.limits);
+        let subject = one(&self.subject)?;
+        let text = self.text.as_ref().map(one).transpose()?;
+        let html = self.html.as_ref().map(one).transpose()?;
+        Ok(RenderedParts {
+            subject: subject.trim().to_owned(),
+            text,
+            html,
+        })
+    }
 }
 
 fn sources(parts: &TemplateParts) -> Vec<(&'static str, &str)> {
@@ -198,13 +248,12 @@ fn environment(part: &'static str, limits: TemplateLimits) -> Environment<'stati
     env
 }
 
-fn render_part(
+fn compile_part(
     part: &'static str,
     source: &str,
     layout: Option<(&str, &str)>,
-    variables: &serde_json::Value,
     limits: TemplateLimits,
-) -> Result<String, TemplateError> {
+) -> Result<CompiledPart, TemplateError> {
     let mut env = environment(part, limits);
     if let Some((name, layout_source)) = layout {
         env.add_template_owned(name.to_owned(), layout_source.to_owned())
@@ -212,30 +261,48 @@ fn render_part(
     }
     env.add_template_owned("main", source.to_owned())
         .map_err(|e| syntax(part, &e))?;
-    let main = env.get_template("main").map_err(|e| syntax(part, &e))?;
-    let context = Value::from_serialize(variables);
+    let wrapper = match layout {
+        Some((name, _)) if !uses_extends(source) => Some(name.to_owned()),
+        _ => None,
+    };
+    Ok(CompiledPart { part, env, wrapper })
+}
+
+fn render_part(
+    compiled: &CompiledPart,
+    context: &Value,
+    variables: &serde_json::Value,
+    limits: TemplateLimits,
+) -> Result<String, TemplateError> {
+    let part = compiled.part;
+    let main = compiled
+        .env
+        .get_template("main")
+        .map_err(|e| syntax(part, &e))?;
     let body = write_capped(part, limits.max_output, |out| {
-        main.render_captured_to(&context, out).map(|_| ())
+        main.render_captured_to(context, out).map(|_| ())
     })
     .map_err(|e| render_error(part, e, &main, variables, limits))?;
     // A layout that the template does not extend wraps what it rendered,
     // as `content` (already escaped where it must be).
-    match layout {
-        Some((name, _)) if !uses_extends(source) => {
-            let wrapper = env.get_template(name).map_err(|e| syntax(part, &e))?;
+    match &compiled.wrapper {
+        Some(name) => {
+            let wrapper = compiled
+                .env
+                .get_template(name)
+                .map_err(|e| syntax(part, &e))?;
             let content = if part == "html" {
                 Value::from_safe_string(body)
             } else {
                 Value::from(body)
             };
-            let context =
-                minijinja::context! { content => content, ..Value::from_serialize(variables) };
+            let context = minijinja::context! { content => content, ..context.clone() };
             write_capped(part, limits.max_output, |out| {
                 wrapper.render_captured_to(&context, out).map(|_| ())
             })
             .map_err(|e| render_error(part, e, &wrapper, variables, limits))
         }
-        _ => Ok(body),
+        None => Ok(body),
     }
 }
 

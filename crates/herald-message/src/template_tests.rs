@@ -173,3 +173,51 @@ fn a_broken_template_is_refused_when_checked_and_templates_cannot_read_files() {
         Err(TemplateError::Variables)
     );
 }
+
+#[test]
+fn a_compiled_template_renders_each_time_with_its_own_variables_and_full_fuel() {
+    let layout_parts = parts("", None, Some("<main>{{ content }}</main>"));
+    let layout = Layout {
+        name: "base",
+        parts: &layout_parts,
+    };
+    // About half the fuel budget per render: a budget shared across renders
+    // would run out on the third.
+    let t = parts(
+        "Hi {{ name }}",
+        Some("{% for i in range(n) %}{{ i }}{% endfor %}"),
+        Some("<p>{{ name }}</p>"),
+    );
+    let limits = TemplateLimits {
+        fuel: 1000,
+        max_output: 1024 * 1024,
+    };
+    let compiled = CompiledTemplate::new(&t, Some(&layout), limits).unwrap();
+    for name in ["<a>", "b", "c & d", "e"] {
+        let vars = json!({"name": name, "n": 80});
+        let once = compiled.render(&vars).unwrap();
+        assert_eq!(
+            once,
+            render_template(&t, Some(&layout), &vars, limits).unwrap()
+        );
+        assert_eq!(once.subject, format!("Hi {name}"));
+    }
+    assert_eq!(
+        compiled.render(&json!({"n": 1})),
+        Err(TemplateError::Undefined {
+            part: "subject",
+            name: "name".into()
+        })
+    );
+    assert_eq!(
+        compiled.render(&json!({"name": "x", "n": 100_000})),
+        Err(TemplateError::Fuel { part: "text" })
+    );
+    assert!(matches!(
+        CompiledTemplate::new(&parts("{% if %}", None, None), None, limits),
+        Err(TemplateError::Syntax {
+            part: "subject",
+            ..
+        })
+    ));
+}

@@ -105,7 +105,7 @@ fn the_validator_catches_what_it_should() {
         "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
         "attempts": 0, "next_attempt_at": null,
         "recipients": [{"address": "a@b", "status": "pending", "smtp_code": null}],
-        "tags": [], "metadata": {"k": "v"}
+        "tags": [], "metadata": {"k": "v"}, "template": null, "template_version": null
     });
     let errors_of = |value: &Value| {
         let mut errors = Vec::new();

@@ -72,7 +72,78 @@ async fn each_change_is_a_version_and_old_ones_can_be_read() {
     let message = h.message(accepted["id"].as_str().unwrap()).await;
     assert_eq!(message.metadata["herald.template"], "reset");
     assert_eq!(message.metadata["herald.template_version"], "1");
+    assert_eq!(message.template.as_deref(), Some("reset"));
+    assert_eq!(message.template_version, Some(1));
 
+    // The latest, through this node's cache of compiled versions: a PUT is
+    // used by the very next render, never a stale compiled version.
+    let render = |expected_version: u32, expected_text: &'static str| {
+        let h = &h;
+        async move {
+            let (status, answer) = h
+                .post(
+                    "/v1/templates/reset/render",
+                    json!({"variables": {"user": "ada", "link": "L"}}),
+                )
+                .await;
+            assert_eq!(status, 200, "{answer:#}");
+            let rendered: RenderedTemplate = typed(&answer);
+            assert_eq!(rendered.version, expected_version);
+            assert_eq!(rendered.text.as_deref(), Some(expected_text));
+        }
+    };
+    render(2, "v2 L").await;
+    render(2, "v2 L").await;
+    let answer = h
+        .request(
+            "PUT",
+            "/v1/templates/reset",
+            Some(json!({"subject": "Reset {{ user }}", "text": "v3 {{ link }}"})),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.0, 200, "{:#}", answer.1);
+    render(3, "v3 L").await;
+    let (status, accepted) = h
+        .post(
+            "/v1/messages",
+            json!({"from": "a@example.com", "to": ["b@example.org"], "template": "reset",
+                   "variables": {"user": "ada", "link": "L"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted:#}");
+    let message = h.message(accepted["id"].as_str().unwrap()).await;
+    assert_eq!(message.template_version, Some(3));
+    // A message without a template says null, in so many words.
+    let (status, accepted) = h
+        .post(
+            "/v1/messages",
+            json!({"from": "a@example.com", "to": ["b@example.org"], "subject": "s", "text": "t"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted:#}");
+    let (_, plain) = h
+        .get(&format!(
+            "/v1/messages/{}",
+            accepted["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        plain["template"].is_null() && plain.get("template").is_some(),
+        "{plain:#}"
+    );
+    assert!(plain["template_version"].is_null(), "{plain:#}");
+
+    let answer = h.request("DELETE", "/v1/templates/reset", None, &[]).await;
+    assert_eq!(answer.0, 204);
+    // Created again under the same name: version 1 again, with other text;
+    // the version 1 compiled before is not served for it.
+    put_template(
+        &h,
+        json!({"name": "reset", "subject": "Reset {{ user }}", "text": "new {{ link }}"}),
+    )
+    .await;
+    render(1, "new L").await;
     let answer = h.request("DELETE", "/v1/templates/reset", None, &[]).await;
     assert_eq!(answer.0, 204);
     assert_problem(

@@ -48,6 +48,7 @@ fn message(seq: u64, now: OffsetDateTime) -> NewMessage {
         metadata: Default::default(),
         trace_id: None,
         submitted_by: None,
+        template: None,
         idempotency: None,
     }
 }

@@ -16,6 +16,7 @@ use tokio_postgres::types::FromSql;
 
 use herald_store::{
     BounceClass, Event, MessageRecord, MessageStatus, RecipientRecord, RecipientStatus, StoreError,
+    TemplateRef,
 };
 
 /// Maps a driver error to a [`StoreError`], naming what was being done:
@@ -158,7 +159,8 @@ pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.message_id, m.status, m.create
      m.metadata::text, m.trace_id, \
      (SELECT coalesce(json_agg(json_build_array(r.address, r.status, r.smtp_code, \
          r.enhanced_code, r.response, r.class) ORDER BY r.position), '[]')::text \
-      FROM recipients r WHERE r.message_id = m.id), m.submitted_by";
+      FROM recipients r WHERE r.message_id = m.id), m.submitted_by, m.template, \
+     m.template_version";
 
 /// A message's events as JSON, oldest first, for a column after
 /// [`MESSAGE_COLUMNS`]; times as microseconds since the epoch.
@@ -224,7 +226,7 @@ pub(crate) fn message(row: &Row, with_events: bool) -> Result<MessageRecord, Sto
         )
         .collect::<Result<Vec<_>, StoreError>>()?;
     let events = if with_events {
-        let events: Vec<EventJson> = from_json(get(row, 14)?, "events")?;
+        let events: Vec<EventJson> = from_json(get(row, 16)?, "events")?;
         events.into_iter().map(event).collect::<Result<_, _>>()?
     } else {
         Vec::new()
@@ -244,6 +246,16 @@ pub(crate) fn message(row: &Row, with_events: bool) -> Result<MessageRecord, Sto
         metadata,
         trace_id: get(row, 11)?,
         submitted_by: get(row, 13)?,
+        template: match (
+            get::<Option<String>>(row, 14)?,
+            get::<Option<i32>>(row, 15)?,
+        ) {
+            (Some(name), Some(version)) => Some(TemplateRef {
+                name,
+                version: unsigned(i64::from(version), "template_version")?,
+            }),
+            _ => None,
+        },
         id,
     })
 }

@@ -20,7 +20,7 @@ impl Store for PgStore {
         now: OffsetDateTime,
     ) -> Result<Option<Enqueued>, StoreError> {
         let idempotency = idempotency.clone();
-        self.run(|shared| async move { enqueue::replay(&shared, &idempotency, now).await })
+        self.run(|shared| async move { replay::replay(&shared, &idempotency, now).await })
             .await
     }
 
@@ -63,7 +63,7 @@ impl Store for PgStore {
         now: OffsetDateTime,
     ) -> Result<Option<Vec<Enqueued>>, StoreError> {
         let batch = batch.clone();
-        self.run(|shared| async move { enqueue::replay_batch(&shared, &batch, now).await })
+        self.run(|shared| async move { replay::replay_batch(&shared, &batch, now).await })
             .await
     }
 

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use super::Clock;
 use super::Shared;
 use super::codec::{get, json, micros};
-use super::pipeline::{Conn, Step, Tx, step};
+use super::pipeline::{Step, Tx, step};
 use herald_store::lifecycle::initial_state;
 use herald_store::{Enqueued, EventKind, IDEMPOTENCY_WINDOW, Idempotency, NewMessage, StoreError};
 
@@ -44,13 +44,13 @@ pub(crate) struct Stored {
 
 /// Which requests a key answers for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
+pub(crate) enum Kind {
     Message,
     Batch,
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Message => "message",
             Self::Batch => "batch",
@@ -94,9 +94,9 @@ impl<'a> Claims<'a> {
 
 /// An answer a key already gave.
 #[derive(Debug, Clone)]
-struct Seen {
-    hash: String,
-    answer: Enqueued,
+pub(crate) struct Seen {
+    pub(crate) hash: String,
+    pub(crate) answer: Enqueued,
 }
 
 /// Stores `requests` in one transaction and commits (see the module's
@@ -370,7 +370,7 @@ async fn seen_answers<'a>(
 
 /// A [`Seen`] from the columns request_hash, id, message_id, created_at,
 /// send_at starting at `from`.
-fn seen_row(row: &tokio_postgres::Row, from: usize) -> Result<Seen, StoreError> {
+pub(crate) fn seen_row(row: &tokio_postgres::Row, from: usize) -> Result<Seen, StoreError> {
     let created: OffsetDateTime = get(row, from + 3)?;
     let send_at: Option<OffsetDateTime> = get(row, from + 4)?;
     Ok(Seen {
@@ -407,6 +407,7 @@ async fn insert(
     let mut metadata = Vec::with_capacity(n);
     let mut trace_ids = Vec::with_capacity(n);
     let mut submitters = Vec::with_capacity(n);
+    let (mut templates, mut versions) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut bodies: Vec<&[u8]> = Vec::with_capacity(n);
     let mut kinds = Vec::with_capacity(n);
     let (mut r_ids, mut r_positions, mut r_addresses) = (Vec::new(), Vec::new(), Vec::new());
@@ -429,6 +430,12 @@ async fn insert(
         metadata.push(json(&m.metadata)?);
         trace_ids.push(m.trace_id.as_deref());
         submitters.push(m.submitted_by.as_deref());
+        templates.push(m.template.as_ref().map(|t| t.name.as_str()));
+        versions.push(
+            m.template
+                .as_ref()
+                .map(|t| i32::try_from(t.version).unwrap_or(i32::MAX)),
+        );
         bodies.push(m.rendered.as_slice());
         // The caller promises no duplicate recipients; should one slip
         // through, the first stands.
@@ -467,16 +474,18 @@ async fn insert(
     if n > 0 {
         steps.push(step!(
             "INSERT INTO messages (id, message_id, status, created_at, updated_at, send_at, \
-                 next_attempt_at, sender, smtputf8, tags, metadata, trace_id, submitted_by) \
+                 next_attempt_at, sender, smtputf8, tags, metadata, trace_id, submitted_by, \
+                 template, template_version) \
              SELECT id, message_id, status, created, created, send_at, \
                  CASE WHEN $12::boolean AND status = 'queued' THEN least(due, now()) \
                      ELSE due END, \
-                 sender, smtputf8, tags::jsonb, metadata::jsonb, trace_id, submitted_by \
+                 sender, smtputf8, tags::jsonb, metadata::jsonb, trace_id, submitted_by, \
+                 template, template_version \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], \
                  $5::timestamptz[], $6::timestamptz[], $7::text[], $8::boolean[], $9::text[], \
-                 $10::text[], $11::text[], $13::text[]) \
+                 $10::text[], $11::text[], $13::text[], $14::text[], $15::integer[]) \
                  AS u (id, message_id, status, created, send_at, due, sender, smtputf8, tags, \
-                     metadata, trace_id, submitted_by)",
+                     metadata, trace_id, submitted_by, template, template_version)",
             ids,
             message_ids,
             statuses,
@@ -490,6 +499,8 @@ async fn insert(
             trace_ids,
             database_clock,
             submitters,
+            templates,
+            versions,
         ));
         steps.push(step!(
             "INSERT INTO message_bodies (message_id, rendered) \
@@ -529,67 +540,6 @@ async fn insert(
     }
     tx.commit(&steps, "store messages").await?;
     Ok(())
-}
-
-/// What `key` (of `kind`) answered within the window before `now`, in
-/// position order. Reads only.
-async fn look_up(
-    shared: &Shared,
-    key: &str,
-    kind: Kind,
-    now: OffsetDateTime,
-) -> Result<Vec<Seen>, StoreError> {
-    let conn = Conn::get(&shared.pool).await?;
-    let window = micros(IDEMPOTENCY_WINDOW);
-    let kind = kind.as_str();
-    let rows = conn
-        .pipeline(
-            &[step!(
-                "SELECT i.request_hash, m.id, m.message_id, m.created_at, m.send_at \
-                 FROM idempotency i JOIN messages m ON m.id = i.message_id \
-                 WHERE i.key = $1 AND i.kind = $2 \
-                     AND i.created_at > $3::timestamptz - $4::bigint * interval '1 microsecond' \
-                 ORDER BY i.position",
-                key,
-                kind,
-                now,
-                window,
-            )],
-            "read idempotency keys",
-        )
-        .await?;
-    rows.iter().flatten().map(|row| seen_row(row, 0)).collect()
-}
-
-/// The idempotency look-up of one message's key (see
-/// [`herald_store::Store::replay`]).
-pub(crate) async fn replay(
-    shared: &Shared,
-    idempotency: &Idempotency,
-    now: OffsetDateTime,
-) -> Result<Option<Enqueued>, StoreError> {
-    let seen = look_up(shared, &idempotency.key, Kind::Message, now).await?;
-    match seen.into_iter().next() {
-        None => Ok(None),
-        Some(seen) if seen.hash == idempotency.request_hash => Ok(Some(seen.answer)),
-        Some(_) => Err(StoreError::IdempotencyConflict),
-    }
-}
-
-/// The look-up of a keyed batch (see [`herald_store::Store::replay_batch`]).
-pub(crate) async fn replay_batch(
-    shared: &Shared,
-    batch: &Idempotency,
-    now: OffsetDateTime,
-) -> Result<Option<Vec<Enqueued>>, StoreError> {
-    let seen = look_up(shared, &batch.key, Kind::Batch, now).await?;
-    if seen.is_empty() {
-        return Ok(None);
-    }
-    if seen.iter().any(|s| s.hash != batch.request_hash) {
-        return Err(StoreError::IdempotencyConflict);
-    }
-    Ok(Some(seen.into_iter().map(|s| s.answer).collect()))
 }
 
 /// A request's share of a group: a batch weighs as many messages as it

@@ -44,6 +44,7 @@ mod open;
 pub use open::SCHEMA_VERSION;
 mod pipeline;
 mod query;
+mod replay;
 mod suppress;
 mod template;
 mod tls;

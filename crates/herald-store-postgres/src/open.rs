@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "templates",
         include_str!("../migrations/0004_templates.sql"),
     ),
+    (
+        "message_template",
+        include_str!("../migrations/0005_message_template.sql"),
+    ),
     // Named 0006: another branch takes 0005.
     (
         "webhook_state",

@@ -145,6 +145,7 @@ fn message(seq: u32, created: OffsetDateTime) -> NewMessage {
         metadata: Default::default(),
         trace_id: None,
         submitted_by: None,
+        template: None,
         idempotency: None,
     }
 }

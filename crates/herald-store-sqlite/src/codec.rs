@@ -11,13 +11,13 @@ use time::OffsetDateTime;
 
 use herald_store::{
     AttemptOutcome, BounceClass, Event, EventKind, MessageRecord, MessageStatus, RecipientRecord,
-    RecipientStatus, StoreError,
+    RecipientStatus, StoreError, TemplateRef,
 };
 
 /// The columns [`MessageRow`] reads, for `SELECT … FROM messages m`.
 pub(super) const MESSAGE_COLUMNS: &str = "m.id, m.message_id, m.status, m.created_at, \
      m.updated_at, m.send_at, m.next_attempt_at, m.attempts, m.sender, m.tags, m.metadata, \
-     m.trace_id, m.submitted_by";
+     m.trace_id, m.submitted_by, m.template, m.template_version";
 
 /// Unix milliseconds of `t`. Every representable `OffsetDateTime` fits in
 /// an `i64` of milliseconds, so the fallback is never taken.
@@ -106,6 +106,8 @@ pub(super) struct MessageRow {
     pub(super) metadata: String,
     pub(super) trace_id: Option<String>,
     pub(super) submitted_by: Option<String>,
+    pub(super) template: Option<String>,
+    pub(super) template_version: Option<i64>,
 }
 
 impl MessageRow {
@@ -125,6 +127,8 @@ impl MessageRow {
             metadata: row.get(10)?,
             trace_id: row.get(11)?,
             submitted_by: row.get(12)?,
+            template: row.get(13)?,
+            template_version: row.get(14)?,
         })
     }
 
@@ -162,6 +166,13 @@ impl MessageRow {
             metadata,
             trace_id: self.trace_id,
             submitted_by: self.submitted_by,
+            template: match (self.template, self.template_version) {
+                (Some(name), Some(version)) => Some(TemplateRef {
+                    name,
+                    version: unsigned(version, "template_version")?,
+                }),
+                _ => None,
+            },
             id: self.id,
         })
     }

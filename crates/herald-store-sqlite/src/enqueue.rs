@@ -177,8 +177,9 @@ fn insert_new(conn: &Connection, message: NewMessage) -> Result<Enqueued, StoreE
     let (tags, metadata) = (json(&message.tags)?, json(&message.metadata)?);
     conn.prepare_cached(
         "INSERT INTO messages (id, message_id, status, created_at, updated_at, send_at, \
-         next_attempt_at, attempts, sender, smtputf8, tags, metadata, trace_id, submitted_by) \
-         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12)",
+         next_attempt_at, attempts, sender, smtputf8, tags, metadata, trace_id, submitted_by, \
+         template, template_version) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )
     .and_then(|mut insert| {
         insert.execute(params![
@@ -194,6 +195,8 @@ fn insert_new(conn: &Connection, message: NewMessage) -> Result<Enqueued, StoreE
             metadata,
             message.trace_id,
             message.submitted_by,
+            message.template.as_ref().map(|t| t.name.as_str()),
+            message.template.as_ref().map(|t| t.version),
         ])
     })
     .map_err(db("insert message"))?;

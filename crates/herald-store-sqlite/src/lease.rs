@@ -390,6 +390,7 @@ mod tests {
                 metadata: Default::default(),
                 trace_id: None,
                 submitted_by: None,
+                template: None,
                 idempotency: None,
             })
             .collect();

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_relay_limits.sql"),
     // Named 0005: the branches merged before it add 0003 and 0004.
     include_str!("../migrations/0005_templates.sql"),
+    include_str!("../migrations/0006_message_template.sql"),
     // Named 0007: another branch takes 0006.
     include_str!("../migrations/0007_webhook_state.sql"),
 ];

@@ -59,6 +59,7 @@ fn message(seq: u32) -> NewMessage {
         metadata: Default::default(),
         trace_id: None,
         submitted_by: None,
+        template: None,
         idempotency: None,
     }
 }

@@ -43,7 +43,7 @@ pub use suppression::{
     Added, Suppression, SuppressionCursor, SuppressionFilter, SuppressionPage, SuppressionPolicy,
     SuppressionReason,
 };
-pub use template::{NewTemplate, TemplateRecord};
+pub use template::{NewTemplate, TemplateRecord, TemplateRef};
 pub use url::{SqliteLocation, StoreUrl, redact as redact_url};
 
 /// How long an idempotency key is remembered.

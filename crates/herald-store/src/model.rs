@@ -176,6 +176,8 @@ pub struct NewMessage {
     pub submitted_by: Option<String>,
     /// `Idempotency-Key` and a hash of the request body it came with.
     pub idempotency: Option<Idempotency>,
+    /// The template version it was rendered from, if any.
+    pub template: Option<crate::TemplateRef>,
 }
 
 /// An idempotency key with the fingerprint of the request that used it.
@@ -331,6 +333,8 @@ pub struct MessageRecord {
     pub trace_id: Option<String>,
     /// The name of the API key that queued it, if known.
     pub submitted_by: Option<String>,
+    /// The template version it was rendered from, if any.
+    pub template: Option<crate::TemplateRef>,
 }
 
 /// A recipient's latest state.

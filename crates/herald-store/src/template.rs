@@ -3,6 +3,15 @@
 
 use time::OffsetDateTime;
 
+/// The template version that made a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRef {
+    /// The template's name.
+    pub name: String,
+    /// The version rendered.
+    pub version: u32,
+}
+
 /// A template (or a new version of one) to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTemplate {

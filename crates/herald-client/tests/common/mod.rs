@@ -13,6 +13,10 @@ use tokio::task::JoinHandle;
 
 pub(crate) const KEY: &str = "client-test-key-0123456789";
 
+/// The secret of the webhooks a test configures (`secret_env =
+/// "WEBHOOK_SECRET"`): Standard Webhooks' test vector.
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 pub(crate) struct Herald {
     pub(crate) base: String,
     stop: Option<oneshot::Sender<()>>,
@@ -56,7 +60,8 @@ dir = "{dir}/outbox"
 "#,
             dir = dir.display()
         );
-        let config = Config::from_toml_str(&text, &|_| None).unwrap();
+        let env = |name: &str| (name == "WEBHOOK_SECRET").then(|| WEBHOOK_SECRET.to_owned());
+        let config = Config::from_toml_str(&text, &env).unwrap();
         let store = open_store(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

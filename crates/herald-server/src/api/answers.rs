@@ -47,6 +47,8 @@ fn message(record: MessageRecord, with_events: bool) -> api::Message {
         metadata: record.metadata,
         trace_id: record.trace_id,
         submitted_by: record.submitted_by,
+        template_version: record.template.as_ref().map(|t| t.version),
+        template: record.template.map(|t| t.name),
     }
 }
 

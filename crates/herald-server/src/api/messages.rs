@@ -13,7 +13,7 @@ use herald_api::{Accepted as AcceptedBody, ListQuery, MAX_LIST_LIMIT, Message, M
 use herald_message::{
     HeaderName, HeaderValue, MessageRequest, RenderOptions, message_id_for, new_id,
 };
-use herald_store::{Enqueued, Idempotency, ListFilter, NewMessage, StoreError};
+use herald_store::{Enqueued, Idempotency, ListFilter, NewMessage, StoreError, TemplateRef};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -344,14 +344,20 @@ pub(super) fn prepare(
         metadata: message.metadata().clone(),
         trace_id: Some(trace.to_string()),
         submitted_by: submitter.map(str::to_owned),
+        template: None,
         idempotency,
     })
 }
 
-/// A message made from a template says which version made it, in its
-/// metadata (`herald.template`, `herald.template_version`).
+/// A message made from a template says which version made it: in columns
+/// of its own (the answer's `template` and `template_version`), and in its
+/// metadata (`herald.template`, `herald.template_version`), as before.
 pub(super) fn record_template(new: &mut NewMessage, made_by: Option<(String, u32)>) {
     if let Some((name, version)) = made_by {
+        new.template = Some(TemplateRef {
+            name: name.clone(),
+            version,
+        });
         new.metadata
             .insert(templates::TEMPLATE_KEY.to_owned(), name);
         new.metadata.insert(

@@ -14,6 +14,7 @@ mod relays;
 mod reload;
 mod scrape;
 mod suppressions;
+mod template_cache;
 mod templates;
 mod webhooks;
 
@@ -76,6 +77,8 @@ pub struct AppState {
     pub(crate) reloader: Option<Arc<crate::reload::Reloader>>,
     /// Where handlers read the time (acceptance, `send_at`, retry, cancel).
     pub(crate) clock: SharedClock,
+    /// Compiled template versions, shared by this node's handlers.
+    pub(crate) templates: Arc<template_cache::TemplateCache>,
     /// The configured webhook endpoints (`GET /v1/webhooks`, manual
     /// retries).
     pub(crate) webhooks: Live<Vec<crate::config::WebhookConfig>>,
@@ -110,6 +113,7 @@ impl AppState {
             alerting: None,
             reloader: None,
             clock: SystemClock::shared(),
+            templates: Arc::default(),
             webhooks: Live::new(Vec::new()),
         }
     }

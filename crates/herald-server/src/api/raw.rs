@@ -143,6 +143,7 @@ fn prepare(
         metadata: message.metadata().clone(),
         trace_id: Some(trace.to_string()),
         submitted_by: submitter,
+        template: None,
         idempotency,
     })
 }

@@ -4,6 +4,7 @@
 //! is exactly what was rendered).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,8 +15,7 @@ use herald_api::{
     FieldError, RenderRequest, RenderedTemplate, Template, TemplateList, TemplateRequest,
 };
 use herald_message::{
-    Layout, MessageRequest, RenderedParts, TemplateError, TemplateLimits, TemplateParts,
-    check_template, render_template,
+    CompiledTemplate, MessageRequest, RenderedParts, TemplateError, TemplateParts, check_template,
 };
 use herald_store::{NewTemplate, TemplateRecord};
 
@@ -107,7 +107,7 @@ pub(crate) async fn render(
     let request: RenderRequest = json_object(&body_bytes(body)?)?;
     let mut cache = Cache::default();
     let (record, parts) = cache
-        .render(&state, &name, request.version, &request.variables)
+        .render(&state, &name, request.version, request.variables)
         .await?;
     Ok(Json(RenderedTemplate {
         name,
@@ -119,10 +119,11 @@ pub(crate) async fn render(
 }
 
 /// Templates read once per request (a batch of one template to many
-/// recipients reads it once).
+/// recipients reads it once), compiled through the node's
+/// [`TemplateCache`](super::template_cache::TemplateCache).
 #[derive(Default)]
 pub(super) struct Cache {
-    loaded: HashMap<(String, Option<u32>), (TemplateRecord, Option<TemplateRecord>)>,
+    loaded: HashMap<(String, Option<u32>), (TemplateRecord, Arc<CompiledTemplate>)>,
 }
 
 impl Cache {
@@ -149,7 +150,7 @@ impl Cache {
         }
         let variables = request.variables.take().unwrap_or_default();
         let version = request.template_version.take();
-        let (record, parts) = self.render(state, &name, version, &variables).await?;
+        let (record, parts) = self.render(state, &name, version, variables).await?;
         request.subject = Some(parts.subject);
         request.text = parts.text;
         request.html = parts.html;
@@ -161,10 +162,12 @@ impl Cache {
         state: &AppState,
         name: &str,
         version: Option<u32>,
-        variables: &serde_json::Map<String, serde_json::Value>,
+        variables: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(TemplateRecord, RenderedParts), Problem> {
         let key = (name.to_owned(), version);
         if !self.loaded.contains_key(&key) {
+            // Read every time (the latest version, never a stale one);
+            // parsed only when this node has not parsed these sources yet.
             let record = state
                 .store
                 .template(name, version)
@@ -178,26 +181,18 @@ impl Cache {
                 }
                 None => None,
             };
-            self.loaded.insert(key.clone(), (record, layout));
+            let compiled = state
+                .templates
+                .compiled(&record, layout.as_ref())
+                .map_err(template_problem)?;
+            self.loaded.insert(key.clone(), (record, compiled));
         }
-        let Some((record, layout)) = self.loaded.get(&key) else {
+        let Some((record, compiled)) = self.loaded.get(&key) else {
             return Err(Problem::internal());
         };
-        let layout_parts = layout.as_ref().map(parts_of);
-        let layout = layout
-            .as_ref()
-            .zip(layout_parts.as_ref())
-            .map(|(l, parts)| Layout {
-                name: &l.name,
-                parts,
-            });
-        let rendered = render_template(
-            &parts_of(record),
-            layout.as_ref(),
-            &serde_json::Value::Object(variables.clone()),
-            TemplateLimits::default(),
-        )
-        .map_err(template_problem)?;
+        let rendered = compiled
+            .render(&serde_json::Value::Object(variables))
+            .map_err(template_problem)?;
         Ok((record.clone(), rendered))
     }
 }
@@ -247,14 +242,6 @@ async fn store(
 fn whole_ms(t: time::OffsetDateTime) -> time::OffsetDateTime {
     t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
         .unwrap_or(t)
-}
-
-fn parts_of(record: &TemplateRecord) -> TemplateParts {
-    TemplateParts {
-        subject: record.subject.clone(),
-        text: record.text.clone(),
-        html: record.html.clone(),
-    }
 }
 
 fn shown(record: TemplateRecord) -> Template {

@@ -49,6 +49,7 @@ pub(super) async fn enqueue(
         metadata: BTreeMap::new(),
         trace_id: Some(trace.to_string()),
         submitted_by: submitter.map(str::to_owned),
+        template: None,
         idempotency: None,
     };
     match state.store.enqueue(new).await {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::{BOB, CAROL, LEASE, at, claim_one, event_kinds, get, keyed, message};
 use crate::{
     Enqueued, IDEMPOTENCY_WINDOW, ListFilter, MessageStatus, NextStep, RecipientRecord,
-    RecipientStatus, Store, StoreError,
+    RecipientStatus, Store, StoreError, TemplateRef,
 };
 
 /// A stored message reads back as it was given: envelope, tags, metadata,
@@ -17,6 +17,10 @@ pub async fn enqueue_then_get_round_trips<S: Store>(store: S) {
     m.metadata = BTreeMap::from([("user_id".to_owned(), "42".to_owned())]);
     m.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned());
     m.submitted_by = Some("billing-app".to_owned());
+    m.template = Some(TemplateRef {
+        name: "welcome".to_owned(),
+        version: 3,
+    });
     m.smtputf8 = true;
 
     let answer = store.enqueue(m.clone()).await.expect("enqueue");
@@ -43,6 +47,10 @@ pub async fn enqueue_then_get_round_trips<S: Store>(store: S) {
     assert_eq!(record.metadata, m.metadata);
     assert_eq!(record.trace_id, m.trace_id);
     assert_eq!(record.submitted_by.as_deref(), Some("billing-app"));
+    assert_eq!(
+        record.template, m.template,
+        "the template version that made it"
+    );
     let pending = |address: &str| RecipientRecord {
         address: address.to_owned(),
         status: RecipientStatus::Pending,
@@ -76,6 +84,21 @@ pub async fn enqueue_then_get_round_trips<S: Store>(store: S) {
     assert_eq!(claimed.trace_id, m.trace_id);
     assert_eq!(claimed.lease_until, at(1) + LEASE);
     assert_eq!(get(&store, &m.id).await.status, MessageStatus::Sending);
+
+    // Without a template: none, in the record and in a list.
+    let plain = message(2, at(2), &[BOB]);
+    store.enqueue(plain.clone()).await.expect("enqueue");
+    assert_eq!(get(&store, &plain.id).await.template, None);
+    let listed = store.list(&ListFilter::default()).await.expect("list");
+    let template_of = |id: &str| {
+        listed
+            .messages
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.template.clone())
+    };
+    assert_eq!(template_of(&plain.id), Some(None));
+    assert_eq!(template_of(&m.id), Some(m.template.clone()));
 }
 
 /// The same key with the same body answers with the first message and

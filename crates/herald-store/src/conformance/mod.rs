@@ -247,6 +247,7 @@ fn message(seq: u32, created: OffsetDateTime, recipients: &[&str]) -> NewMessage
         metadata: BTreeMap::new(),
         trace_id: None,
         submitted_by: None,
+        template: None,
         idempotency: None,
     }
 }
