@@ -15,6 +15,7 @@ mod queue;
 mod relay;
 mod relay_check;
 mod reload;
+mod remote;
 mod send;
 mod serve;
 mod suppressions;

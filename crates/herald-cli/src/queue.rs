@@ -5,10 +5,9 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use std::time::Duration;
 
 use herald_api::{ListQuery, MAX_LIST_LIMIT, Message, MessagePage, MessageStatus};
-use herald_client::{Client, Error as ClientError};
+use herald_client::Error as ClientError;
 
 use crate::exit::Failure;
 
@@ -62,18 +61,7 @@ enum QueueAction {
 }
 
 pub(crate) fn run(args: QueueArgs) -> Result<ExitCode, Failure> {
-    let key = args
-        .api_key
-        .clone()
-        .ok_or_else(|| Failure::input("--api-key: required (or set HERALD_API_KEY)"))?;
-    let client = Client::builder(&args.server, &key)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| Failure::input(format!("--server: {e}")))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Fault(anyhow::anyhow!("starting the async runtime: {e}")))?;
+    let (client, runtime) = crate::remote::connect(&args.server, args.api_key.as_deref())?;
     match args.action {
         QueueAction::List {
             status,

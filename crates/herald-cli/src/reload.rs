@@ -3,10 +3,8 @@
 //! the error that made it refuse the file and exit non-zero.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
-use herald_client::Client;
 
 use crate::exit::Failure;
 
@@ -21,17 +19,7 @@ pub(crate) struct ReloadArgs {
 }
 
 pub(crate) fn run(args: ReloadArgs) -> Result<ExitCode, Failure> {
-    let key = args
-        .api_key
-        .ok_or_else(|| Failure::input("--api-key: required (or set HERALD_API_KEY)"))?;
-    let client = Client::builder(&args.server, &key)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| Failure::input(format!("--server: {e}")))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Fault(anyhow::anyhow!("starting the async runtime: {e}")))?;
+    let (client, runtime) = crate::remote::connect(&args.server, args.api_key.as_deref())?;
     match runtime.block_on(client.reload()) {
         Ok(reloaded) => {
             let list = |items: &[String]| {

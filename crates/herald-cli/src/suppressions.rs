@@ -2,13 +2,11 @@
 //! over its HTTP API — list, add, remove — through herald-client.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use herald_api::{
     AddResults, AddStatus, AddSuppressions, SuppressionPage, SuppressionQuery, SuppressionReason,
 };
-use herald_client::Client;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -61,18 +59,7 @@ enum Action {
 }
 
 pub(crate) fn run(args: SuppressionsArgs) -> Result<ExitCode, Failure> {
-    let key = args
-        .api_key
-        .clone()
-        .ok_or_else(|| Failure::input("--api-key: required (or set HERALD_API_KEY)"))?;
-    let client = Client::builder(&args.server, &key)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| Failure::input(format!("--server: {e}")))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Fault(anyhow::anyhow!("starting the async runtime: {e}")))?;
+    let (client, runtime) = crate::remote::connect(&args.server, args.api_key.as_deref())?;
     match args.action {
         Action::List {
             reason,
