@@ -19,16 +19,7 @@ use herald_testkit::{ServerConfig, TestServer};
 async fn node(name: &str, db: &PgDatabase, smtp: &TestServer, hook: &str) -> Herald {
     let dir = common::temp_dir();
     let alerts = common::relay_alert_toml(hook, 6);
-    let text = common::config_text(&dir, Some(smtp), &alerts)
-        .replace(
-            "http_listen = \"127.0.0.1:0\"",
-            &format!("http_listen = \"127.0.0.1:0\"\nnode_id = \"{name}\""),
-        )
-        .replace(
-            &format!("url = \"sqlite://{}/herald.db\"", dir.display()),
-            &format!("url = \"{}\"", db.url),
-        );
-    assert!(text.contains(&db.url), "{text}");
+    let text = db.node_config(name, &dir, &common::config_text(&dir, Some(smtp), &alerts));
     Herald::start_in(dir, &text).await
 }
 

@@ -194,16 +194,7 @@ async fn with_one_relay_past_its_quota_mail_waits_for_the_reset() {
 /// Node `name` on `db` with `relays`.
 async fn node(name: &str, db: &PgDatabase, relays: &str) -> Herald {
     let dir = temp_dir();
-    let text = config_text(&dir, None, relays)
-        .replace(
-            "http_listen = \"127.0.0.1:0\"",
-            &format!("http_listen = \"127.0.0.1:0\"\nnode_id = \"{name}\""),
-        )
-        .replace(
-            &format!("url = \"sqlite://{}/herald.db\"", dir.display()),
-            &format!("url = \"{}\"", db.url),
-        );
-    assert!(text.contains(&db.url), "{text}");
+    let text = db.node_config(name, &dir, &config_text(&dir, None, relays));
     Herald::start_in(dir, &text).await
 }
 

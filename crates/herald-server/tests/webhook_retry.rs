@@ -15,25 +15,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use common::{Herald, WEBHOOK_SECRET, config_text, message, temp_dir, typed};
+use common::webhook::{Seen, verify};
+use common::{Herald, config_text, message, temp_dir, typed};
 use herald_api::{
     DeliveryOutcome, MessageStatus, WebhookDelivery, WebhookDeliveryPage, WebhookList,
 };
 use herald_testkit::{ServerConfig, TestServer};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-/// One POST a receiver saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    id: String,
-    timestamp: String,
-    signature: String,
-    body: String,
-    answered: u16,
-}
 
 /// A receiver answering whatever status `answer` holds at the time.
 struct Receiver {
@@ -100,17 +87,6 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// Verifies a request the way a receiver does (docs/webhooks.md).
-fn verify(seen: &Seen) -> bool {
-    let key = STANDARD
-        .decode(WEBHOOK_SECRET.trim_start_matches("whsec_"))
-        .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.{}", seen.id, seen.timestamp, seen.body).as_bytes());
-    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    seen.signature.split(' ').any(|s| s == expected)
 }
 
 /// A `[[webhooks]]` entry named `name` for `url`, only for delivered

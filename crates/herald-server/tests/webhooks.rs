@@ -15,24 +15,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use common::{Herald, WEBHOOK_SECRET, message, typed};
+use common::webhook::{Seen, verify};
+use common::{Herald, message, typed};
 use herald_api::{DeliveryOutcome, MessageStatus, WebhookDeliveryPage};
 use herald_testkit::{ServerConfig, TestServer};
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
-
-/// One POST the receiver saw: its webhook headers, body, and answer.
-#[derive(Debug, Clone)]
-struct Seen {
-    id: String,
-    timestamp: String,
-    signature: String,
-    body: String,
-    answered: u16,
-}
 
 /// A receiver that answers 503 (with `Retry-After: 0`) to its first
 /// `failures` requests, then 204.
@@ -70,17 +57,6 @@ async fn receiver(failures: usize) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let url = format!("http://{}/events", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, seen)
-}
-
-/// Verifies a request the way a receiver does (docs/webhooks.md).
-fn verify(seen: &Seen) -> bool {
-    let key = STANDARD
-        .decode(WEBHOOK_SECRET.trim_start_matches("whsec_"))
-        .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.{}", seen.id, seen.timestamp, seen.body).as_bytes());
-    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    seen.signature.split(' ').any(|s| s == expected)
 }
 
 fn hook(url: &str, extra: &str) -> String {

@@ -6,6 +6,7 @@
 pub(crate) mod api;
 pub(crate) mod pg;
 pub(crate) mod token_endpoint;
+pub(crate) mod webhook;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -22,6 +22,25 @@ impl PgDatabase {
     }
 }
 
+impl PgDatabase {
+    /// `text` (a config from [`super::config_text`] for `dir`) turned into
+    /// node `name` of a cluster on this database: its own node id, this
+    /// database as its store.
+    pub(crate) fn node_config(&self, name: &str, dir: &std::path::Path, text: &str) -> String {
+        let text = text
+            .replace(
+                "http_listen = \"127.0.0.1:0\"",
+                &format!("http_listen = \"127.0.0.1:0\"\nnode_id = \"{name}\""),
+            )
+            .replace(
+                &format!("url = \"sqlite://{}/herald.db\"", dir.display()),
+                &format!("url = \"{}\"", self.url),
+            );
+        assert!(text.contains(&self.url), "{text}");
+        text
+    }
+}
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         psql(&format!(
