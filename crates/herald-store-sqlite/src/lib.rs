@@ -423,7 +423,11 @@ impl Store for SqliteStore {
     }
 
     async fn put_template(&self, t: NewTemplate) -> Result<TemplateRecord, StoreError> {
-        self.job(move |conn| template::put(conn, &t)).await
+        let name = t.name.clone();
+        template::change(&self.ops, &self.shared, &name, move |conn| {
+            template::put(conn, &t)
+        })
+        .await
     }
 
     async fn template(
@@ -431,10 +435,7 @@ impl Store for SqliteStore {
         name: &str,
         version: Option<u32>,
     ) -> Result<Option<TemplateRecord>, StoreError> {
-        let name = name.to_owned();
-        self.reads
-            .with(move |conn| template::get(conn, &name, version))
-            .await
+        self.shared.templates.get(&self.reads, name, version).await
     }
 
     async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
@@ -442,8 +443,11 @@ impl Store for SqliteStore {
     }
 
     async fn delete_template(&self, name: &str) -> Result<bool, StoreError> {
-        let name = name.to_owned();
-        self.job(move |conn| template::delete(conn, &name)).await
+        let owned = name.to_owned();
+        template::change(&self.ops, &self.shared, name, move |conn| {
+            template::delete(conn, &owned)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,10 +1,92 @@
 //! Stored templates on SQLite. The one writer gives each name its next
-//! version without a race.
+//! version without a race, and the latest version of each name is kept in
+//! memory ([`Latest`]): one process owns the file, so every change passes
+//! through this store, which forgets a name as soon as its change commits.
+//! Sending with a template then costs no read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use herald_store::{NewTemplate, StoreError, TemplateRecord};
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
+use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{db, ms, time};
+use super::readers::Readers;
+use super::writer::{Closure, Op, Shared};
+
+/// Names kept at most; past it the memory starts again empty (a service
+/// sends with a few dozen templates, not thousands).
+const LATEST_CAPACITY: usize = 1024;
+
+/// The latest version of each template read since it last changed.
+#[derive(Debug, Default)]
+pub(super) struct Latest {
+    inner: Mutex<LatestInner>,
+}
+
+#[derive(Debug, Default)]
+struct LatestInner {
+    records: HashMap<String, TemplateRecord>,
+    /// One more at every change: a read that began before a change must
+    /// not keep what it read after it.
+    generation: u64,
+}
+
+impl Latest {
+    /// `name` (at `version`, or its latest): from memory when known, else
+    /// read and, when it is the latest, kept.
+    pub(super) async fn get(
+        &self,
+        reads: &Readers,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
+        let generation = match self.known(name, version) {
+            Ok(known) => return Ok(Some(known)),
+            Err(generation) => generation,
+        };
+        let owned = name.to_owned();
+        let found = reads.with(move |conn| get(conn, &owned, version)).await?;
+        if let Some(record) = found.as_ref().filter(|_| version.is_none()) {
+            self.offer(generation, record);
+        }
+        Ok(found)
+    }
+
+    /// The version remembered, or else the generation to read under.
+    fn known(&self, name: &str, version: Option<u32>) -> Result<TemplateRecord, u64> {
+        let inner = self.lock();
+        match inner.records.get(name) {
+            Some(known) if version.is_none_or(|v| v == known.version) => Ok(known.clone()),
+            _ => Err(inner.generation),
+        }
+    }
+
+    /// Keeps `record`, read as the latest under `generation`, unless a
+    /// change has come since (it may be older than that change).
+    fn offer(&self, generation: u64, record: &TemplateRecord) {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.records.len() >= LATEST_CAPACITY {
+            inner.records.clear();
+        }
+        inner.records.insert(record.name.clone(), record.clone());
+    }
+
+    /// Forgets `name`: called once its change has committed (or failed).
+    fn changed(&self, name: &str) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.records.remove(name);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LatestInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 const COLUMNS: &str = "name, version, subject, text, html, layout, created_at";
 
@@ -36,7 +118,35 @@ pub(super) fn put(conn: &Connection, t: &NewTemplate) -> Result<TemplateRecord, 
     })
 }
 
-pub(super) fn get(
+/// Runs `work`, a change to template `name`, on the writer, then forgets
+/// the name. On a task of its own, so that a caller who stops waiting
+/// (a client gone) cannot leave a change committed and the old version
+/// remembered.
+pub(super) async fn change<T, F>(
+    ops: &mpsc::Sender<Op>,
+    shared: &Arc<Shared>,
+    name: &str,
+    work: F,
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (ops, shared, name) = (ops.clone(), Arc::clone(shared), name.to_owned());
+    tokio::spawn(async move {
+        let (reply, answer) = oneshot::channel();
+        let answer = match ops.send(Op::Job(Box::new(Closure { work, reply }))).await {
+            Ok(()) => answer.await.unwrap_or_else(|_| Err(super::stopped())),
+            Err(_) => Err(super::stopped()),
+        };
+        shared.templates.changed(&name);
+        answer
+    })
+    .await
+    .unwrap_or_else(|_| Err(super::stopped()))
+}
+
+fn get(
     conn: &Connection,
     name: &str,
     version: Option<u32>,
@@ -113,4 +223,61 @@ fn finish(raw: Raw) -> Result<TemplateRecord, StoreError> {
         layout,
         created_at: time(created_at)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record(name: &str, version: u32) -> TemplateRecord {
+        TemplateRecord {
+            name: name.into(),
+            version,
+            subject: format!("v{version}"),
+            text: None,
+            html: Some("<p>hi</p>".into()),
+            layout: None,
+            created_at: datetime!(2026-12-05 12:00 UTC),
+        }
+    }
+
+    #[test]
+    fn a_read_that_began_before_a_change_is_not_kept() {
+        let latest = Latest::default();
+        let Err(before) = latest.known("a", None) else {
+            panic!("nothing is known yet");
+        };
+        // The read saw version 1; version 2 committed before it came back.
+        latest.changed("a");
+        latest.offer(before, &record("a", 1));
+        assert!(latest.known("a", None).is_err(), "version 1 was not kept");
+
+        let Err(after) = latest.known("a", None) else {
+            panic!("still nothing known");
+        };
+        latest.offer(after, &record("a", 2));
+        assert_eq!(latest.known("a", None), Ok(record("a", 2)));
+        assert_eq!(latest.known("a", Some(2)), Ok(record("a", 2)));
+        assert!(
+            latest.known("a", Some(1)).is_err(),
+            "an old version is read"
+        );
+
+        latest.changed("a");
+        assert!(latest.known("a", None).is_err(), "forgotten at a change");
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let latest = Latest::default();
+        for n in 0..=LATEST_CAPACITY {
+            let Err(generation) = latest.known(&format!("t{n}"), None) else {
+                panic!("t{n} is new");
+            };
+            latest.offer(generation, &record(&format!("t{n}"), 1));
+        }
+        assert!(latest.lock().records.len() <= LATEST_CAPACITY);
+        assert!(latest.known(&format!("t{LATEST_CAPACITY}"), None).is_ok());
+    }
 }

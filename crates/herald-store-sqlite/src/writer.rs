@@ -212,6 +212,8 @@ pub(super) struct Shared {
     /// Messages not yet final, as of the last commit: backpressure asks on
     /// every enqueue, and this answers without a query.
     pub(super) depth: AtomicU64,
+    /// The latest version of each template, forgotten at each change.
+    pub(super) templates: super::template::Latest,
 }
 
 /// Runs the writer until every sender is gone, then closes the

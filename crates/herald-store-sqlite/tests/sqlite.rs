@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -189,6 +190,53 @@ async fn concurrent_enqueues_share_commits() {
             "message {n}"
         );
     }
+}
+
+/// The latest template is kept in memory; a change whose caller stopped
+/// waiting (a client that hung up on its PUT) still lands, and the next
+/// read sees it rather than the version remembered before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_change_whose_caller_left_is_still_seen() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let put = |subject: &str| herald_store::NewTemplate {
+        name: "reset".into(),
+        subject: subject.into(),
+        text: Some("text".into()),
+        html: None,
+        layout: None,
+        created_at: now(),
+    };
+    store.put_template(put("v1")).await.unwrap();
+    assert_eq!(
+        store
+            .template("reset", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+
+    // Polled once (the change is handed over), then dropped.
+    {
+        let mut change = std::pin::pin!(store.put_template(put("v2")));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            change.as_mut().poll(&mut cx).is_pending(),
+            "not answered yet"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.templates().await.unwrap()[0].version != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let latest = store.template("reset", None).await.unwrap().unwrap();
+    assert_eq!((latest.version, latest.subject.as_str()), (2, "v2"));
+    store.close().await;
 }
 
 #[tokio::test]

@@ -1,13 +1,14 @@
 //! Compiled template versions, kept per node, so that sending with a
 //! template parses it once rather than at every message.
 //!
-//! Never stale: every send still reads the template (and its layout) from
-//! the store, one indexed read that also gives the latest version, so a
-//! `PUT` on any node is used by the next message on every node. What the
-//! cache saves is the parsing. An entry is keyed by name and version and
-//! used only while the stored sources are exactly those it was compiled
-//! from (a template deleted and created again starts at version 1 with
-//! other text); otherwise it is compiled again and replaced.
+//! Never stale: every send asks the store for the template (and its
+//! layout), which answers with the latest version (SQLite from memory,
+//! forgotten at each change; PostgreSQL with one indexed read, so a `PUT`
+//! on any node is used by the next message on every node). What this cache
+//! saves is the parsing. An entry is keyed by name and version and used
+//! only while the stored sources are exactly those it was compiled from (a
+//! template deleted and created again starts at version 1 with other
+//! text); otherwise it is compiled again and replaced.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -106,12 +106,12 @@ pub(crate) async fn render(
 ) -> Result<Json<RenderedTemplate>, Problem> {
     let request: RenderRequest = json_object(&body_bytes(body)?)?;
     let mut cache = Cache::default();
-    let (record, parts) = cache
+    let (version, parts) = cache
         .render(&state, &name, request.version, request.variables)
         .await?;
     Ok(Json(RenderedTemplate {
         name,
-        version: record.version,
+        version,
         subject: parts.subject,
         text: parts.text,
         html: parts.html,
@@ -150,11 +150,11 @@ impl Cache {
         }
         let variables = request.variables.take().unwrap_or_default();
         let version = request.template_version.take();
-        let (record, parts) = self.render(state, &name, version, variables).await?;
+        let (version, parts) = self.render(state, &name, version, variables).await?;
         request.subject = Some(parts.subject);
         request.text = parts.text;
         request.html = parts.html;
-        Ok(Some((name, record.version)))
+        Ok(Some((name, version)))
     }
 
     async fn render(
@@ -163,7 +163,7 @@ impl Cache {
         name: &str,
         version: Option<u32>,
         variables: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<(TemplateRecord, RenderedParts), Problem> {
+    ) -> Result<(u32, RenderedParts), Problem> {
         let key = (name.to_owned(), version);
         if !self.loaded.contains_key(&key) {
             // Read every time (the latest version, never a stale one);
@@ -193,7 +193,7 @@ impl Cache {
         let rendered = compiled
             .render(&serde_json::Value::Object(variables))
             .map_err(template_problem)?;
-        Ok((record.clone(), rendered))
+        Ok((record.version, rendered))
     }
 }
 

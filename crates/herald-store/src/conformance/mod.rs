@@ -80,7 +80,10 @@ pub use suppress::{
     a_policy_rejection_does_not_suppress, giving_up_and_suppressed_recipients_make_their_events,
     suppressions_are_added_listed_and_removed, webhook_cursors_and_deliveries_are_kept,
 };
-pub use template::{concurrent_template_versions_are_distinct, templates_keep_every_version};
+pub use template::{
+    concurrent_template_versions_are_distinct, templates_keep_every_version,
+    the_latest_template_is_never_stale,
+};
 pub use webhooks::{
     a_disabled_webhook_stays_disabled_until_enabled, an_attempt_counts_only_the_entries_it_adds,
     event_retention_deletes_only_what_is_done_and_old, tries_and_events_are_found_by_id,
@@ -153,6 +156,7 @@ where
         an_attempt_counts_only_the_entries_it_adds,
         templates_keep_every_version,
         concurrent_template_versions_are_distinct,
+        the_latest_template_is_never_stale,
         a_quota_counts_to_its_limit_and_resets_with_the_period,
         a_quota_hands_out_blocks_and_takes_them_back,
         a_quota_is_never_overdrawn_under_concurrency,

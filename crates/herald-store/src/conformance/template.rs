@@ -67,3 +67,57 @@ pub async fn concurrent_template_versions_are_distinct<S: Store>(store: S) {
     versions.sort_unstable();
     assert_eq!(versions, (1..=8).collect::<Vec<u32>>());
 }
+
+/// The latest version read is the latest stored, whatever was read
+/// before: a backend that keeps templates in memory forgets a name at
+/// each change, and a read racing a change never keeps the old version.
+pub async fn the_latest_template_is_never_stale<S: Store>(store: S) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let store = Arc::new(store);
+    let latest = || async { store.template("alert", None).await.expect("get") };
+    let v1 = store.put_template(new("alert", "v1")).await.expect("put");
+    assert_eq!(latest().await, Some(v1.clone()));
+    assert_eq!(latest().await, Some(v1.clone()), "read twice");
+    let v2 = store.put_template(new("alert", "v2")).await.expect("put");
+    assert_eq!(latest().await, Some(v2.clone()));
+    let version = |v| store.template("alert", Some(v));
+    assert_eq!(version(1).await.expect("get"), Some(v1));
+    assert_eq!(version(2).await.expect("get"), Some(v2));
+
+    assert!(store.delete_template("alert").await.expect("delete"));
+    assert_eq!(latest().await, None, "deleted");
+    assert_eq!(version(2).await.expect("get"), None);
+    let reborn = store
+        .put_template(new("alert", "reborn"))
+        .await
+        .expect("put");
+    assert_eq!(latest().await, Some(reborn), "created again: 1, new text");
+
+    // Readers hammer the name while it changes; once the changes end, the
+    // latest read is the last change.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    store.template("alert", None).await.expect("get");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut last = None;
+    for i in 0..30 {
+        let put = store.put_template(new("alert", &format!("race {i}")));
+        last = Some(put.await.expect("put"));
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+    assert_eq!(latest().await, last);
+}
