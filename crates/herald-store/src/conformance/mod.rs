@@ -5,7 +5,8 @@
 //! Each behaviour is a `pub async fn` taking a fresh store; [`run_all`]
 //! runs them all, each on its own store, and names the one that failed.
 //! Times are fixed instants (whole seconds, so any backend's precision
-//! keeps them), never the wall clock: the suite never sleeps.
+//! keeps them), never the wall clock: the suite never sleeps, except to
+//! wait for what a feed holds back (see [`visible`]).
 
 // A test suite reports by panicking; `expect` with a sentence is its
 // clearest way to say what went wrong.
@@ -188,6 +189,36 @@ fn panic_text(payload: Box<dyn Any + Send>) -> String {
 }
 
 // ---- fixtures shared by the tests ----
+
+/// What `read` gives once `done` holds for it: the feeds (the webhook
+/// outbox, the nodes' feed) hold back what committed after a transaction
+/// still running, and on PostgreSQL that is any transaction in the cluster
+/// (a concurrent test's in another database too), so an entry appended
+/// just now may show a moment later. After 30 s, whatever `read` gives, for
+/// the test's assertion to show.
+async fn visible_when<T, F, Fut>(mut read: F, done: impl Fn(&[T]) -> bool) -> Vec<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Vec<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = read().await;
+        if done(&got) || tokio::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// [`visible_when`] `read` gives at least `want` items.
+async fn visible<T, F, Fut>(want: usize, read: F) -> Vec<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Vec<T>>,
+{
+    visible_when(read, |got| got.len() >= want).await
+}
 
 /// The suite's epoch: every instant is an offset from it.
 fn t0() -> OffsetDateTime {

@@ -27,17 +27,21 @@ fn manual(address: &str, created: time::OffsetDateTime) -> Suppression {
     }
 }
 
-/// Every event in the outbox, read a page of two at a time.
-async fn outbox<S: Store>(store: &S) -> Vec<OutboxEvent> {
-    let (mut all, mut cursor) = (Vec::new(), None);
-    loop {
-        let page = store.read_outbox(cursor, 2).await.expect("read outbox");
-        let Some(last) = page.last() else {
-            return all;
-        };
-        cursor = Some(last.cursor);
-        all.extend(page);
-    }
+/// Every event in the outbox, read a page of two at a time, once there
+/// are at least `want` (see [`visible`](super::visible)).
+async fn outbox<S: Store>(store: &S, want: usize) -> Vec<OutboxEvent> {
+    super::visible(want, || async {
+        let (mut all, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = store.read_outbox(cursor, 2).await.expect("read outbox");
+            let Some(last) = page.last() else {
+                return all;
+            };
+            cursor = Some(last.cursor);
+            all.extend(page);
+        }
+    })
+    .await
 }
 
 fn body(event: &OutboxEvent) -> Value {
@@ -149,7 +153,7 @@ pub async fn suppressions_are_added_listed_and_removed<S: Store>(store: S) {
     );
     assert_eq!(store.suppression(BOB, at(8)).await.expect("look up"), None);
 
-    let events = outbox(&store).await;
+    let events = outbox(&store, 4).await;
     assert_eq!(
         kinds(&events),
         [
@@ -268,7 +272,7 @@ pub async fn a_hard_bounce_suppresses_in_the_attempts_transaction<S: Store>(stor
         .expect("an attempt event");
     assert_eq!(attempt_event.class, Some(BounceClass::InvalidRecipient));
 
-    let events = outbox(&store).await;
+    let events = outbox(&store, 4).await;
     assert_eq!(
         kinds(&events),
         [
@@ -320,7 +324,7 @@ pub async fn a_policy_rejection_does_not_suppress<S: Store>(store: S) {
         get(&store, &m.id).await.recipients[0].class,
         Some(BounceClass::Policy)
     );
-    assert_eq!(kinds(&outbox(&store).await), ["message.bounced"]);
+    assert_eq!(kinds(&outbox(&store, 1).await), ["message.bounced"]);
 }
 
 /// Recipients given up on (retries exhausted) each make a
@@ -339,7 +343,7 @@ pub async fn giving_up_and_suppressed_recipients_make_their_events<S: Store>(sto
         .await
         .expect("record");
     assert_eq!(
-        kinds(&outbox(&store).await),
+        kinds(&outbox(&store, 2).await),
         ["message.deferred", "message.failed"]
     );
 
@@ -367,7 +371,7 @@ pub async fn giving_up_and_suppressed_recipients_make_their_events<S: Store>(sto
         get(&store, &n.id).await.recipients[0].status,
         RecipientStatus::Suppressed
     );
-    let events = outbox(&store).await;
+    let events = outbox(&store, 3).await;
     assert_eq!(
         kinds(&events[2..]),
         ["message.suppressed"],
@@ -384,7 +388,7 @@ pub async fn webhook_cursors_and_deliveries_are_kept<S: Store>(store: S) {
         .add_suppressions(vec![manual(BOB, at(1)), manual(CAROL, at(2))], at(2))
         .await
         .expect("add");
-    let events = outbox(&store).await;
+    let events = outbox(&store, 2).await;
     assert_eq!(events.len(), 2);
     assert_eq!(store.webhook_cursor("app").await.expect("cursor"), None);
     let try_one = |outcome, attempt| crate::WebhookDelivery {
