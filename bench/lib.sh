@@ -1,9 +1,15 @@
 # Helpers the benchmark scripts share. Source it after setting OUT (the
 # run's directory) and BENCH (the script's name, for messages); it keeps
-# the pids of what it starts in PIDS, for the caller's cleanup.
+# the pids of what it starts in PIDS, for the caller's cleanup. The herald
+# helpers also read KEY (the API key), HERALD_CONCURRENCY and
+# RELAY_CONNECTIONS, and PG_SERVER and PG_DB for fresh_pg.
 
 PIDS=()
 PF_DIR=
+HERALD_PID=
+HERALD_ADDR=
+# The release build the scripts run (they build it first).
+BIN=${CARGO_TARGET_DIR:-target}/release
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -96,4 +102,56 @@ stop_all() {
     fi
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+
+# start_herald NAME RELAY_PORT [STORE_URL] [EXTRA]: a herald serve of the
+# release build under OUT/NAME, relaying everything to RELAY_PORT, on
+# STORE_URL (by default a fresh SQLite database of its own); EXTRA is more
+# lines for its [[relays]] table (limits). Sets HERALD_PID, HERALD_ADDR.
+start_herald() {
+    local name=$1 relay_port=$2 dir=$OUT/$1 port
+    local url=${3:-sqlite://$OUT/$1/herald.db} extra=${4:-}
+    port=$(free_port)
+    mkdir -p "$dir"
+    rm -f "$dir"/herald.db*
+    cat >"$dir/herald.toml" <<EOF
+[server]
+http_listen = "127.0.0.1:$port"
+drain_timeout = "5s"
+[store]
+url = "$url"
+[auth]
+api_keys = ["$KEY"]
+[limits]
+max_queue_depth = 1000000
+[delivery]
+concurrency = $HERALD_CONCURRENCY
+helo_name = "bench.localhost"
+[[relays]]
+name = "sink"
+host = "127.0.0.1"
+port = $relay_port
+tls = "none"
+max_connections = $RELAY_CONNECTIONS
+max_messages_per_connection = 1000
+$extra
+EOF
+    "$BIN/herald" serve --config "$dir/herald.toml" >"$dir/herald.log" 2>&1 &
+    HERALD_PID=$!
+    PIDS+=("$HERALD_PID")
+    HERALD_ADDR=127.0.0.1:$port
+    wait_listening "$port" "$dir/herald.log"
+}
+
+# Stops the herald start_herald started, as an operator would (SIGTERM).
+stop_herald() {
+    kill -TERM "$HERALD_PID"
+    wait "$HERALD_PID" || log "herald exited with status $?"
+}
+
+# A fresh PostgreSQL database PG_DB on PG_SERVER; prints its URL.
+fresh_pg() {
+    psql -X -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
+    psql -X -q "$PG_SERVER/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null
+    echo "$PG_SERVER/$PG_DB?sslmode=disable"
 }

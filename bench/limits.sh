@@ -35,59 +35,10 @@ export PATH="$PATH:/usr/sbin:/usr/local/sbin"
 cd "$(dirname "$0")/.."
 mkdir -p "$OUT"
 BENCH=limits.sh
-BIN=${CARGO_TARGET_DIR:-target}/release
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 command -v smtp-sink >/dev/null || die "smtp-sink not found (apt-get install postfix)"
 trap stop_all EXIT
-
-HERALD_PID=
-HERALD_ADDR=
-# start_herald NAME RELAY_PORT STORE_URL EXTRA: EXTRA goes into [[relays]].
-start_herald() {
-    local name=$1 relay_port=$2 url=$3 extra=$4 dir=$OUT/$1 port
-    port=$(free_port)
-    mkdir -p "$dir"
-    rm -f "$dir"/herald.db*
-    cat >"$dir/herald.toml" <<EOF
-[server]
-http_listen = "127.0.0.1:$port"
-drain_timeout = "5s"
-[store]
-url = "$url"
-[auth]
-api_keys = ["$KEY"]
-[limits]
-max_queue_depth = 1000000
-[delivery]
-concurrency = $HERALD_CONCURRENCY
-helo_name = "bench.localhost"
-[[relays]]
-name = "sink"
-host = "127.0.0.1"
-port = $relay_port
-tls = "none"
-max_connections = $RELAY_CONNECTIONS
-max_messages_per_connection = 1000
-$extra
-EOF
-    "$BIN/herald" serve --config "$dir/herald.toml" >"$dir/herald.log" 2>&1 &
-    HERALD_PID=$!
-    PIDS+=("$HERALD_PID")
-    HERALD_ADDR=127.0.0.1:$port
-    wait_listening "$port" "$dir/herald.log"
-}
-
-stop_herald() {
-    kill -TERM "$HERALD_PID"
-    wait "$HERALD_PID" || log "herald exited with status $?"
-}
-
-fresh_pg() {
-    psql -X -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
-    psql -X -q "$PG_SERVER/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null
-    echo "$PG_SERVER/$PG_DB?sslmode=disable"
-}
 
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$2"; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -42,36 +42,13 @@ cargo build --release -p herald-cli -p herald-bench --quiet
 
 start_sink sink
 
-HTTP_PORT=$(free_port)
-cat >"$OUT/herald.toml" <<TOML
-[server]
-http_listen = "127.0.0.1:$HTTP_PORT"
-[store]
-url = "sqlite://$OUT/herald.db"
-[auth]
-api_keys = ["$KEY"]
-[limits]
-max_queue_depth = 1000000
-[delivery]
-concurrency = $HERALD_CONCURRENCY
-helo_name = "bench.localhost"
-[[relays]]
-name = "sink"
-host = "127.0.0.1"
-port = $SINK_PORT
-tls = "none"
-max_connections = 20
-max_messages_per_connection = 1000
-TOML
-./target/release/herald serve --config "$OUT/herald.toml" >"$OUT/herald.log" 2>&1 &
-HERALD_PID=$!
-PIDS+=("$HERALD_PID")
-wait_listening "$HTTP_PORT" "$OUT/herald.log"
+RELAY_CONNECTIONS=20
+start_herald profile "$SINK_PORT"
 
 perf record -F "$FREQ" -p "$HERALD_PID" -o "$OUT/perf.data" >"$OUT/perf-record.log" 2>&1 &
 PERF_PID=$!
 sleep 0.5
-LINE=$(HERALD_API_KEY=$KEY ./target/release/herald-load --target "127.0.0.1:$HTTP_PORT" \
+LINE=$(HERALD_API_KEY=$KEY "$BIN/herald-load" --target "$HERALD_ADDR" \
     --size "$SIZE" --pid "$HERALD_PID" --phase e2e --messages "$MESSAGES" \
     --concurrency "$CLIENTS" --wait-delivered)
 kill -INT "$PERF_PID"

@@ -86,70 +86,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
-
-
-
-
 # --- herald -------------------------------------------------------------------
 
-HERALD_PID=
-HERALD_ADDR=
-# start_herald NAME RELAY_PORT [STORE_URL]: a herald on STORE_URL, by
-# default a fresh SQLite database of its own.
-start_herald() {
-    local name=$1 relay_port=$2 dir=$OUT/$1 port
-    local url=${3:-sqlite://$dir/herald.db}
-    port=$(free_port)
-    mkdir -p "$dir"
-    rm -f "$dir"/herald.db*
-    cat >"$dir/herald.toml" <<EOF
-[server]
-http_listen = "127.0.0.1:$port"
-drain_timeout = "5s"
-
-[store]
-url = "$url"
-
-[auth]
-api_keys = ["$KEY"]
-
-[limits]
-max_queue_depth = 1000000
-
-[delivery]
-concurrency = $HERALD_CONCURRENCY
-helo_name = "bench.localhost"
-
-[[relays]]
-name = "sink"
-host = "127.0.0.1"
-port = $relay_port
-tls = "none"
-max_connections = $RELAY_CONNECTIONS
-max_messages_per_connection = 1000
-EOF
-    ./target/release/herald serve --config "$dir/herald.toml" >"$dir/herald.log" 2>&1 &
-    HERALD_PID=$!
-    PIDS+=("$HERALD_PID")
-    HERALD_ADDR=127.0.0.1:$port
-    wait_listening "$port" "$dir/herald.log"
-}
-
-stop_herald() {
-    kill -TERM "$HERALD_PID"
-    wait "$HERALD_PID" || log "herald exited with status $?"
-}
-
-# A fresh PostgreSQL database for the next phase; prints its URL.
-fresh_pg() {
-    psql -X -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null
-    psql -X -q "$PG_SERVER/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null
-    echo "$PG_SERVER/$PG_DB?sslmode=disable"
-}
-
 load() {
-    HERALD_API_KEY=$KEY ./target/release/herald-load --target "$HERALD_ADDR" --size "$SIZE" \
+    HERALD_API_KEY=$KEY "$BIN/herald-load" --target "$HERALD_ADDR" --size "$SIZE" \
         --pid "$HERALD_PID" "$@"
 }
 
@@ -161,8 +101,6 @@ record() {
 }
 
 # --- Postfix -----------------------------------------------------------------
-
-
 
 # --- main --------------------------------------------------------------------
 
