@@ -72,8 +72,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::Error;
+/// Waits between attempts: the client asks it rather than the runtime, so
+/// that a test sees the waits asked for (a `Retry-After` honoured) without
+/// spending them.
+pub use herald_policy::{Sleeper, TokioSleeper};
 pub use retry::RetryConfig;
-pub use transport::{Sleeper, TokioSleeper};
 
 use transport::Transport;
 
@@ -145,7 +148,7 @@ impl ClientBuilder {
             self.sleeper,
             move || match tls {
                 Some(config) => Ok(config),
-                None => herald_smtp::system_tls_config(extra_ca.as_deref())
+                None => herald_tls::system_tls_config(extra_ca.as_deref())
                     .map_err(|e| Error::Invalid(format!("TLS: {e}"))),
             },
         )?;

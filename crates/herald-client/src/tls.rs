@@ -1,6 +1,6 @@
 //! HTTPS: hyper's TCP connector, then a rustls handshake for `https://`
 //! URLs (certificates checked against the trust roots the client was built
-//! with; see herald-smtp's `system_tls_config`). Plain `http://` URLs go
+//! with; see herald-tls's `system_tls_config`). Plain `http://` URLs go
 //! over TCP as before.
 
 use std::future::Future;

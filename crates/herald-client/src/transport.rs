@@ -2,8 +2,6 @@
 //! stop: hyper's pooled HTTP/1 client underneath, problem bodies turned
 //! into [`Error::Api`], `Retry-After` read for the retry decision.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,25 +16,7 @@ use serde::de::DeserializeOwned;
 use herald_api::Problem;
 
 use crate::tls::Connector;
-use crate::{Error, RetryConfig};
-
-/// Waits between attempts. The client asks it rather than the runtime so
-/// that a test sees the waits asked for (a `Retry-After` honoured) without
-/// spending them.
-pub trait Sleeper: Send + Sync + std::fmt::Debug {
-    /// Waits `duration`.
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
-
-/// Waits on tokio's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokioSleeper;
-
-impl Sleeper for TokioSleeper {
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(tokio::time::sleep(duration))
-    }
-}
+use crate::{Error, RetryConfig, Sleeper};
 
 pub(crate) struct Transport {
     http: HyperClient<Connector, Full<Bytes>>,

@@ -274,7 +274,7 @@ async fn the_client_speaks_https_and_checks_the_certificate() {
     let base = format!("https://localhost:{port}");
 
     let trusting = Client::builder(&base, KEY)
-        .tls_config(herald_smtp::tls_config_from_pem(ca_pem.as_bytes()).unwrap())
+        .tls_config(herald_tls::tls_config_from_pem(ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     trusting

@@ -71,7 +71,6 @@
 
 mod deliver;
 mod report;
-mod sleep;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,8 +84,8 @@ use herald_smtp::{ClientConfig, Pool, PoolConfig};
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 
+pub use herald_policy::{ManualSleeper, Sleeper, TokioSleeper};
 pub use report::{Outcome, RecipientReport, Report};
-pub use sleep::{ManualSleeper, Sleeper, TokioSleeper};
 
 /// What to do when the relay never answered the final dot (see the crate
 /// documentation).

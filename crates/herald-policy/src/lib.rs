@@ -30,6 +30,7 @@ mod clock;
 mod quota;
 mod rate;
 mod retry;
+mod sleep;
 
 pub use blocks::{MAX_BLOCK, QuotaBlock, SLOT_GRACE, Slot, SlotBlock, quota_block, rate_block};
 pub use bounce::{BounceClass, RULES, Rule, classify, classify_with};
@@ -38,6 +39,9 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use quota::{DailyQuota, QuotaReset, ResetZone};
 pub use rate::{Gcra, Rate, RateLimit};
 pub use retry::{Decision, GiveUpReason, Jitter, RetryPolicy};
+#[cfg(feature = "tokio")]
+pub use sleep::TokioSleeper;
+pub use sleep::{ManualSleeper, Sleeper};
 
 /// A policy value that makes no sense, naming the offending field.
 ///

@@ -24,9 +24,10 @@ pub use config::{
 };
 pub use connection::{Capabilities, Connection, Ctx, Io};
 pub use error::{Error, ErrorKind, Phase, Scope};
+pub use herald_tls::{TlsSetupError, system_tls_config, tls_config_from_pem};
 pub use pool::{Pool, PoolConfig, PoolStats};
 pub use reply::{EnhancedCode, Reply};
-pub use tls::{TlsInfo, TlsSetupError, system_tls_config, tls_config_from_pem};
+pub use tls::TlsInfo;
 pub use token::{TokenError, TokenFuture, TokenSource};
 pub use tokio_util::sync::CancellationToken;
 pub use transaction::{RecipientOutcome, SendOptions};

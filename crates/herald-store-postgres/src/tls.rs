@@ -21,7 +21,6 @@ use std::task::{Context, Poll};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -121,32 +120,11 @@ fn unusable(reason: String) -> StoreError {
 
 /// The CAs to trust: a PEM file, or the system's.
 fn roots(rootcert: Option<&str>) -> Result<RootCertStore, StoreError> {
-    let mut roots = RootCertStore::empty();
     match rootcert {
-        None | Some("system") => {
-            let native = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            }
-        }
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| unusable(format!("sslrootcert {path}: {e}")))?;
-            if certs.is_empty() {
-                return Err(unusable(format!(
-                    "sslrootcert {path}: no certificate in it"
-                )));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| unusable(format!("sslrootcert {path}: {e}")))?;
-            }
-        }
+        None | Some("system") => Ok(herald_tls::system_roots()),
+        Some(path) => herald_tls::pem_file_roots(std::path::Path::new(path))
+            .map_err(|e| unusable(format!("sslrootcert: {e}"))),
     }
-    Ok(roots)
 }
 
 /// `sslmode=prefer|require`: any certificate, as libpq does; the

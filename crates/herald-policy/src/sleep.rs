@@ -1,11 +1,14 @@
-//! Waiting between attempts, injected so that tests need not wait.
+//! Waiting between attempts, injected beside the [`Clock`](crate::Clock)
+//! so that tests need not wait: the mailer's retries and the HTTP client's
+//! both ask a [`Sleeper`]. [`TokioSleeper`] (feature `tokio`) waits on
+//! tokio's timer; [`ManualSleeper`] moves a [`ManualClock`] instead.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use herald_policy::ManualClock;
+use crate::ManualClock;
 
 /// Waits between attempts.
 pub trait Sleeper: Send + Sync + std::fmt::Debug {
@@ -14,9 +17,11 @@ pub trait Sleeper: Send + Sync + std::fmt::Debug {
 }
 
 /// Waits on tokio's timer.
+#[cfg(feature = "tokio")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioSleeper;
 
+#[cfg(feature = "tokio")]
 impl Sleeper for TokioSleeper {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(tokio::time::sleep(duration))
