@@ -4,22 +4,27 @@
 #
 #   POST /v1/suppressions (1000 addresses each) --> herald serve (SQLite)
 #        --> outbox (one suppression.added event per address)
-#        --> webhook sender --(signed HTTP POST, one event at a time)--> receiver
+#        --> webhook sender --(signed HTTP POSTs, CONCURRENCY at a time)--> receiver
 #
 # The receiver is a small threaded Python HTTP/1.1 server answering 204
 # with keep-alive. Events are written far faster than they are sent, so
 # the rate printed (events / seconds from the first POST until the
 # receiver has counted them all) is the sender's.
 #
-# Environment: EVENTS (20000), HERALD_BIN (default: a release build made
-#   here), OUT (a fresh directory under /tmp).
+# Environment: EVENTS (20000), CONCURRENCY (1, the endpoint's
+#   `concurrency`), DELAY_MS (0: how long the receiver takes to answer,
+#   standing in for a round trip to an endpoint far away), HERALD_BIN
+#   (default: a release build made here), OUT (a fresh directory under /tmp).
 # Usage: bench/webhooks.sh
 #        EVENTS=5000 HERALD_BIN=target/debug/herald bench/webhooks.sh
+#        EVENTS=2000 DELAY_MS=20 CONCURRENCY=8 bench/webhooks.sh
 # A benchmark: it reports figures and never judges them.
 
 set -euo pipefail
 
 EVENTS=${EVENTS:-20000}
+CONCURRENCY=${CONCURRENCY:-1}
+DELAY_MS=${DELAY_MS:-0}
 OUT=${OUT:-$(mktemp -d /tmp/herald-webhooks-bench.XXXXXX)}
 KEY=bench-key-0123456789abcdef0123456789
 SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
@@ -41,7 +46,7 @@ fi
 # --- the receiver -------------------------------------------------------------
 RECV_PORT=$(free_port)
 cat >"$OUT/receiver.py" <<'PY'
-import sys, threading
+import sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 count = 0
@@ -53,6 +58,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         global count
         self.rfile.read(int(self.headers.get("content-length", 0)))
+        time.sleep(DELAY)
         with lock:
             count += 1
         self.send_response(204)
@@ -69,9 +75,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+DELAY = int(sys.argv[2]) / 1000
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 PY
-python3 "$OUT/receiver.py" "$RECV_PORT" >"$OUT/receiver.log" 2>&1 &
+python3 "$OUT/receiver.py" "$RECV_PORT" "$DELAY_MS" >"$OUT/receiver.log" 2>&1 &
 PIDS+=($!)
 wait_listening "$RECV_PORT" "$OUT/receiver.log"
 
@@ -90,6 +97,7 @@ dir = "$OUT/outbox"
 name = "bench"
 url = "http://127.0.0.1:$RECV_PORT/events"
 secret_env = "BENCH_WEBHOOK_SECRET"
+concurrency = $CONCURRENCY
 TOML
 BENCH_WEBHOOK_SECRET=$SECRET RUST_LOG=warn "$HERALD_BIN" serve --config "$OUT/herald.toml" \
     >"$OUT/herald.log" 2>&1 &
@@ -118,5 +126,5 @@ while :; do
 done
 end=$(now)
 secs=$(echo "$end - $start" | bc)
-printf 'webhook sender: %d events in %.2f s = %.0f events/s (one endpoint, SQLite, %s)\n' \
-    "$EVENTS" "$secs" "$(echo "$EVENTS / $secs" | bc -l)" "$(basename "$(dirname "$HERALD_BIN")")"
+printf 'webhook sender: %d events in %.2f s = %.0f events/s (one endpoint, concurrency %d, receiver delay %d ms, SQLite, %s)\n' \
+    "$EVENTS" "$secs" "$(echo "$EVENTS / $secs" | bc -l)" "$CONCURRENCY" "$DELAY_MS" "$(basename "$(dirname "$HERALD_BIN")")"

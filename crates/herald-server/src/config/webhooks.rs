@@ -8,6 +8,7 @@
 //! events = ["message.bounced", "message.failed"]  # default: every event
 //! retry_initial_delay = "5s"
 //! retry_max_age = "3d"
+//! concurrency = 8          # POSTs at once; default 1 (strictly in order)
 //! ```
 
 use std::fmt;
@@ -48,7 +49,17 @@ pub(crate) struct RawWebhook {
     /// How long one POST may take.
     #[serde(default = "default_timeout")]
     pub(crate) timeout: Dur,
+    /// POSTs in flight at once (1: strictly in order).
+    #[serde(default = "default_concurrency")]
+    pub(crate) concurrency: usize,
 }
+
+fn default_concurrency() -> usize {
+    1
+}
+
+/// The most POSTs in flight to one endpoint.
+pub(crate) const MAX_CONCURRENCY: usize = 64;
 
 fn default_initial() -> Dur {
     Dur(Duration::from_secs(5))
@@ -109,6 +120,9 @@ pub struct WebhookConfig {
     pub retry: RetryPolicy,
     /// How long one POST may take.
     pub timeout: Duration,
+    /// POSTs in flight at once; with 1, each event is delivered (or given
+    /// up) before the next is sent.
+    pub concurrency: usize,
 }
 
 impl fmt::Debug for WebhookConfig {
@@ -187,6 +201,12 @@ pub(crate) fn webhooks(
         retry
             .validate()
             .map_err(|e| ConfigError::new(field(e.field()), e.reason()))?;
+        if !(1..=MAX_CONCURRENCY).contains(&raw.concurrency) {
+            return Err(ConfigError::new(
+                field("concurrency"),
+                format!("must be from 1 to {MAX_CONCURRENCY}"),
+            ));
+        }
         let name = raw.name.unwrap_or_else(|| {
             let digest = Sha256::digest(raw.url.as_bytes());
             format!("webhook-{}", &const_hex::encode(digest)[..12])
@@ -204,6 +224,7 @@ pub(crate) fn webhooks(
             events,
             retry,
             timeout: raw.timeout.0,
+            concurrency: raw.concurrency,
         });
     }
     Ok(built)
@@ -240,6 +261,20 @@ mod tests {
         assert_eq!(built[0].retry.max_age, Duration::from_secs(3 * 86_400));
         assert!(built[0].wants(WebhookEventType::MessageBounced));
         assert!(!format!("{:?}", built[0]).contains("MfKQ"));
+        assert_eq!(built[0].concurrency, 1, "strictly in order by default");
+    }
+
+    #[test]
+    fn concurrency_is_from_1_to_64() {
+        let text = |n: usize| {
+            format!("[[webhooks]]\nurl = \"http://x/\"\nsecret_env = \"S\"\nconcurrency = {n}\n")
+        };
+        assert_eq!(build(&text(8), Some(SECRET)).unwrap()[0].concurrency, 8);
+        for bad in [0, 65] {
+            let error = build(&text(bad), Some(SECRET)).unwrap_err();
+            assert_eq!(error.field, "webhooks[0].concurrency", "{bad}");
+            assert!(error.message.contains("1 to 64"), "{}", error.message);
+        }
     }
 
     #[test]

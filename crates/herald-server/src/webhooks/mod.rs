@@ -1,7 +1,9 @@
 //! The webhook sender: drains the outbox to each `[[webhooks]]` endpoint,
-//! in outbox order, signing every POST (Standard Webhooks), retrying a
-//! failed event with backoff (or the endpoint's `Retry-After`) before the
-//! next, giving an event up at its maximum age, disabling an endpoint that
+//! in outbox order, `concurrency` POSTs at a time (one by default: then a
+//! failed event is retried before the next), signing every POST (Standard
+//! Webhooks), retrying a failed event with backoff (or the endpoint's
+//! `Retry-After`), giving an event up at its maximum age, disabling an
+//! endpoint that
 //! answers 410 (in the store, so it stays disabled across restarts until a
 //! manual retry to it succeeds or its URL changes). One node at a time
 //! sends (the `webhooks` role); each endpoint has its own task and HTTP
@@ -9,17 +11,18 @@
 //! delays delivery. [`resend`] is the manual retry of one try.
 
 mod resend;
+mod send;
 mod sign;
+mod window;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_policy::SharedClock;
 
-use herald_store::{
-    DeliveryOutcome, DisabledWebhook, FeedCursor, OutboxEvent, Store, StoreError, WebhookDelivery,
-};
-use time::OffsetDateTime;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use herald_store::{DisabledWebhook, FeedCursor, OutboxEvent, Store, StoreError, WebhookDelivery};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +40,9 @@ const LEAD_EVERY: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(200);
 /// Events read at once.
 const BATCH: usize = 256;
+/// Events handed out and not yet passed by the cursor, at most: with one
+/// event retried for long, the others go on only this far past it.
+const MAX_WINDOW: usize = 4 * BATCH;
 
 /// Starts the sender: the role's keeper and one task per endpoint.
 pub(crate) fn spawn(
@@ -62,7 +68,7 @@ pub(crate) fn spawn(
         metrics.register_webhook(&endpoint.name);
         let sender = Endpoint {
             store: Arc::clone(&store),
-            agent: agent(endpoint.timeout),
+            agent: agent(endpoint.timeout, endpoint.concurrency),
             config: Arc::new(endpoint),
             metrics: Arc::clone(&metrics),
             clock: Arc::clone(&clock),
@@ -97,12 +103,13 @@ async fn lead(
     }
 }
 
-/// What became of one event at an endpoint.
-enum Sent {
-    /// Delivered or given up: on to the next.
-    Done,
-    /// The endpoint answered 410 on the try recorded under this id.
-    Gone(Option<i64>),
+/// How a [`drain`](Endpoint::drain) ended.
+enum Drained {
+    /// The outbox is empty after this cursor: wait, then read again.
+    Idle(Option<FeedCursor>),
+    /// Load the cursor and the endpoint's state again (the role was lost,
+    /// or the endpoint was disabled).
+    Again,
     /// The sender was stopped.
     Stopped,
 }
@@ -120,9 +127,11 @@ pub(crate) async fn is_disabled(
         .find(|d| d.endpoint == endpoint.name && d.url_digest == endpoint.url_digest()))
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
+fn agent(timeout: Duration, concurrency: usize) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
+        // A kept-alive connection for each POST that may be in flight.
+        .max_idle_connections_per_host(concurrency.max(3))
         .http_status_as_error(false)
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -167,56 +176,112 @@ impl Endpoint {
                         if disabled && self.wait_until_enabled(&stop).await {
                             return;
                         }
-                        continue;
                     }
                     Err(error) => {
                         tracing::warn!(webhook = %name, error = %error, "reading the webhook cursor failed");
                         if pause(&stop, POLL).await {
                             return;
                         }
-                        continue;
                     }
-                }
-            }
-            let events = match self.store.read_outbox(cursor, BATCH).await {
-                Ok(events) => events,
-                Err(error) => {
-                    tracing::warn!(webhook = %name, error = %error, "reading the outbox failed");
-                    Vec::new()
-                }
-            };
-            if events.is_empty() {
-                self.metrics.webhook_backlog(&name, Duration::ZERO);
-                if pause(&stop, POLL).await {
-                    return;
                 }
                 continue;
             }
-            let mut skipped = None;
-            for event in events {
-                if !self.config.wants(event.kind) {
-                    skipped = Some(event.cursor);
-                    cursor = Some(event.cursor);
-                    continue;
+            match self.drain(cursor, &leading, &stop).await {
+                Drained::Idle(at) => {
+                    cursor = at;
+                    self.metrics.webhook_backlog(&name, Duration::ZERO);
+                    if pause(&stop, POLL).await {
+                        return;
+                    }
                 }
-                match self.deliver(&event, &stop).await {
-                    Sent::Done => {
-                        skipped = None;
-                        cursor = Some(event.cursor);
+                Drained::Again => loaded = false,
+                Drained::Stopped => return,
+            }
+        }
+    }
+
+    /// Sends what the outbox holds after `cursor`, up to `concurrency` at
+    /// a time, until it is empty, the role is lost or the endpoint is gone.
+    async fn drain(
+        &self,
+        mut cursor: Option<FeedCursor>,
+        leading: &watch::Receiver<bool>,
+        stop: &CancellationToken,
+    ) -> Drained {
+        let name = &self.config.name;
+        let mut read_from = cursor;
+        let mut pending = std::collections::VecDeque::<OutboxEvent>::new();
+        let mut window = window::Window::default();
+        let mut flying = FuturesUnordered::new();
+        // The try that met a 410; then nothing more is handed out.
+        let mut gone: Option<Option<i64>> = None;
+        loop {
+            let handing_out = gone.is_none() && *leading.borrow();
+            if handing_out && pending.is_empty() && window.len() < MAX_WINDOW {
+                match self.store.read_outbox(read_from, BATCH).await {
+                    Ok(events) => {
+                        read_from = events.last().map(|e| e.cursor).or(read_from);
+                        pending.extend(events);
                     }
-                    Sent::Gone(delivery) => {
-                        self.disable(delivery).await;
-                        loaded = false;
-                        skipped = None;
-                        break;
+                    Err(error) => {
+                        tracing::warn!(webhook = %name, error = %error, "reading the outbox failed");
                     }
-                    Sent::Stopped => return,
                 }
             }
-            if let Some(at) = skipped
-                && let Err(error) = self.store.advance_webhook(&name, at).await
-            {
-                tracing::warn!(webhook = %name, error = %error, "moving the webhook cursor failed");
+            while handing_out && flying.len() < self.config.concurrency {
+                let Some(event) = pending.pop_front() else {
+                    break;
+                };
+                let wanted = self.config.wants(event.kind);
+                window.push(event.cursor, !wanted);
+                if wanted {
+                    flying.push(self.deliver(event, stop));
+                }
+            }
+            // Events the endpoint does not want, at the front.
+            if let Some(at) = window.advance() {
+                cursor = Some(at);
+                if let Err(error) = self.store.advance_webhook(name, at).await {
+                    tracing::warn!(webhook = %name, error = %error, "moving the webhook cursor failed");
+                }
+            }
+            let Some((at, sent)) = flying.next().await else {
+                return match gone {
+                    Some(delivery) => {
+                        self.disable(delivery).await;
+                        Drained::Again
+                    }
+                    None if !*leading.borrow() => Drained::Again,
+                    None if pending.is_empty() => Drained::Idle(cursor),
+                    None => continue,
+                };
+            };
+            // A 410 finishes its event too: re-enabling the endpoint is a
+            // manual retry of that very try, and the sender then goes on
+            // after it.
+            let (delivery, met_410) = match sent {
+                send::Sent::Done(delivery) => (delivery, false),
+                send::Sent::Gone(delivery) => (delivery, true),
+                send::Sent::Stopped => return Drained::Stopped,
+            };
+            window.finish(at);
+            let advance = window.advance();
+            cursor = advance.or(cursor);
+            let recorded = self.record(delivery, advance).await;
+            if met_410 {
+                gone = Some(recorded);
+            }
+        }
+    }
+
+    /// Records a try, moving the endpoint's cursor to `advance` with it;
+    /// answers with the try's id.
+    async fn record(&self, delivery: WebhookDelivery, advance: Option<FeedCursor>) -> Option<i64> {
+        match self.store.record_webhook_delivery(delivery, advance).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(webhook = %self.config.name, error = %e, "recording a webhook delivery failed");
+                None
             }
         }
     }
@@ -273,115 +338,6 @@ impl Endpoint {
             }
         }
     }
-
-    /// Sends `event` until it is delivered or given up, the endpoint is
-    /// gone, or the sender stops.
-    async fn deliver(&self, event: &OutboxEvent, stop: &CancellationToken) -> Sent {
-        let name = &self.config.name;
-        let mut attempt = 0u32;
-        loop {
-            attempt = attempt.saturating_add(1);
-            let started = self.clock.now();
-            self.metrics
-                .webhook_backlog(name, (started - event.at).try_into().unwrap_or_default());
-            let clock = self.clock.instant();
-            let answer = post(&self.agent, &self.config, event, started).await;
-            let duration = self.clock.instant().saturating_duration_since(clock);
-            let now = self.clock.now();
-            let next = after_try(
-                &answer,
-                attempt,
-                event.at,
-                now,
-                &self.config.retry,
-                &mut rand::rng(),
-            );
-            let (http_status, error) = match &answer {
-                Answer::Status(code, _) => (
-                    Some(*code),
-                    (!(200..300).contains(code)).then(|| format!("HTTP {code}")),
-                ),
-                Answer::Failed(why) => (None, Some(why.clone())),
-            };
-            let outcome = match next {
-                Next::Delivered => DeliveryOutcome::Delivered,
-                Next::RetryAt(_) => DeliveryOutcome::Retrying,
-                Next::GiveUp => DeliveryOutcome::GaveUp,
-                Next::Disable => DeliveryOutcome::Disabled,
-            };
-            self.metrics.webhook_delivery(name, outcome);
-            let delivery = WebhookDelivery {
-                endpoint: name.clone(),
-                event_id: event.id.clone(),
-                kind: event.kind,
-                attempt,
-                at: started,
-                http_status,
-                duration,
-                error,
-                outcome,
-            };
-            let done = !matches!(next, Next::RetryAt(_));
-            let advance = done.then_some(event.cursor);
-            let recorded = match self.store.record_webhook_delivery(delivery, advance).await {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    tracing::warn!(webhook = %name, error = %e, "recording a webhook delivery failed");
-                    None
-                }
-            };
-            match next {
-                Next::Delivered => return Sent::Done,
-                Next::GiveUp => {
-                    tracing::warn!(webhook = %name, event = %event.id, attempt, "webhook event given up: older than retry_max_age");
-                    return Sent::Done;
-                }
-                Next::Disable => return Sent::Gone(recorded),
-                Next::RetryAt(at) => {
-                    let wait: Duration = (at - now).try_into().unwrap_or_default();
-                    tracing::info!(webhook = %name, event = %event.id, attempt, retry_in = ?wait, "webhook delivery failed; will retry");
-                    if pause(stop, wait).await {
-                        return Sent::Stopped;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One signed POST of `event` to `config`'s URL, stamped `at`, on a
-/// blocking thread. Errors never show the URL.
-async fn post(
-    agent: &ureq::Agent,
-    config: &Arc<WebhookConfig>,
-    event: &OutboxEvent,
-    at: OffsetDateTime,
-) -> Answer {
-    let timestamp = at.unix_timestamp();
-    let signed = signature(&config.secrets, &event.id, timestamp, &event.body);
-    let (agent, config) = (agent.clone(), Arc::clone(config));
-    let (id, body) = (event.id.clone(), event.body.clone());
-    let sent = tokio::task::spawn_blocking(move || {
-        agent
-            .post(&config.url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", &timestamp.to_string())
-            .header("webhook-signature", &signed)
-            .send(body.as_bytes())
-            .map(|response| {
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                Answer::Status(response.status().as_u16(), retry_after)
-            })
-            .unwrap_or_else(|e| Answer::Failed(describe(&e)))
-    })
-    .await;
-    sent.unwrap_or_else(|_| Answer::Failed("the sending thread failed".into()))
 }
 
 /// Sleeps `wait`; true if the sender was stopped meanwhile.
@@ -389,18 +345,5 @@ async fn pause(stop: &CancellationToken, wait: Duration) -> bool {
     tokio::select! {
         () = stop.cancelled() => true,
         () = tokio::time::sleep(wait) => false,
-    }
-}
-
-/// A ureq error in words that cannot contain the URL.
-fn describe(error: &ureq::Error) -> String {
-    match error {
-        ureq::Error::Timeout(which) => format!("timed out ({which})"),
-        ureq::Error::Io(io) => format!("I/O error: {}", io.kind()),
-        ureq::Error::HostNotFound => "host not found".to_owned(),
-        ureq::Error::ConnectionFailed => "connection failed".to_owned(),
-        ureq::Error::Tls(what) => format!("TLS: {what}"),
-        ureq::Error::Rustls(e) => format!("TLS: {e}"),
-        _ => "request failed".to_owned(),
     }
 }

@@ -12,7 +12,8 @@ use herald_store::{
     DeliveryOutcome, DisabledWebhook, Store, StoreError, WebhookDelivery, WebhookDeliveryRecord,
 };
 
-use super::{Answer, agent, is_disabled, post};
+use super::send::post;
+use super::{Answer, agent, is_disabled};
 use crate::config::WebhookConfig;
 use crate::observe::Metrics;
 
@@ -60,7 +61,7 @@ pub(crate) async fn resend(
     let config = Arc::new(config.clone());
     let started = clock.now();
     let began = clock.instant();
-    let answer = post(&agent(config.timeout), &config, &event, started).await;
+    let answer = post(&agent(config.timeout, 1), &config, &event, started).await;
     let duration = clock.instant().saturating_duration_since(began);
     let (http_status, error, outcome) = match &answer {
         Answer::Status(code @ 200..=299, _) => (Some(*code), None, DeliveryOutcome::Delivered),
