@@ -45,7 +45,7 @@ pub use groups::{ErrorGroups, FailureSample, GroupFilter, GroupView};
 pub use rules::{
     AlertEvent, AlertKind, AlertRule, AlertSample, RuleEngine, RuleScope, Threshold, Tier,
 };
-pub use sender::ChannelStats;
+pub use sender::{ChannelStats, describe as describe_http_error};
 
 use feed::Outgoing;
 use sender::{ChannelHandle, Worker};

@@ -240,8 +240,9 @@ fn post(agent: &ureq::Agent, kind: ChannelKind, outgoing: &Outgoing) -> Result<(
 }
 
 /// A ureq error in words that cannot contain the URL (some variants quote
-/// it, and the URL carries the channel's token).
-fn describe(error: &ureq::Error) -> String {
+/// it, and the URL carries the channel's token): for logs and delivery
+/// logs of any outgoing POST (alert channels, event webhooks).
+pub fn describe(error: &ureq::Error) -> String {
     match error {
         ureq::Error::StatusCode(code) => format!("HTTP {code}"),
         ureq::Error::Timeout(which) => format!("timed out ({which})"),

@@ -124,21 +124,8 @@ pub(super) async fn post(
                     .map(Duration::from_secs);
                 Answer::Status(response.status().as_u16(), retry_after)
             })
-            .unwrap_or_else(|e| Answer::Failed(describe(&e)))
+            .unwrap_or_else(|e| Answer::Failed(herald_alerts::describe_http_error(&e)))
     })
     .await;
     sent.unwrap_or_else(|_| Answer::Failed("the sending thread failed".into()))
-}
-
-/// A ureq error in words that cannot contain the URL.
-fn describe(error: &ureq::Error) -> String {
-    match error {
-        ureq::Error::Timeout(which) => format!("timed out ({which})"),
-        ureq::Error::Io(io) => format!("I/O error: {}", io.kind()),
-        ureq::Error::HostNotFound => "host not found".to_owned(),
-        ureq::Error::ConnectionFailed => "connection failed".to_owned(),
-        ureq::Error::Tls(what) => format!("TLS: {what}"),
-        ureq::Error::Rustls(e) => format!("TLS: {e}"),
-        _ => "request failed".to_owned(),
-    }
 }
