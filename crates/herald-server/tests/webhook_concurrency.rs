@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +35,8 @@ struct Receiver {
     /// together (0: none).
     hold_first: AtomicUsize,
     arrivals: AtomicUsize,
+    /// Set once that many were in flight together: the held ones go.
+    released: AtomicBool,
     arrived: Notify,
 }
 
@@ -88,7 +90,10 @@ async fn receiver() -> (String, Arc<Receiver>) {
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
                     loop {
                         let arrived = state.arrived.notified();
-                        if state.in_flight.load(Ordering::SeqCst) >= hold
+                        if state.in_flight.load(Ordering::SeqCst) >= hold {
+                            state.released.store(true, Ordering::SeqCst);
+                        }
+                        if state.released.load(Ordering::SeqCst)
                             || tokio::time::timeout_at(deadline, arrived).await.is_err()
                         {
                             break;
