@@ -1,6 +1,6 @@
 //! Waiting between attempts, injected beside the [`Clock`](crate::Clock)
 //! so that tests need not wait: the mailer's retries and the HTTP client's
-//! both ask a [`Sleeper`]. [`TokioSleeper`] (feature `tokio`) waits on
+//! both ask a [`Sleeper`]. `TokioSleeper` (feature `tokio`) waits on
 //! tokio's timer; [`ManualSleeper`] moves a [`ManualClock`] instead.
 
 use std::future::Future;

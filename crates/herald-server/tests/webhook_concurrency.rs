@@ -1,8 +1,10 @@
 //! An endpoint with `concurrency = 4`: four POSTs are in flight at once
 //! (never more), every event arrives, and the endpoint's cursor passes an
 //! event only once every event before it is finished, so an event that
-//! keeps failing does not hold the others back, and after a restart it is
-//! sent again rather than skipped.
+//! keeps failing does not hold the others back (those written after it
+//! too), and after a restart it is sent again rather than skipped. A 410
+//! disables the endpoint at once; what was in flight is sent once it is
+//! enabled again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,7 +18,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::{Herald, config_text, temp_dir};
+use common::{Herald, config_text, temp_dir, typed};
+use herald_api::WebhookList;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -31,6 +34,8 @@ struct Receiver {
     most_in_flight: AtomicUsize,
     /// Answer 503 to events about this address while set.
     failing: Mutex<Option<String>>,
+    /// Answer 410 to everything while set.
+    gone: AtomicBool,
     /// The first this many POSTs are held until they are all in flight
     /// together (0: none).
     hold_first: AtomicUsize,
@@ -104,7 +109,13 @@ async fn receiver() -> (String, Arc<Receiver>) {
                 let body: Value = serde_json::from_str(&body).unwrap();
                 let address = body["data"]["address"].as_str().unwrap_or("").to_owned();
                 let failing = state.failing.lock().unwrap().as_deref() == Some(address.as_str());
-                let status = if failing { 503 } else { 204 };
+                let status = if state.gone.load(Ordering::SeqCst) {
+                    410
+                } else if failing {
+                    503
+                } else {
+                    204
+                };
                 let id = headers
                     .get("webhook-id")
                     .and_then(|v| v.to_str().ok())
@@ -210,6 +221,47 @@ async fn an_event_that_keeps_failing_holds_the_cursor_but_not_the_others() {
     let herald = Herald::start_in(dir, &text).await;
     receiver
         .wait_delivered(&all[..1].iter().cloned().collect())
+        .await;
+    herald.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_disables_at_once_and_what_was_in_flight_is_sent_once_enabled() {
+    let (url, receiver) = receiver().await;
+    receiver.gone.store(true, Ordering::SeqCst);
+    let dir = temp_dir();
+    let herald = Herald::start_in(dir.clone(), &config_text(&dir, None, &hook(&url))).await;
+    let all = addresses(0, 10);
+    suppress(&herald, &all).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let disabling = loop {
+        let (_, body) = herald.get("/v1/webhooks").await;
+        let list: WebhookList = typed(&body);
+        if let Some(mark) = list.webhooks.iter().find_map(|w| w.disabled.clone()) {
+            break mark.delivery.unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never disabled: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let tried = receiver.seen.lock().unwrap().len();
+    assert!(
+        tried <= CONCURRENCY,
+        "nothing handed out after the 410: {tried}"
+    );
+
+    receiver.gone.store(false, Ordering::SeqCst);
+    let (status, body) = herald
+        .post(
+            &format!("/v1/webhooks/deliveries/{disabling}/retry"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    receiver
+        .wait_delivered(&all.iter().cloned().collect())
         .await;
     herald.stop().await.unwrap();
 }

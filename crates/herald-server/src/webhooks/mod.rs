@@ -41,7 +41,8 @@ const POLL: Duration = Duration::from_millis(200);
 /// Events read at once.
 const BATCH: usize = 256;
 /// Events handed out and not yet passed by the cursor, at most: with one
-/// event retried for long, the others go on only this far past it.
+/// event retried for long, the others go on only this far past it (the
+/// outbox is read a batch at a time, and only while a batch fits).
 const MAX_WINDOW: usize = 4 * BATCH;
 
 /// Starts the sender: the role's keeper and one task per endpoint.
@@ -131,6 +132,7 @@ fn agent(timeout: Duration, concurrency: usize) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         // A kept-alive connection for each POST that may be in flight.
+        .max_idle_connections(concurrency.max(10))
         .max_idle_connections_per_host(concurrency.max(3))
         .http_status_as_error(false)
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
@@ -201,7 +203,9 @@ impl Endpoint {
     }
 
     /// Sends what the outbox holds after `cursor`, up to `concurrency` at
-    /// a time, until it is empty, the role is lost or the endpoint is gone.
+    /// a time, until it is empty, the role is lost, the endpoint is gone
+    /// or the sender stops. While a slot is free it reads on (every
+    /// `POLL`), so new events go out beside one that is being retried.
     async fn drain(
         &self,
         mut cursor: Option<FeedCursor>,
@@ -209,26 +213,30 @@ impl Endpoint {
         stop: &CancellationToken,
     ) -> Drained {
         let name = &self.config.name;
+        let concurrency = self.config.concurrency;
         let mut read_from = cursor;
         let mut pending = std::collections::VecDeque::<OutboxEvent>::new();
         let mut window = window::Window::default();
         let mut flying = FuturesUnordered::new();
-        // The try that met a 410; then nothing more is handed out.
-        let mut gone: Option<Option<i64>> = None;
         loop {
-            let handing_out = gone.is_none() && *leading.borrow();
-            if handing_out && pending.is_empty() && window.len() < MAX_WINDOW {
+            let handing_out = *leading.borrow() && !stop.is_cancelled();
+            let room = |window: &window::Window| window.len() + BATCH <= MAX_WINDOW;
+            // Whether the outbox had nothing more to give (or failed).
+            let mut read_nothing = false;
+            if handing_out && pending.is_empty() && room(&window) {
                 match self.store.read_outbox(read_from, BATCH).await {
                     Ok(events) => {
+                        read_nothing = events.is_empty();
                         read_from = events.last().map(|e| e.cursor).or(read_from);
                         pending.extend(events);
                     }
                     Err(error) => {
                         tracing::warn!(webhook = %name, error = %error, "reading the outbox failed");
+                        read_nothing = true;
                     }
                 }
             }
-            while handing_out && flying.len() < self.config.concurrency {
+            while handing_out && flying.len() < concurrency {
                 let Some(event) = pending.pop_front() else {
                     break;
                 };
@@ -245,31 +253,45 @@ impl Endpoint {
                     tracing::warn!(webhook = %name, error = %error, "moving the webhook cursor failed");
                 }
             }
-            let Some((at, sent)) = flying.next().await else {
-                return match gone {
-                    Some(delivery) => {
-                        self.disable(delivery).await;
-                        Drained::Again
-                    }
-                    None if !*leading.borrow() => Drained::Again,
-                    None if pending.is_empty() => Drained::Idle(cursor),
-                    None => continue,
-                };
+            if flying.is_empty() {
+                if stop.is_cancelled() {
+                    return Drained::Stopped;
+                }
+                if !*leading.borrow() {
+                    return Drained::Again;
+                }
+                if pending.is_empty() && read_nothing {
+                    return Drained::Idle(cursor);
+                }
+                continue;
+            }
+            // A free slot and nothing waiting: look at the outbox again
+            // after a while, even if nothing in flight has finished.
+            let read_on =
+                handing_out && pending.is_empty() && flying.len() < concurrency && room(&window);
+            let finished = tokio::select! {
+                () = stop.cancelled() => return Drained::Stopped,
+                () = tokio::time::sleep(POLL), if read_on => continue,
+                finished = flying.next() => finished,
             };
-            // A 410 finishes its event too: re-enabling the endpoint is a
-            // manual retry of that very try, and the sender then goes on
-            // after it.
+            let Some((at, sent)) = finished else {
+                continue;
+            };
             let (delivery, met_410) = match sent {
                 send::Sent::Done(delivery) => (delivery, false),
                 send::Sent::Gone(delivery) => (delivery, true),
                 send::Sent::Stopped => return Drained::Stopped,
             };
+            // A 410 finishes its event too (re-enabling the endpoint is a
+            // manual retry of that very try), but no other: what is still
+            // in flight is dropped, and sent again once it is enabled.
             window.finish(at);
             let advance = window.advance();
             cursor = advance.or(cursor);
             let recorded = self.record(delivery, advance).await;
             if met_410 {
-                gone = Some(recorded);
+                self.disable(recorded).await;
+                return Drained::Again;
             }
         }
     }
