@@ -214,3 +214,35 @@ async fn keys_and_limits_change_for_the_next_request_on_an_open_connection() {
     served.stop.send(()).unwrap();
     served.task.await.unwrap().unwrap();
 }
+
+/// A larger `max_message_bytes` applies to the next body at once: the
+/// HTTP body cap follows the limits in force, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_message_size_takes_bodies_past_the_old_cap_at_once() {
+    let text = config_text(
+        std::path::Path::new("{DIR}"),
+        None,
+        "[limits]\nmax_message_bytes = 10000\n",
+    );
+    let served = start(&text).await;
+    // Past the start-up cap (4/3 of 10 000 bytes plus 1 MiB), within the
+    // raised one.
+    let mut message = common::message(&["big@example.com"]);
+    message["text"] = json!("x".repeat(1_200_000));
+    let raised = text.replace("max_message_bytes = 10000", "max_message_bytes = 4194304");
+    let dir = served.file.parent().unwrap().display().to_string();
+    std::fs::write(&served.file, raised.replace("{DIR}", &dir)).unwrap();
+    let base = served.base.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = Connection::open(&base);
+        let (status, answer) = conn.call("POST", "/v1/admin/reload", KEY, None);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["restart_needed"], json!([]), "{answer}");
+        let (status, answer) = conn.call("POST", "/v1/messages", KEY, Some(&message));
+        assert_eq!(status, 202, "{answer}");
+    })
+    .await
+    .unwrap();
+    served.stop.send(()).unwrap();
+    served.task.await.unwrap().unwrap();
+}

@@ -5,6 +5,7 @@
 
 mod answers;
 mod batch;
+mod body_limit;
 mod error_groups;
 mod messages;
 pub(crate) use messages::queued;
@@ -209,25 +210,30 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The complete HTTP API.
 pub fn router(state: AppState) -> Router {
-    // The JSON of a message carries its attachments in base64 (4/3 of the
-    // bytes) plus the text parts; allow that much for one message, and a
-    // batch of them within the same bound times the batch's worth.
-    let one_message = state.limits().max_message_bytes.saturating_mul(4) / 3 + 1024 * 1024;
-    let batch = one_message.saturating_mul(4);
+    // The body caps follow the live limits (see body_limit.rs), so axum's
+    // fixed default is off on these routes.
+    let capped = |messages: usize| {
+        middleware::from_fn_with_state((state.clone(), messages), body_limit::limit)
+    };
     let v1 = Router::new()
         .route(
             "/v1/messages",
             post(messages::create)
                 .get(messages::list)
-                .layer(DefaultBodyLimit::max(one_message)),
+                .route_layer(capped(1))
+                .layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/v1/messages/raw",
-            post(raw::create).layer(DefaultBodyLimit::max(one_message)),
+            post(raw::create)
+                .route_layer(capped(1))
+                .layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/v1/messages/batch",
-            post(batch::create_batch).layer(DefaultBodyLimit::max(batch)),
+            post(batch::create_batch)
+                .route_layer(capped(4))
+                .layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/messages/{id}", get(messages::show))
         .route("/v1/messages/{id}/retry", post(messages::retry))

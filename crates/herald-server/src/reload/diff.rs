@@ -146,13 +146,6 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Changes {
             || s.send != n.send,
         "alerts (window, evaluate_every, history, max_groups, queue_capacity, send_*)",
     );
-    // The HTTP body cap of `POST /v1/messages` is set when the router is
-    // built: a larger `max_message_bytes` is checked at once, but bodies
-    // past the cap of the start-up value wait for a restart.
-    start_only(
-        new.limits.max_message_bytes > running.limits.max_message_bytes,
-        "limits.max_message_bytes (raised: the HTTP body cap follows at restart)",
-    );
     Changes {
         relays: running.relays.len() != new.relays.len()
             || running
