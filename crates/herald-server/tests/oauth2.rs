@@ -41,6 +41,21 @@ async fn a_token_is_cached_until_a_minute_before_it_expires() {
 }
 
 #[tokio::test]
+async fn a_refresh_margin_set_in_the_config_is_kept() {
+    let endpoint = TokenEndpoint::start(HOUR, Duration::ZERO).await;
+    let (clock, shared) = manual_clock();
+    let mut config = endpoint.config();
+    config.refresh_margin = Duration::from_secs(600);
+    let source = RefreshingToken::new("gmail", config, shared);
+    let first = source.token().await.unwrap();
+    clock.advance(HOUR - Duration::from_secs(601));
+    assert_eq!(source.token().await.unwrap(), first, "still fresh");
+    clock.advance(Duration::from_secs(2));
+    assert_ne!(source.token().await.unwrap(), first, "ten minutes before");
+    assert_eq!(endpoint.requests(), 2);
+}
+
+#[tokio::test]
 async fn a_short_token_is_refreshed_at_half_its_lifetime() {
     let endpoint = TokenEndpoint::start(Duration::from_secs(2), Duration::ZERO).await;
     let (clock, shared) = manual_clock();

@@ -384,6 +384,12 @@ pub(crate) struct RawOAuth2 {
     /// The scope to ask for; `None` asks for none (the grant's).
     #[serde(default)]
     pub(crate) scope: Option<String>,
+    /// How long one token request may take.
+    #[serde(default = "defaults::oauth2_timeout")]
+    pub(crate) timeout: Dur,
+    /// How long before its expiry a token is refreshed.
+    #[serde(default = "defaults::oauth2_refresh_margin")]
+    pub(crate) refresh_margin: Dur,
 }
 
 /// `[relays.breaker]`.

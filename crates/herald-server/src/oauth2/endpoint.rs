@@ -325,6 +325,8 @@ mod tests {
             client_secret: Some("s&cret".into()),
             refresh_token: "1//rt=x".into(),
             scope: Some("https://mail.google.com/".into()),
+            timeout: super::super::DEFAULT_REQUEST_TIMEOUT,
+            refresh_margin: super::super::DEFAULT_REFRESH_MARGIN,
         }
     }
 

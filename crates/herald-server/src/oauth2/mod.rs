@@ -24,13 +24,14 @@ use herald_smtp::{TokenError, TokenFuture, TokenSource};
 
 pub use endpoint::check_token_url;
 
-/// The longest a token is used before its expiry: it is refreshed this
-/// long before, or at half its lifetime for a token shorter than twice
-/// this (so that even a 2-second token is refreshed in time).
-pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// `refresh_margin` unless set: a token is refreshed this long before its
+/// expiry, or at half its lifetime for a token shorter than twice this (so
+/// that even a 2-second token is refreshed in time).
+pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
-/// How long one token request may take, connect to last byte.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// `timeout` unless set: how long one token request may take, connect to
+/// last byte.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `[relays.oauth2]`, validated, with the secrets read from the
 /// environment. `Debug` shows no secret.
@@ -48,6 +49,11 @@ pub struct OAuth2Config {
     /// The scope asked for, if any (`https://mail.google.com/`,
     /// `https://outlook.office.com/SMTP.Send offline_access`).
     pub scope: Option<String>,
+    /// How long one token request may take.
+    pub timeout: Duration,
+    /// How long before its expiry a token is refreshed (at most half its
+    /// lifetime).
+    pub refresh_margin: Duration,
 }
 
 impl fmt::Debug for OAuth2Config {
@@ -58,6 +64,8 @@ impl fmt::Debug for OAuth2Config {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
             .field("refresh_token", &"***")
             .field("scope", &self.scope)
+            .field("timeout", &self.timeout)
+            .field("refresh_margin", &self.refresh_margin)
             .finish()
     }
 }
@@ -140,12 +148,12 @@ impl RefreshingToken {
             }
         }
         let asked = self.clock.instant();
-        let answer = endpoint::request(&self.config, REQUEST_TIMEOUT).await;
+        let answer = endpoint::request(&self.config, self.config.timeout).await;
         let mut state = crate::lock(&self.state);
         state.refreshes += 1;
         match answer {
             Ok(grant) => {
-                let margin = REFRESH_MARGIN.min(grant.lifetime / 2);
+                let margin = self.config.refresh_margin.min(grant.lifetime / 2);
                 // Counted from the request, not the answer: never late.
                 state.current = Some(Cached {
                     token: grant.access_token.clone(),

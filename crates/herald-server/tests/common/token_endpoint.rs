@@ -97,6 +97,8 @@ impl TokenEndpoint {
             client_secret: Some(CLIENT_SECRET.to_owned()),
             refresh_token: REFRESH_TOKEN.to_owned(),
             scope: Some(SCOPE.to_owned()),
+            timeout: herald_server::oauth2::DEFAULT_REQUEST_TIMEOUT,
+            refresh_margin: herald_server::oauth2::DEFAULT_REFRESH_MARGIN,
         }
     }
 

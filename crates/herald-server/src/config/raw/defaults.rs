@@ -217,3 +217,11 @@ pub(crate) fn port_for(tls: TlsMode) -> u16 {
         TlsMode::None | TlsMode::Opportunistic => 25,
     }
 }
+
+pub(crate) fn oauth2_timeout() -> Dur {
+    Dur(crate::oauth2::DEFAULT_REQUEST_TIMEOUT)
+}
+
+pub(crate) fn oauth2_refresh_margin() -> Dur {
+    Dur(crate::oauth2::DEFAULT_REFRESH_MARGIN)
+}

@@ -112,6 +112,7 @@ fn the_docs_mention_every_field() {
         "client_secret_env",
         "refresh_token_env",
         "scope",
+        "refresh_margin",
         "auth_mechanism",
         "ca_file",
         "allow_insecure_auth",

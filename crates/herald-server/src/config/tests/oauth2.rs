@@ -31,6 +31,20 @@ fn an_oauth2_section_gives_a_refreshing_token_source() {
     assert_eq!(settings.client_secret.as_deref(), Some("client-secret-7"));
     assert_eq!(settings.refresh_token, "1//refresh-secret-8");
     assert_eq!(settings.scope.as_deref(), Some("https://mail.google.com/"));
+    assert_eq!(settings.timeout, Duration::from_secs(15));
+    assert_eq!(settings.refresh_margin, Duration::from_secs(60));
+
+    // The request's timeout and the refresh margin may be set.
+    let tuned = format!("{}timeout = \"5s\"\nrefresh_margin = \"10m\"\n", oauth2(""));
+    let c = parse_env(&tuned, &VARS).expect("config");
+    let settings = c.relays[0].oauth2.as_ref().expect("oauth2 settings");
+    assert_eq!(
+        (settings.timeout, settings.refresh_margin),
+        (Duration::from_secs(5), Duration::from_secs(600))
+    );
+    let zero = format!("{}timeout = \"0s\"\n", oauth2(""));
+    let error = parse_env(&zero, &VARS).unwrap_err();
+    assert_eq!(error.field, "relays[0].oauth2.timeout", "{error}");
 
     // xoauth2 may be named; it is implied anyway.
     let c = parse_env(&oauth2("auth_mechanism = \"xoauth2\""), &VARS).expect("config");
