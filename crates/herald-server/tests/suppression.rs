@@ -265,3 +265,49 @@ async fn a_bounce_of_an_address_already_listed_is_not_counted_again() {
     assert_eq!(counted("bounce").await, 1.0);
     herald.stop().await.unwrap();
 }
+
+/// Messages claimed together share one suppression look-up: each message
+/// loses exactly its own listed recipients, and keeps the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_of_many_messages_suppresses_each_only_its_own_listed_recipients() {
+    let smtp = relay().await;
+    let herald = Herald::start(Some(&smtp)).await;
+    let listed: Vec<String> = (0..5).map(|i| format!("gone{i}@example.com")).collect();
+    let (status, _) = herald
+        .post("/v1/suppressions", json!({"addresses": listed}))
+        .await;
+    assert_eq!(status, 200);
+    // Twenty messages in one batch, so that the dispatcher claims them
+    // together; every fourth also goes to a listed address.
+    let messages: Vec<_> = (0..20)
+        .map(|i| {
+            let mut to = vec![format!("live{i}@example.com")];
+            if i % 4 == 0 {
+                to.push(listed[i / 4].clone());
+            }
+            let to: Vec<&str> = to.iter().map(String::as_str).collect();
+            message(&to)
+        })
+        .collect();
+    let (status, answer) = herald
+        .post("/v1/messages/batch", json!({"messages": messages}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    for (i, item) in answer["results"].as_array().unwrap().iter().enumerate() {
+        let id = item["id"].as_str().unwrap();
+        let done = herald.wait_status(id, MessageStatus::Delivered).await;
+        let live = format!("live{i}@example.com");
+        assert_eq!(recipient(&done, &live).status, RecipientStatus::Delivered);
+        if i % 4 == 0 {
+            let gone = &listed[i / 4];
+            assert_eq!(recipient(&done, gone).status, RecipientStatus::Suppressed);
+        } else {
+            assert_eq!(done.recipients.len(), 1, "{done:#?}");
+        }
+    }
+    for gone in &listed {
+        assert_eq!(rcpts_for(&smtp, gone), 0, "{gone} reached the relay");
+    }
+    assert_eq!(smtp.message_count(), 20);
+    herald.stop().await.unwrap();
+}

@@ -8,6 +8,7 @@ mod limits;
 mod outbox;
 mod relays;
 mod report;
+mod suppress;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +40,7 @@ use crate::trace::export::{EXPORT_TARGET, continue_message};
 use herald_alerts::Alerting;
 use limits::Quota;
 use report::{Tried, Via};
+use suppress::Listed;
 
 /// How long the goodbye to the relays (QUIT on idle connections) may take
 /// once deliveries are drained.
@@ -230,7 +232,10 @@ impl Dispatcher {
                 }
                 continue;
             }
+            // One suppression look-up for the whole claim.
+            let listed = self.listed(&claimed).await;
             for message in claimed {
+                let listed = listed.clone();
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
@@ -250,7 +255,7 @@ impl Dispatcher {
                 continue_message(&span, message.trace_id.as_deref());
                 tasks.spawn(
                     async move {
-                        this.deliver(message, &abort).await;
+                        this.deliver(message, listed, &abort).await;
                         drop(running);
                         drop(permit);
                     }
@@ -294,44 +299,11 @@ impl Dispatcher {
         self.clock.instant().saturating_duration_since(started)
     }
 
-    /// Takes the suppressed recipients off `message` (they are not sent
-    /// to) and returns their results. A store that cannot answer
-    /// suppresses nobody: a lost look-up must not lose mail.
-    async fn suppress(&self, message: &mut Claimed) -> Vec<RecipientResult> {
-        let found = match self
-            .store
-            .suppressions_among(&message.recipients, self.clock.now())
-            .await
-        {
-            Ok(found) => found,
-            Err(error) => {
-                tracing::warn!(error = %error, "suppression look-up failed; sending to everyone");
-                return Vec::new();
-            }
-        };
-        if found.is_empty() {
-            return Vec::new();
-        }
-        let mut suppressed = Vec::new();
-        message.recipients.retain(|address| {
-            let key = herald_store::suppression::address_key(address);
-            match found.iter().find(|entry| entry.address == key) {
-                Some(entry) => {
-                    tracing::info!(reason = %entry.reason, "recipient suppressed; not sent");
-                    suppressed.push(attempt::suppressed_result(address, entry));
-                    false
-                }
-                None => true,
-            }
-        });
-        suppressed
-    }
-
     /// One attempt for one claimed message.
-    async fn deliver(&self, mut message: Claimed, abort: &CancellationToken) {
+    async fn deliver(&self, mut message: Claimed, listed: Listed, abort: &CancellationToken) {
         let started_at = self.clock.now();
         let started = self.clock.instant();
-        let suppressed = self.suppress(&mut message).await;
+        let suppressed = suppress::take_off(&mut message, listed.as_deref().map(Vec::as_slice));
         let mut tried = if message.recipients.is_empty() {
             // Nobody left to send to: nothing is tried, nothing reported.
             Tried {
