@@ -55,6 +55,31 @@ async fn a_refresh_margin_set_in_the_config_is_kept() {
     assert_eq!(endpoint.requests(), 2);
 }
 
+/// The AUTH command's timeout may be shorter than the token request: a
+/// caller that stops waiting does not cancel the refresh, whose token is
+/// then there for the next caller, with no second request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_outlives_a_caller_that_stopped_waiting() {
+    let endpoint = TokenEndpoint::start(HOUR, Duration::from_millis(300)).await;
+    let source = RefreshingToken::new("gmail", endpoint.config(), SystemClock::shared());
+    let gave_up = tokio::time::timeout(Duration::from_millis(20), source.token()).await;
+    assert!(gave_up.is_err(), "the endpoint answers after 300 ms");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while source.refreshes() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refresh never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let token = tokio::time::timeout(Duration::from_millis(20), source.token())
+        .await
+        .expect("from the cache, at once")
+        .unwrap();
+    assert!(!token.is_empty());
+    assert_eq!(endpoint.requests(), 1);
+}
+
 #[tokio::test]
 async fn a_short_token_is_refreshed_at_half_its_lifetime() {
     let endpoint = TokenEndpoint::start(Duration::from_secs(2), Duration::ZERO).await;

@@ -358,8 +358,13 @@ fn oauth2_settings(
         .map(|var| secret("oauth2.client_secret_env", var))
         .transpose()?;
     let refresh_token = secret("oauth2.refresh_token_env", &raw.refresh_token_env)?;
-    if raw.timeout.0.is_zero() {
-        return Err(ConfigError::new(field("timeout"), "must be more than zero"));
+    for (name, value) in [
+        ("timeout", raw.timeout.0),
+        ("refresh_margin", raw.refresh_margin.0),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError::new(field(name), "must be more than zero"));
+        }
     }
     Ok(OAuth2Config {
         token_url: raw.token_url.trim().to_owned(),

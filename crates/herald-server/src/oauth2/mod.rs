@@ -72,7 +72,15 @@ impl fmt::Debug for OAuth2Config {
 
 /// One relay's access tokens: fetched when first asked for, cached while
 /// fresh, refreshed by one caller while the others wait for its answer.
+///
+/// A refresh runs on a task of its own: a caller that stops waiting (the
+/// AUTH command's timeout, shorter than the token request's) does not
+/// cancel it, so its token, or its error, is there for the next caller.
 pub struct RefreshingToken {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     relay: String,
     config: OAuth2Config,
     clock: SharedClock,
@@ -104,19 +112,35 @@ impl RefreshingToken {
     /// Tokens for relay `relay` per `config`, their age told by `clock`.
     pub fn new(relay: impl Into<String>, config: OAuth2Config, clock: SharedClock) -> Self {
         Self {
-            relay: relay.into(),
-            config,
-            clock,
-            state: Mutex::new(State::default()),
-            refreshing: tokio::sync::Mutex::new(()),
+            inner: Arc::new(Inner {
+                relay: relay.into(),
+                config,
+                clock,
+                state: Mutex::new(State::default()),
+                refreshing: tokio::sync::Mutex::new(()),
+            }),
         }
     }
 
     /// How many token requests were made (successful or not).
     pub fn refreshes(&self) -> u64 {
-        crate::lock(&self.state).refreshes
+        crate::lock(&self.inner.state).refreshes
     }
 
+    /// The current token, from the cache or a refresh run to its end on a
+    /// task of its own.
+    async fn current(&self) -> Result<String, TokenError> {
+        if let Some(token) = self.inner.fresh() {
+            return Ok(token);
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move { inner.current().await })
+            .await
+            .unwrap_or_else(|_| Err(TokenError::transient("the token refresh task failed")))
+    }
+}
+
+impl Inner {
     /// The cached token, if it is still fresh.
     fn fresh(&self) -> Option<String> {
         let now = self.clock.instant();
@@ -196,9 +220,9 @@ impl TokenSource for RefreshingToken {
     }
 
     fn invalidate(&self, token: &str) {
-        let mut state = crate::lock(&self.state);
+        let mut state = crate::lock(&self.inner.state);
         if state.current.as_ref().is_some_and(|c| c.token == token) {
-            tracing::info!(relay = %self.relay, "oauth2 access token refused by the relay; it will be refreshed");
+            tracing::info!(relay = %self.inner.relay, "oauth2 access token refused by the relay; it will be refreshed");
             state.current = None;
         }
     }
@@ -207,8 +231,8 @@ impl TokenSource for RefreshingToken {
 impl fmt::Debug for RefreshingToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshingToken")
-            .field("relay", &self.relay)
-            .field("config", &self.config)
+            .field("relay", &self.inner.relay)
+            .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }

@@ -42,9 +42,11 @@ fn an_oauth2_section_gives_a_refreshing_token_source() {
         (settings.timeout, settings.refresh_margin),
         (Duration::from_secs(5), Duration::from_secs(600))
     );
-    let zero = format!("{}timeout = \"0s\"\n", oauth2(""));
-    let error = parse_env(&zero, &VARS).unwrap_err();
-    assert_eq!(error.field, "relays[0].oauth2.timeout", "{error}");
+    for key in ["timeout", "refresh_margin"] {
+        let zero = format!("{}{key} = \"0s\"\n", oauth2(""));
+        let error = parse_env(&zero, &VARS).unwrap_err();
+        assert_eq!(error.field, format!("relays[0].oauth2.{key}"), "{error}");
+    }
 
     // xoauth2 may be named; it is implied anyway.
     let c = parse_env(&oauth2("auth_mechanism = \"xoauth2\""), &VARS).expect("config");
