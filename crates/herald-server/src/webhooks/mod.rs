@@ -188,7 +188,7 @@ impl Endpoint {
                 }
                 continue;
             }
-            match self.drain(cursor, &leading, &stop).await {
+            match self.drain(cursor, &mut leading, &stop).await {
                 Drained::Idle(at) => {
                     cursor = at;
                     self.metrics.webhook_backlog(&name, Duration::ZERO);
@@ -209,7 +209,7 @@ impl Endpoint {
     async fn drain(
         &self,
         mut cursor: Option<FeedCursor>,
-        leading: &watch::Receiver<bool>,
+        leading: &mut watch::Receiver<bool>,
         stop: &CancellationToken,
     ) -> Drained {
         let name = &self.config.name;
@@ -271,6 +271,14 @@ impl Endpoint {
                 handing_out && pending.is_empty() && flying.len() < concurrency && room(&window);
             let finished = tokio::select! {
                 () = stop.cancelled() => return Drained::Stopped,
+                // The role lost: what is in flight is dropped (the new
+                // holder sends it), rather than retried without the role.
+                Ok(()) = leading.changed() => {
+                    if !*leading.borrow_and_update() {
+                        return Drained::Again;
+                    }
+                    continue;
+                }
                 () = tokio::time::sleep(POLL), if read_on => continue,
                 finished = flying.next() => finished,
             };
