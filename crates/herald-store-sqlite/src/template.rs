@@ -1,8 +1,10 @@
 //! Stored templates on SQLite. The one writer gives each name its next
 //! version without a race, and the latest version of each name is kept in
 //! memory ([`Latest`]): one process owns the file, so every change passes
-//! through this store, which forgets a name as soon as its change commits.
-//! Sending with a template then costs no read.
+//! through this store, which reads a name from the database from the moment
+//! a change to it begins until it has committed, and keeps it in memory
+//! again after. Memory is never behind the database, and sending with a
+//! template costs no read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,6 +33,10 @@ struct LatestInner {
     /// One more at every change: a read that began before a change must
     /// not keep what it read after it.
     generation: u64,
+    /// Names with a change under way (and how many): read from the
+    /// database, never from memory, until it has committed, so memory is
+    /// never behind what the database shows.
+    changing: HashMap<String, usize>,
 }
 
 impl Latest {
@@ -58,7 +64,12 @@ impl Latest {
     fn known(&self, name: &str, version: Option<u32>) -> Result<TemplateRecord, u64> {
         let inner = self.lock();
         match inner.records.get(name) {
-            Some(known) if version.is_none_or(|v| v == known.version) => Ok(known.clone()),
+            Some(known)
+                if version.is_none_or(|v| v == known.version)
+                    && !inner.changing.contains_key(name) =>
+            {
+                Ok(known.clone())
+            }
             _ => Err(inner.generation),
         }
     }
@@ -67,7 +78,7 @@ impl Latest {
     /// change has come since (it may be older than that change).
     fn offer(&self, generation: u64, record: &TemplateRecord) {
         let mut inner = self.lock();
-        if inner.generation != generation {
+        if inner.generation != generation || inner.changing.contains_key(&record.name) {
             return;
         }
         if inner.records.len() >= LATEST_CAPACITY {
@@ -76,11 +87,27 @@ impl Latest {
         inner.records.insert(record.name.clone(), record.clone());
     }
 
-    /// Forgets `name`: called once its change has committed (or failed).
+    /// A change to `name` is about to be made: forgets it, and keeps it
+    /// out of memory until [`changed`](Self::changed).
+    fn changing(&self, name: &str) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.records.remove(name);
+        *inner.changing.entry(name.to_owned()).or_default() += 1;
+    }
+
+    /// The change to `name` has committed (or failed): it may be kept in
+    /// memory again once no other change to it is under way.
     fn changed(&self, name: &str) {
         let mut inner = self.lock();
         inner.generation += 1;
         inner.records.remove(name);
+        if let Some(count) = inner.changing.get_mut(name) {
+            *count -= 1;
+            if *count == 0 {
+                inner.changing.remove(name);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LatestInner> {
@@ -134,6 +161,7 @@ where
 {
     let (ops, shared, name) = (ops.clone(), Arc::clone(shared), name.to_owned());
     tokio::spawn(async move {
+        shared.templates.changing(&name);
         let (reply, answer) = oneshot::channel();
         let answer = match ops.send(Op::Job(Box::new(Closure { work, reply }))).await {
             Ok(()) => answer.await.unwrap_or_else(|_| Err(super::stopped())),
@@ -249,6 +277,7 @@ mod tests {
             panic!("nothing is known yet");
         };
         // The read saw version 1; version 2 committed before it came back.
+        latest.changing("a");
         latest.changed("a");
         latest.offer(before, &record("a", 1));
         assert!(latest.known("a", None).is_err(), "version 1 was not kept");
@@ -264,8 +293,36 @@ mod tests {
             "an old version is read"
         );
 
+        latest.changing("a");
         latest.changed("a");
         assert!(latest.known("a", None).is_err(), "forgotten at a change");
+    }
+
+    #[test]
+    fn while_a_change_is_under_way_nothing_is_kept_or_served() {
+        let latest = Latest::default();
+        let Err(generation) = latest.known("a", None) else {
+            panic!("nothing is known yet");
+        };
+        latest.offer(generation, &record("a", 1));
+        latest.changing("a");
+        latest.changing("a");
+        let Err(during) = latest.known("a", None) else {
+            panic!("served from memory during a change");
+        };
+        latest.offer(during, &record("a", 1));
+        latest.changed("a");
+        let Err(one_left) = latest.known("a", None) else {
+            panic!("another change is still under way");
+        };
+        latest.offer(one_left, &record("a", 2));
+        assert!(latest.known("a", None).is_err());
+        latest.changed("a");
+        let Err(after) = latest.known("a", None) else {
+            panic!("nothing kept during the changes");
+        };
+        latest.offer(after, &record("a", 3));
+        assert_eq!(latest.known("a", None), Ok(record("a", 3)));
     }
 
     #[test]
