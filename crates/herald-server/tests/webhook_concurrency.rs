@@ -19,7 +19,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use common::{Herald, config_text, temp_dir, typed};
-use herald_api::WebhookList;
+use herald_api::{DeliveryOutcome, WebhookDeliveryPage, WebhookList};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -155,6 +155,29 @@ async fn suppress(herald: &Herald, addresses: &[String]) {
     assert_eq!(status, 200, "{answer}");
 }
 
+/// Waits (at most 20 s) until the delivery log holds `n` delivered tries:
+/// each is recorded with the endpoint's cursor, so it has passed them.
+async fn wait_recorded(herald: &Herald, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = herald.get("/v1/webhooks/deliveries?limit=100").await;
+        let page: WebhookDeliveryPage = typed(&body);
+        let delivered = page
+            .deliveries
+            .iter()
+            .filter(|d| d.outcome == DeliveryOutcome::Delivered)
+            .count();
+        if delivered >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{delivered} of {n} recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn addresses(from: usize, to: usize) -> Vec<String> {
     (from..to).map(|i| format!("user{i}@example.com")).collect()
 }
@@ -179,6 +202,7 @@ async fn four_posts_are_in_flight_at_once_and_every_event_arrives_once() {
 
     // The cursor passed all twenty: after a restart only the new event
     // comes, and no event arrived twice.
+    wait_recorded(&herald, 20).await;
     herald.stop().await.unwrap();
     let herald = Herald::start_in(dir, &text).await;
     let next = addresses(20, 21);

@@ -217,14 +217,13 @@ async fn a_template_change_whose_caller_left_is_still_seen() {
         1
     );
 
-    // Polled once (the change is handed over), then dropped.
+    // Polled once (the change is handed over), then dropped. (It is
+    // almost always still waiting for the writer then; on a loaded machine
+    // it may be done already, which proves nothing but does no harm.)
     {
         let mut change = std::pin::pin!(store.put_template(put("v2")));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(
-            change.as_mut().poll(&mut cx).is_pending(),
-            "not answered yet"
-        );
+        let _ = change.as_mut().poll(&mut cx);
     }
     // The change lands, and the latest version read (the one kept in
     // memory) becomes it: the old one is not remembered for good. (Between

@@ -219,7 +219,11 @@ impl Endpoint {
         let mut window = window::Window::default();
         let mut flying = FuturesUnordered::new();
         loop {
-            let handing_out = *leading.borrow() && !stop.is_cancelled();
+            // Once stopped, nothing more is handed out; the POSTs in
+            // flight are waited for (within the stop's grace) and recorded,
+            // so that a restart does not send them again.
+            let stopping = stop.is_cancelled();
+            let handing_out = *leading.borrow() && !stopping;
             let room = |window: &window::Window| window.len() + BATCH <= MAX_WINDOW;
             // Whether the outbox had nothing more to give (or failed).
             let mut read_nothing = false;
@@ -254,7 +258,7 @@ impl Endpoint {
                 }
             }
             if flying.is_empty() {
-                if stop.is_cancelled() {
+                if stopping {
                     return Drained::Stopped;
                 }
                 if !*leading.borrow() {
@@ -270,7 +274,7 @@ impl Endpoint {
             let read_on =
                 handing_out && pending.is_empty() && flying.len() < concurrency && room(&window);
             let finished = tokio::select! {
-                () = stop.cancelled() => return Drained::Stopped,
+                () = stop.cancelled(), if !stopping => continue,
                 // The role lost: what is in flight is dropped (the new
                 // holder sends it), rather than retried without the role.
                 Ok(()) = leading.changed() => {
@@ -288,7 +292,9 @@ impl Endpoint {
             let (delivery, met_410) = match sent {
                 send::Sent::Done(delivery) => (delivery, false),
                 send::Sent::Gone(delivery) => (delivery, true),
-                send::Sent::Stopped => return Drained::Stopped,
+                // Stopped while waiting to retry: not finished, sent again
+                // after the restart.
+                send::Sent::Stopped => continue,
             };
             // A 410 finishes its event too (re-enabling the endpoint is a
             // manual retry of that very try), but no other: what is still
