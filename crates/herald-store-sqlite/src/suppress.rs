@@ -25,15 +25,9 @@ type RawEntry = (
     Option<i64>,
 );
 
+/// A row's columns, in order (rusqlite reads a tuple of them).
 fn read(row: &Row<'_>) -> rusqlite::Result<RawEntry> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    ))
+    RawEntry::try_from(row)
 }
 
 fn entry(raw: RawEntry) -> Result<Suppression, StoreError> {

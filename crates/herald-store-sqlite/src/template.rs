@@ -227,16 +227,9 @@ type Raw = (
     i64,
 );
 
+/// A row's columns, in order (rusqlite reads a tuple of them).
 fn read(row: &Row<'_>) -> rusqlite::Result<Raw> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-    ))
+    Raw::try_from(row)
 }
 
 fn finish(raw: Raw) -> Result<TemplateRecord, StoreError> {

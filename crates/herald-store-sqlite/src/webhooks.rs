@@ -16,14 +16,9 @@ type RawEvent = (i64, i64, String, Option<String>, String);
 
 const EVENT_COLUMNS: &str = "id, at, kind, message, body";
 
+/// A row's columns, in order (rusqlite reads a tuple of them).
 fn read_event(row: &Row<'_>) -> rusqlite::Result<RawEvent> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
+    RawEvent::try_from(row)
 }
 
 fn event((id, at, kind, message, body): RawEvent) -> Result<OutboxEvent, StoreError> {
@@ -166,19 +161,9 @@ type RawDelivery = (
     String,
 );
 
+/// A row's columns, in order (rusqlite reads a tuple of them).
 fn read_delivery(row: &Row<'_>) -> rusqlite::Result<RawDelivery> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
-    ))
+    RawDelivery::try_from(row)
 }
 
 fn delivery(raw: RawDelivery) -> Result<WebhookDeliveryRecord, StoreError> {
