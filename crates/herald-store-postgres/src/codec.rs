@@ -106,6 +106,15 @@ pub(crate) fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, Sto
 }
 
 /// A count or code column that must not be negative.
+/// The `count(*)` the pipeline step `step` of a purge answered (0 for a
+/// step that answered no row).
+pub(crate) fn purged(rows: &[Vec<Row>], step: usize) -> Result<u64, StoreError> {
+    match rows.get(step).and_then(|rows| rows.first()) {
+        Some(row) => unsigned(get::<i64>(row, 0)?, "purged"),
+        None => Ok(0),
+    }
+}
+
 pub(crate) fn unsigned<T: TryFrom<i64>>(n: i64, what: &str) -> Result<T, StoreError> {
     T::try_from(n).map_err(|_| corrupt(format!("{what} {n} out of range")))
 }

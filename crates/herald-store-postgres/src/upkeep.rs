@@ -8,7 +8,7 @@ use deadpool_postgres::Pool;
 use time::OffsetDateTime;
 
 use super::Shared;
-use super::codec::{get, interval, unsigned};
+use super::codec::{get, interval, purged};
 use super::pipeline::{Conn, Tx, step};
 use herald_store::{FeedCursor, FeedEntry, FeedRecord, Purged, Retention, StoreError};
 
@@ -59,16 +59,10 @@ pub(crate) async fn purge(shared: &Shared, retention: &Retention) -> Result<Purg
             "purge",
         )
         .await?;
-    let count = |i: usize| -> Result<u64, StoreError> {
-        match rows.get(i).and_then(|rows| rows.first()) {
-            Some(row) => unsigned(get::<i64>(row, 0)?, "purged"),
-            None => Ok(0),
-        }
-    };
     Ok(Purged {
-        messages: count(0)?,
-        keys: count(1)?,
-        feed: count(2)?,
+        messages: purged(&rows, 0)?,
+        keys: purged(&rows, 1)?,
+        feed: purged(&rows, 2)?,
     })
 }
 

@@ -6,7 +6,7 @@
 use tokio_postgres::Row;
 
 use super::Shared;
-use super::codec::{corrupt, get, unsigned};
+use super::codec::{corrupt, get, purged};
 use super::pipeline::{Conn, Tx, step};
 use herald_store::outbox;
 use herald_store::{
@@ -358,15 +358,9 @@ pub(crate) async fn purge(
             "purge events",
         )
         .await?;
-    let count = |i: usize| -> Result<u64, StoreError> {
-        match rows.get(i).and_then(|rows| rows.first()) {
-            Some(row) => unsigned(get::<i64>(row, 0)?, "purged"),
-            None => Ok(0),
-        }
-    };
     Ok(PurgedEvents {
-        events: count(0)?,
-        deliveries: count(1)?,
-        suppressions: count(2)?,
+        events: purged(&rows, 0)?,
+        deliveries: purged(&rows, 1)?,
+        suppressions: purged(&rows, 2)?,
     })
 }
