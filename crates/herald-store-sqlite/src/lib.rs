@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use herald_policy::RateLimit;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use rusqlite::Connection;
 
@@ -148,9 +148,7 @@ impl SqliteStore {
 
     /// Hands an operation to the writer and waits for its committed answer.
     async fn write<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.ops.send(op(reply)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        writer::submit(&self.ops, op).await
     }
 }
 

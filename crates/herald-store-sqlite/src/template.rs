@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use herald_store::{NewTemplate, StoreError, TemplateRecord};
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::codec::{db, ms, time};
 use super::readers::Readers;
-use super::writer::{Closure, Op, Shared};
+use super::writer::{Closure, Op, Shared, submit};
 
 /// Names kept at most; past it the memory starts again empty (a service
 /// sends with a few dozen templates, not thousands).
@@ -162,11 +162,7 @@ where
     let (ops, shared, name) = (ops.clone(), Arc::clone(shared), name.to_owned());
     tokio::spawn(async move {
         shared.templates.changing(&name);
-        let (reply, answer) = oneshot::channel();
-        let answer = match ops.send(Op::Job(Box::new(Closure { work, reply }))).await {
-            Ok(()) => answer.await.unwrap_or_else(|_| Err(super::stopped())),
-            Err(_) => Err(super::stopped()),
-        };
+        let answer = submit(&ops, |reply| Op::Job(Box::new(Closure { work, reply }))).await;
         shared.templates.changed(&name);
         answer
     })

@@ -204,6 +204,17 @@ fn pending<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) ->
     })
 }
 
+/// Hands an operation to the writer on `ops` and waits for its committed
+/// answer.
+pub(super) async fn submit<T>(
+    ops: &mpsc::Sender<Op>,
+    op: impl FnOnce(Reply<T>) -> Op,
+) -> Result<T, StoreError> {
+    let (reply, answer) = oneshot::channel();
+    ops.send(op(reply)).await.map_err(|_| super::stopped())?;
+    answer.await.map_err(|_| super::stopped())?
+}
+
 /// What the writer tells the rest of the store.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
