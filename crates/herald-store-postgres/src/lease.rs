@@ -467,6 +467,17 @@ pub(crate) async fn lock(
     ))
 }
 
+/// Locks `id` for the rest of `tx` and checks that `owner` still holds
+/// it, sending: its attempt count, or `LeaseLost` (`NotFound` if there is
+/// no such message). The caller rolls `tx` back on an error.
+async fn still_ours(tx: &mut Tx, id: &str, owner: &str) -> Result<u32, StoreError> {
+    let (status, holder, attempts) = lock(tx, id).await?;
+    if status != MessageStatus::Sending || holder.as_deref() != Some(owner) {
+        return Err(StoreError::LeaseLost);
+    }
+    Ok(attempts)
+}
+
 /// Puts `id` off untried until `postponed.until` (see
 /// [`herald_store::Store::postpone`]): attempts unchanged. With the
 /// database's clock, the event's time is the database's now.
@@ -477,16 +488,9 @@ pub(crate) async fn postpone(
     postponed: &Postponed,
 ) -> Result<(), StoreError> {
     let mut tx = Tx::begin(&shared.pool).await?;
-    let (status, holder, _) = match lock(&mut tx, id).await {
-        Ok(held) => held,
-        Err(e) => {
-            tx.rollback().await;
-            return Err(e);
-        }
-    };
-    if status != MessageStatus::Sending || holder.as_deref() != Some(owner) {
+    if let Err(e) = still_ours(&mut tx, id, owner).await {
         tx.rollback().await;
-        return Err(StoreError::LeaseLost);
+        return Err(e);
     }
     let at: Option<OffsetDateTime> = match shared.clock {
         Clock::Caller => Some(postponed.at),
@@ -521,17 +525,13 @@ pub(crate) async fn postpone(
 /// Gives `id` back untried: due again at once, attempts unchanged.
 pub(crate) async fn release(shared: &Shared, id: &str, owner: &str) -> Result<(), StoreError> {
     let mut tx = Tx::begin(&shared.pool).await?;
-    let (status, holder, attempts) = match lock(&mut tx, id).await {
-        Ok(held) => held,
+    let attempts = match still_ours(&mut tx, id, owner).await {
+        Ok(attempts) => attempts,
         Err(e) => {
             tx.rollback().await;
             return Err(e);
         }
     };
-    if status != MessageStatus::Sending || holder.as_deref() != Some(owner) {
-        tx.rollback().await;
-        return Err(StoreError::LeaseLost);
-    }
     // next_attempt_at was at or before the claim's now, so the message is
     // due at once without a clock; for the same reason updated_at stays.
     let status = unclaimed_status(attempts).as_str();
