@@ -39,21 +39,11 @@ impl Receiver {
             post(move |headers: HeaderMap, body: String| {
                 let (now, record) = (now.clone(), record.clone());
                 async move {
-                    let header = |name: &str| {
-                        headers
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned()
-                    };
                     let answered = now.load(Ordering::SeqCst);
-                    record.lock().unwrap().push(Seen {
-                        id: header("webhook-id"),
-                        timestamp: header("webhook-timestamp"),
-                        signature: header("webhook-signature"),
-                        body,
-                        answered,
-                    });
+                    record
+                        .lock()
+                        .unwrap()
+                        .push(Seen::new(&headers, body, answered));
                     StatusCode::from_u16(answered).unwrap()
                 }
             }),

@@ -33,21 +33,11 @@ async fn receiver(failures: usize) -> (String, Arc<Mutex<Vec<Seen>>>) {
             let (record, count) = (record.clone(), count.clone());
             async move {
                 let failing = count.fetch_add(1, Ordering::SeqCst) < failures;
-                let header = |name: &str| {
-                    headers
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_owned()
-                };
                 let answered = if failing { 503 } else { 204 };
-                record.lock().unwrap().push(Seen {
-                    id: header("webhook-id"),
-                    timestamp: header("webhook-timestamp"),
-                    signature: header("webhook-signature"),
-                    body,
-                    answered,
-                });
+                record
+                    .lock()
+                    .unwrap()
+                    .push(Seen::new(&headers, body, answered));
                 let status = StatusCode::from_u16(answered).unwrap();
                 (status, [("retry-after", "0")])
             }

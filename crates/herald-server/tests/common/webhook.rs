@@ -1,6 +1,7 @@
 //! A webhook receiver's view of herald's POSTs: what arrived, and the
 //! signature check a receiver runs (docs/webhooks.md).
 
+use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
@@ -16,6 +17,26 @@ pub(crate) struct Seen {
     pub(crate) signature: String,
     pub(crate) body: String,
     pub(crate) answered: u16,
+}
+
+impl Seen {
+    /// A POST with `headers` and `body`, answered `answered`.
+    pub(crate) fn new(headers: &HeaderMap, body: String, answered: u16) -> Seen {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        Seen {
+            id: header("webhook-id"),
+            timestamp: header("webhook-timestamp"),
+            signature: header("webhook-signature"),
+            body,
+            answered,
+        }
+    }
 }
 
 /// Verifies a request the way a receiver does (docs/webhooks.md), with
